@@ -1,0 +1,300 @@
+//! Encoding frames and records.
+
+use std::sync::Arc;
+
+use super::{flags, tag, Frame, FrameType, HEADER_LEN, HELLO_MAGIC};
+use crate::record::{Record, Scope, ScopeKey};
+use crate::value::Value;
+
+/// Appends `frame`, with its length prefix, to `out`.
+pub fn encode_frame(frame: &Frame, out: &mut Vec<u8>) {
+    if let Frame::Batch(b) = frame {
+        let mut enc = BatchEncoder::with_buffer(std::mem::take(out), b.seq);
+        for r in &b.records {
+            enc.push(r);
+        }
+        *out = enc.finish();
+        return;
+    }
+    let start = begin_frame(out, frame.frame_type());
+    match frame {
+        Frame::Hello(h) => {
+            out.extend_from_slice(&HELLO_MAGIC);
+            put_u16(out, h.version);
+            out.extend_from_slice(&h.instance.0);
+            put_u32(out, h.pid);
+            put_str(out, &h.service);
+            put_str(out, &h.host);
+            match &h.token {
+                Some(t) => {
+                    out.push(1);
+                    put_str(out, t);
+                }
+                None => out.push(0),
+            }
+        }
+        Frame::Welcome(w) => {
+            put_u16(out, w.version);
+            put_u32(out, w.max_frame_bytes);
+            put_str(out, &w.server);
+        }
+        Frame::Ack(a) => {
+            put_u64(out, a.seq);
+            put_u32(out, a.stored);
+            put_u32(out, a.duplicates);
+        }
+        Frame::Reject(r) => {
+            put_u64(out, r.seq);
+            put_u32(out, len_u32(r.records.len()));
+            for rr in &r.records {
+                put_u32(out, rr.index);
+                out.extend_from_slice(&rr.id.0);
+                put_str(out, &rr.reason);
+            }
+        }
+        Frame::Gap(g) => {
+            for n in g.dropped {
+                put_u64(out, n);
+            }
+        }
+        Frame::Error(e) => {
+            put_u16(out, e.code as u16);
+            put_str(out, &e.message);
+        }
+        Frame::Batch(_) => unreachable!("handled above"),
+    }
+    end_frame(out, start);
+}
+
+/// Writes a batch frame record by record straight into a buffer, so a sender never
+/// builds a `Vec<Record>`. [`BatchEncoder::finish`] seals the frame and returns the bytes.
+pub struct BatchEncoder {
+    out: Vec<u8>,
+    start: usize,
+    count_at: usize,
+    count: u32,
+    prev_scope: Option<Arc<Scope>>,
+}
+
+/// A record that alone exceeds the frame limit; the batch is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordTooLarge {
+    /// The record's encoded size in bytes.
+    pub bytes: usize,
+}
+
+impl BatchEncoder {
+    /// Starts a batch frame with sequence number `seq` in a new buffer.
+    pub fn new(seq: u64) -> Self {
+        Self::with_buffer(Vec::new(), seq)
+    }
+
+    /// Starts a batch frame at the end of `out` (reusing its allocation).
+    pub fn with_buffer(mut out: Vec<u8>, seq: u64) -> Self {
+        let start = begin_frame(&mut out, FrameType::Batch);
+        put_u64(&mut out, seq);
+        let count_at = out.len();
+        put_u32(&mut out, 0);
+        Self {
+            out,
+            start,
+            count_at,
+            count: 0,
+            prev_scope: None,
+        }
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, r: &Record) {
+        let same_scope = self
+            .prev_scope
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, &r.scope) || **p == *r.scope);
+        encode_record(&mut self.out, r, same_scope);
+        if !same_scope {
+            self.prev_scope = Some(Arc::clone(&r.scope));
+        }
+        self.count += 1;
+    }
+
+    /// Appends one record unless that would make the frame larger than `max_frame_bytes`
+    /// (length prefix included), in which case the batch is left as it was.
+    pub fn push_bounded(
+        &mut self,
+        r: &Record,
+        max_frame_bytes: usize,
+    ) -> Result<(), RecordTooLarge> {
+        let len = self.out.len();
+        let prev = self.prev_scope.clone();
+        self.push(r);
+        if self.frame_bytes() <= max_frame_bytes {
+            return Ok(());
+        }
+        let bytes = self.out.len() - len;
+        self.out.truncate(len);
+        self.prev_scope = prev;
+        self.count -= 1;
+        Err(RecordTooLarge { bytes })
+    }
+
+    /// Records pushed so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes of this frame so far, header included.
+    pub fn frame_bytes(&self) -> usize {
+        self.out.len() - self.start
+    }
+
+    /// Seals the frame (writes its length and record count) and returns the buffer.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out[self.count_at..self.count_at + 4].copy_from_slice(&self.count.to_le_bytes());
+        end_frame(&mut self.out, self.start);
+        self.out
+    }
+}
+
+fn encode_record(out: &mut Vec<u8>, r: &Record, same_scope: bool) {
+    out.push(r.kind.code());
+    out.push(r.level.code());
+    out.extend_from_slice(&r.id.0);
+    out.extend_from_slice(&r.ts.0.to_le_bytes());
+    put_str(out, &r.name);
+    put_str(out, &r.target);
+
+    let mut f = 0u16;
+    let mut set = |bit: u16, on: bool| {
+        if on {
+            f |= bit;
+        }
+    };
+    set(flags::MESSAGE, r.message.is_some());
+    set(flags::SPAN_ID, r.span_id.is_some());
+    set(flags::PARENT_SPAN_ID, r.parent_span_id.is_some());
+    set(flags::FILE, r.file.is_some());
+    set(flags::LINE, r.line.is_some());
+    set(flags::CATEGORY, r.category.is_some());
+    set(flags::STATUS, r.status.is_some());
+    set(flags::DURATION, r.duration_ns.is_some());
+    set(flags::BUSY, r.busy_ns.is_some());
+    set(flags::IDLE, r.idle_ns.is_some());
+    set(flags::SCOPE_SAME, same_scope);
+    set(flags::SCOPE, !same_scope && !r.scope.is_empty());
+    put_u16(out, f);
+    out.extend_from_slice(&r.trace_id.0);
+
+    if let Some(m) = &r.message {
+        put_str(out, m);
+    }
+    if let Some(s) = r.span_id {
+        out.extend_from_slice(&s.0);
+    }
+    if let Some(s) = r.parent_span_id {
+        out.extend_from_slice(&s.0);
+    }
+    if let Some(file) = &r.file {
+        put_str(out, file);
+    }
+    if let Some(line) = r.line {
+        put_varint(out, u64::from(line));
+    }
+    if let Some(c) = &r.category {
+        put_str(out, c);
+    }
+    if let Some(s) = r.status {
+        out.push(s.code());
+    }
+    for v in [r.duration_ns, r.busy_ns, r.idle_ns].into_iter().flatten() {
+        put_varint(out, v);
+    }
+    if f & flags::SCOPE != 0 {
+        let mut mask = 0u16;
+        for (k, _) in r.scope.iter() {
+            mask |= 1 << (k as u16);
+        }
+        put_u16(out, mask);
+        for (_, v) in r.scope.iter() {
+            put_str(out, v);
+        }
+    }
+
+    put_varint(out, r.fields.len() as u64);
+    for (k, v) in r.fields.iter() {
+        put_str(out, k);
+        put_value(out, v);
+    }
+}
+
+// ScopeKey discriminants are the mask bit positions; keep them below 16.
+const _: () = assert!(ScopeKey::COUNT <= 16);
+
+fn put_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Str(s) => {
+            out.push(tag::STR);
+            put_str(out, s);
+        }
+        Value::I64(i) => {
+            out.push(tag::I64);
+            put_varint(out, zigzag(*i));
+        }
+        Value::U64(u) => {
+            out.push(tag::U64);
+            put_varint(out, *u);
+        }
+        Value::F64(x) => {
+            out.push(tag::F64);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Value::Bool(b) => out.push(if *b { tag::TRUE } else { tag::FALSE }),
+        Value::Json(j) => {
+            out.push(tag::JSON);
+            put_str(out, j.as_str());
+        }
+    }
+}
+
+fn begin_frame(out: &mut Vec<u8>, t: FrameType) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    out.push(t as u8);
+    start
+}
+
+fn end_frame(out: &mut [u8], start: usize) {
+    let len = len_u32(out.len() - start - HEADER_LEN);
+    out[start..start + HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+}
+
+fn len_u32(n: usize) -> u32 {
+    // Frames are bounded far below 4 GiB by the sender's batch limits.
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+pub(super) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn put_u16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
