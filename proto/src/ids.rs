@@ -74,6 +74,13 @@ macro_rules! hex_id {
                 Self::from_hex(s)
             }
         }
+
+        /// Serialized as lowercase hex.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
     };
 }
 

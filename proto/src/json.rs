@@ -13,7 +13,7 @@ use crate::ids::{RecordId, SpanId, TraceId};
 use crate::keys;
 use crate::record::{Kind, Level, Record, Resource, Scope, ScopeKey, Status, SCHEMA_VERSION};
 use crate::time::Timestamp;
-use crate::value::{Fields, Str, Value};
+use crate::value::{Fields, Str};
 
 impl Serialize for Record {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -113,7 +113,7 @@ struct RecordJson {
     #[serde(default)]
     idle_ns: Option<u64>,
     #[serde(default)]
-    fields: serde_json::Map<String, serde_json::Value>,
+    fields: Fields,
 }
 
 /// `ts` as RFC 3339 text or as integer nanoseconds.
@@ -185,11 +185,7 @@ impl<'de> Deserialize<'de> for Record {
             duration_ns: j.duration_ns,
             busy_ns: j.busy_ns,
             idle_ns: j.idle_ns,
-            fields: j
-                .fields
-                .into_iter()
-                .map(|(k, v)| (Str::Owned(k), Value::from_json(v)))
-                .collect::<Fields>(),
+            fields: j.fields,
         })
     }
 }
@@ -198,7 +194,7 @@ impl<'de> Deserialize<'de> for Record {
 mod tests {
     use super::*;
     use crate::ids::InstanceId;
-    use crate::value::Json;
+    use crate::value::{Json, Value};
 
     fn sample() -> Record {
         let mut r = Record::new(

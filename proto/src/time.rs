@@ -93,6 +93,13 @@ impl fmt::Debug for Timestamp {
     }
 }
 
+/// Serialized as RFC 3339 text.
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
 impl FromStr for Timestamp {
     type Err = ParseTimestampError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -3,8 +3,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 /// A string that is usually `&'static` (names, targets and field keys come from
@@ -127,6 +128,18 @@ impl Value {
             other => match Json::from_serialize(&other) {
                 Ok(j) => Self::Json(j),
                 Err(_) => Self::Str(other.to_string()),
+            },
+        }
+    }
+
+    /// Converts one JSON value given as text: scalars become typed values; objects,
+    /// arrays and null stay nested JSON exactly as written (key order included).
+    pub fn from_raw(raw: Box<RawValue>) -> Self {
+        match raw.get().as_bytes().first() {
+            Some(b'{' | b'[' | b'n') => Self::Json(Json(raw)),
+            _ => match serde_json::from_str::<serde_json::Value>(raw.get()) {
+                Ok(v) => Self::from_json(v),
+                Err(_) => Self::Json(Json(raw)),
             },
         }
     }
@@ -299,9 +312,47 @@ impl Serialize for Fields {
     }
 }
 
+/// Reads a JSON object in document order (a repeated key: the last wins).
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of fields")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut out = Fields::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    out.set(Str::Owned(k), Value::from_raw(v));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(FieldsVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deserializes_in_document_order() {
+        let text = r#"{"z":1,"a":"x","m":{"role":"user","content":[1]},"f":0.5,"b":true,"u":18446744073709551615,"n":null}"#;
+        let f: Fields = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            f.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["z", "a", "m", "f", "b", "u", "n"]
+        );
+        assert_eq!(f.get("f"), Some(&Value::F64(0.5)));
+        assert_eq!(f.get("u"), Some(&Value::U64(u64::MAX)));
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            text,
+            "nested key order survives"
+        );
+    }
 
     #[test]
     fn set_replaces_in_place() {

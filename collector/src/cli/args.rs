@@ -1,0 +1,112 @@
+//! Arguments shared by the reading commands.
+
+use clap::{Args, ValueEnum};
+use logbook_proto::{Kind, Level, Timestamp, TraceId};
+
+use crate::query::{RecordFilter, TimeSpec};
+
+/// The common record filters of `query`, `tail` and `export`.
+#[derive(Clone, Debug, Default, Args)]
+pub(crate) struct FilterArgs {
+    /// Only records at or after this time: RFC 3339 (2026-11-21T20:00:00Z) or an age (30s, 15m, 2h, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<TimeSpec>,
+    /// Only records before this time: RFC 3339 or an age.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<TimeSpec>,
+    /// Only this level or more severe: trace, debug, info, warn, error.
+    #[arg(long, value_name = "LEVEL")]
+    pub(crate) level: Option<Level>,
+    /// Only records of this run.
+    #[arg(long, value_name = "RUN_ID")]
+    pub(crate) run: Option<String>,
+    /// Only records of this trace (32 hex digits).
+    #[arg(long, value_name = "TRACE_ID")]
+    pub(crate) trace: Option<TraceId>,
+    /// Only records of this tenant.
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// Only records of this project.
+    #[arg(long)]
+    pub(crate) project: Option<String>,
+    /// Only records of this app.
+    #[arg(long)]
+    pub(crate) app: Option<String>,
+    /// Only records of this user (user_id).
+    #[arg(long, value_name = "USER_ID")]
+    pub(crate) user: Option<String>,
+    /// Only records of this kind: event, span_start, span_end.
+    #[arg(long)]
+    pub(crate) kind: Option<Kind>,
+    /// Only records of this category: run, step, llm_call, tool_call, agent, log, error, span, ….
+    #[arg(long)]
+    pub(crate) category: Option<String>,
+    /// Only spans or events with this name.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Only records with this target or a module below it (`app` matches `app::db`).
+    #[arg(long)]
+    pub(crate) target: Option<String>,
+    /// Only records whose message or string fields contain all these words.
+    #[arg(long)]
+    pub(crate) text: Option<String>,
+    /// Only records whose field KEY equals VALUE, e.g. --field gen_ai.request.model=gpt-4o (repeatable).
+    #[arg(long = "field", value_name = "KEY=VALUE", value_parser = parse_field)]
+    pub(crate) fields: Vec<(String, String)>,
+}
+
+fn parse_field(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+impl FilterArgs {
+    pub(crate) fn to_filter(&self) -> RecordFilter {
+        let now = Timestamp::now();
+        RecordFilter {
+            since: self.since.map(|t| t.resolve(now)),
+            until: self.until.map(|t| t.resolve(now)),
+            min_level: self.level,
+            run_id: self.run.clone(),
+            trace_id: self.trace,
+            tenant: self.tenant.clone(),
+            project: self.project.clone(),
+            app: self.app.clone(),
+            user_id: self.user.clone(),
+            kind: self.kind,
+            category: self.category.clone(),
+            name: self.name.clone(),
+            target: self.target.clone(),
+            text: self.text.clone(),
+            fields: self.fields.clone(),
+        }
+    }
+}
+
+/// Output formats for record listings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON array.
+    Json,
+    /// One JSON record per line (the record contract).
+    Jsonl,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// Output formats for `export`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// One JSON record per line (the record contract).
+    #[default]
+    Jsonl,
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One line per record, like a log file.
+    Text,
+}

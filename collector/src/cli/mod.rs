@@ -1,0 +1,114 @@
+//! The `logbook` command line: one module per command, each a clap `Args` struct with
+//! a `run` method.
+
+mod args;
+mod output;
+mod records;
+mod runs;
+mod serve;
+mod stats;
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Sources};
+use crate::store::SqliteStore;
+
+/// logbook: a flight recorder for async Rust services and AI agents.
+///
+/// `logbook serve` runs the collector; the other commands read its database.
+#[derive(Debug, Parser)]
+#[command(name = "logbook", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: ./logbook.toml if present; env LOGBOOK_CONFIG].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// SQLite database file [default: $XDG_DATA_HOME/logbook/logbook.db; env LOGBOOK_DB].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the collector: listen on the Unix socket and store records.
+    Serve(serve::ServeArgs),
+    /// List runs, newest first.
+    Runs(runs::RunsArgs),
+    /// Show one run as a span tree with durations, status and errors.
+    Run(runs::RunArgs),
+    /// Search records (newest first, keyset pages).
+    Query(records::QueryArgs),
+    /// Print the newest records, then follow new ones as they are stored.
+    Tail(records::TailArgs),
+    /// Write every matching record, oldest first, as CSV, JSON Lines or text.
+    Export(records::ExportArgs),
+    /// Counts by level and kind, database size, ingest rate and client drops.
+    Stats(stats::StatsArgs),
+}
+
+impl Cli {
+    fn sources(&self, flags: Vec<(&'static str, String)>) -> Sources {
+        let mut flags = flags;
+        if let Some(db) = &self.db {
+            flags.push(("db", db.display().to_string()));
+        }
+        Sources {
+            file: self.config.clone(),
+            flags,
+        }
+    }
+
+    fn config(&self) -> anyhow::Result<Config> {
+        Config::load(&self.sources(Vec::new()))
+    }
+
+    /// Opens the configured database read-only.
+    fn read_store(&self) -> anyhow::Result<SqliteStore> {
+        let config = self.config()?;
+        Ok(SqliteStore::open_read_only(&config.db)?)
+    }
+
+    /// Runs the command.
+    pub fn run(self) -> anyhow::Result<()> {
+        match &self.command {
+            Command::Serve(a) => a.run(&self),
+            Command::Runs(a) => a.run(&self.read_store()?),
+            Command::Run(a) => a.run(&self.read_store()?),
+            Command::Query(a) => a.run(&self.read_store()?),
+            Command::Tail(a) => a.run(&self.read_store()?),
+            Command::Export(a) => a.run(&self.read_store()?),
+            Command::Stats(a) => a.run(&self.read_store()?),
+        }
+    }
+}
+
+/// The `logbook` binary's entry point: parses arguments, runs the command, and turns
+/// an error into one line on stderr and exit status 1. A closed output pipe (as with
+/// `logbook export | head`) is not an error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logbook: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,171 @@
+//! `logbook query`, `logbook tail` and `logbook export`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::args::{ExportFormat, FilterArgs, Format};
+use super::output;
+use crate::query::{Cursor, Page};
+use crate::store::Store;
+
+/// Arguments of `logbook query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Records per page.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    limit: u32,
+    /// Only records before this cursor (printed after a full page) or RFC 3339 time.
+    #[arg(long, value_name = "CURSOR")]
+    before: Option<Cursor>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+impl QueryArgs {
+    pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let page = Page {
+            limit: self.limit as usize,
+            before: self.before,
+        };
+        let records = store.query(&self.filter.to_filter(), &page)?;
+        let stdout = io::stdout().lock();
+        let mut out = output::for_format(self.format, BufWriter::new(stdout));
+        for r in &records {
+            out.write(r)?;
+        }
+        out.finish()?;
+        if records.len() == page.limit {
+            if let Some(last) = records.last() {
+                eprintln!(
+                    "next page: --before {}",
+                    Cursor {
+                        ts: last.ts,
+                        seq: last.seq
+                    }
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Arguments of `logbook tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// How many of the newest records to print first.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    lines: usize,
+    /// Print the newest records and exit instead of following.
+    #[arg(long)]
+    no_follow: bool,
+    /// How often to look for new records, in milliseconds.
+    #[arg(long, default_value_t = 250, value_name = "MS")]
+    interval: u64,
+    /// Output format: text lines, or JSON Lines.
+    #[arg(long, value_enum, default_value_t = TailFormat::Text)]
+    format: TailFormat,
+}
+
+/// Output formats for `tail`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum TailFormat {
+    /// One line per record, like a log file.
+    Text,
+    /// One JSON record per line.
+    Jsonl,
+}
+
+impl TailArgs {
+    pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let filter = self.filter.to_filter();
+        // Everything stored up to now is "old"; only records after it are followed.
+        let mut last = store.last_seq()?;
+        let mut newest = store.query(
+            &filter,
+            &Page {
+                limit: self.lines,
+                before: None,
+            },
+        )?;
+        newest.reverse();
+        let format = match self.format {
+            TailFormat::Text => ExportFormat::Text,
+            TailFormat::Jsonl => ExportFormat::Jsonl,
+        };
+        let mut out = output::for_export(format, LineWriter(io::stdout()));
+        for r in &newest {
+            out.write(r)?;
+        }
+        out.finish()?;
+        if self.no_follow {
+            return Ok(());
+        }
+        loop {
+            std::thread::sleep(Duration::from_millis(self.interval));
+            loop {
+                let batch = store.after(last, &filter, 1000)?;
+                for r in &batch {
+                    out.write(r)?;
+                }
+                out.finish()?;
+                match batch.last() {
+                    Some(r) => last = r.seq,
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
+/// Stdout, flushed at every `flush` so followers see lines as they come.
+struct LineWriter(io::Stdout);
+
+impl Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Arguments of `logbook export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: ExportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let sink: Box<dyn Write> = match &self.output {
+            Some(path) => Box::new(
+                File::create(path).with_context(|| format!("creating {}", path.display()))?,
+            ),
+            None => Box::new(io::stdout().lock()),
+        };
+        let mut out = output::for_export(self.format, BufWriter::with_capacity(256 * 1024, sink));
+        let n = store.scan(&self.filter.to_filter(), &mut |r| out.write(&r))?;
+        out.finish()?;
+        if let Some(path) = &self.output {
+            eprintln!("exported {n} records to {}", path.display());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! `logbook stats`.
+
+use std::io::{self, Write};
+
+use clap::Args;
+use logbook_proto::{Kind, Level};
+
+use crate::store::Store;
+
+/// Arguments of `logbook stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+impl StatsArgs {
+    pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let s = store.stats()?;
+        let mut out = io::stdout().lock();
+        if self.json {
+            serde_json::to_writer_pretty(&mut out, &s)?;
+            writeln!(out)?;
+            return Ok(());
+        }
+        writeln!(out, "records       {}", s.records)?;
+        let levels: Vec<String> = Level::ALL
+            .iter()
+            .map(|l| format!("{} {}", l, s.by_level[l.index()]))
+            .collect();
+        writeln!(out, "  by level    {}", levels.join("  "))?;
+        let kinds: Vec<String> = Kind::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{} {}", k, s.by_kind[i]))
+            .collect();
+        writeln!(out, "  by kind     {}", kinds.join("  "))?;
+        if let (Some(o), Some(n)) = (s.oldest, s.newest) {
+            writeln!(out, "  time range  {o} .. {n}")?;
+        }
+        writeln!(out, "runs          {}", s.runs)?;
+        writeln!(
+            out,
+            "database      {} (write-ahead log {})",
+            mib(s.db_bytes),
+            mib(s.wal_bytes)
+        )?;
+        writeln!(
+            out,
+            "ingest rate   {:.1} records/s over the last minute, {:.1}/s over 10 minutes",
+            s.rate_1m, s.rate_10m
+        )?;
+        writeln!(
+            out,
+            "client drops  {} from {} clients",
+            s.dropped_total(),
+            s.client_drops
+                .iter()
+                .filter(|c| c.dropped.iter().any(|d| *d > 0))
+                .count()
+        )?;
+        for c in s
+            .client_drops
+            .iter()
+            .filter(|c| c.dropped.iter().any(|d| *d > 0))
+        {
+            let by_level: Vec<String> = Level::ALL
+                .iter()
+                .filter(|l| c.dropped[l.index()] > 0)
+                .map(|l| format!("{} {}", l, c.dropped[l.index()]))
+                .collect();
+            writeln!(
+                out,
+                "  {} on {} (pid {}, instance {}): {}, last reported {}",
+                c.service,
+                c.host,
+                c.pid,
+                c.instance,
+                by_level.join(", "),
+                c.updated
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,355 @@
+//! The collector's configuration: defaults, then `logbook.toml`, then `LOGBOOK_*`
+//! environment variables, then command-line flags. Unknown keys in the file are errors.
+//!
+//! Every layer is a TOML table; they are merged key by key and the result is
+//! deserialized once, so the file, the environment and the flags accept exactly the
+//! same keys and values.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Deserializer};
+
+use crate::store::Durability;
+
+/// Environment variable naming the configuration file.
+pub const ENV_CONFIG: &str = "LOGBOOK_CONFIG";
+
+/// The configuration file read from the working directory when no other is named.
+pub const DEFAULT_CONFIG_FILE: &str = "logbook.toml";
+
+/// Every configuration key with its help text; the environment variable of a key is
+/// `LOGBOOK_` followed by the key in upper case.
+pub const KEYS: &[(&str, &str)] = &[
+    (
+        "db",
+        "SQLite database file [default: $XDG_DATA_HOME/logbook/logbook.db]",
+    ),
+    (
+        "socket",
+        "Unix socket to listen on [default: $XDG_RUNTIME_DIR/logbook.sock]",
+    ),
+    (
+        "socket_mode",
+        "permissions of the socket file, octal [default: 0600]",
+    ),
+    (
+        "max_frame_bytes",
+        "largest frame accepted from a client [default: 16777216]",
+    ),
+    (
+        "commit_max_records",
+        "group commit: most records per transaction [default: 20000]",
+    ),
+    (
+        "commit_interval_ms",
+        "group commit: longest wait for more records before committing [default: 5]",
+    ),
+    (
+        "durability",
+        "full (fsync every commit) or normal (fsync at checkpoints) [default: full]",
+    ),
+    (
+        "token",
+        "shared secret clients must present in their hello [default: none]",
+    ),
+    (
+        "log",
+        "the collector's own log level: error, warn, info, debug, trace [default: info]",
+    ),
+];
+
+/// A secret that never appears in `Debug` output or logs.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SensitiveString(String);
+
+impl SensitiveString {
+    /// The secret itself, for comparison.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SensitiveString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("**REDACTED**")
+    }
+}
+
+impl From<String> for SensitiveString {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+/// The collector's settings. See [`KEYS`] for what each means.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// SQLite database file.
+    pub db: PathBuf,
+    /// Unix socket to listen on.
+    pub socket: PathBuf,
+    /// Permissions of the socket file.
+    #[serde(deserialize_with = "octal_mode")]
+    pub socket_mode: u32,
+    /// Largest frame accepted from a client.
+    pub max_frame_bytes: u32,
+    /// Group commit: most records per transaction.
+    pub commit_max_records: usize,
+    /// Group commit: longest wait for more records, in milliseconds.
+    pub commit_interval_ms: u64,
+    /// fsync policy.
+    pub durability: Durability,
+    /// Shared secret clients must present.
+    #[serde(default)]
+    pub token: Option<SensitiveString>,
+    /// The collector's own log level.
+    pub log: String,
+}
+
+fn octal_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        Int(u32),
+        Text(String),
+    }
+    match Mode::deserialize(d)? {
+        Mode::Int(m) if m <= 0o777 => Ok(m),
+        Mode::Text(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("invalid mode {s:?}: expected octal such as 0600"))
+            }),
+        Mode::Int(m) => Err(serde::de::Error::custom(format!(
+            "invalid mode {m}: above 0o777"
+        ))),
+    }
+}
+
+/// The default database: `$XDG_DATA_HOME/logbook/logbook.db`, else
+/// `~/.local/share/logbook/logbook.db`, else `./logbook.db`.
+pub fn default_db_path() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        });
+    match data {
+        Some(d) => d.join("logbook").join("logbook.db"),
+        None => PathBuf::from("logbook.db"),
+    }
+}
+
+fn defaults() -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("db".into(), default_db_path().display().to_string().into());
+    t.insert(
+        "socket".into(),
+        logbook_proto::paths::default_socket_path()
+            .display()
+            .to_string()
+            .into(),
+    );
+    t.insert("socket_mode".into(), "0600".into());
+    t.insert(
+        "max_frame_bytes".into(),
+        i64::from(logbook_proto::wire::DEFAULT_MAX_FRAME_BYTES).into(),
+    );
+    t.insert("commit_max_records".into(), 20_000i64.into());
+    t.insert("commit_interval_ms".into(), 5i64.into());
+    t.insert("durability".into(), "full".into());
+    t.insert("log".into(), "info".into());
+    t
+}
+
+/// Parses an environment or flag value as a TOML value (so `100` is a number and
+/// `true` a boolean), falling back to a string (so paths need no quotes).
+fn scalar(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_table())
+        .unwrap_or_else(|| toml::Value::String(text.to_owned()))
+}
+
+/// Where the configuration comes from.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    /// `--config`, else `LOGBOOK_CONFIG`, else `./logbook.toml` if it exists.
+    pub file: Option<PathBuf>,
+    /// Flag values by key, as given on the command line.
+    pub flags: Vec<(&'static str, String)>,
+}
+
+impl Config {
+    /// Loads the configuration from defaults, the file, the process environment and
+    /// the flags in `sources`.
+    pub fn load(sources: &Sources) -> anyhow::Result<Self> {
+        Self::load_with_env(sources, |k| std::env::var(k).ok())
+    }
+
+    /// [`Config::load`] with an explicit environment.
+    pub fn load_with_env(
+        sources: &Sources,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let mut merged = defaults();
+        let file = match &sources.file {
+            Some(f) => Some(f.clone()),
+            None => env(ENV_CONFIG)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| {
+                    Path::new(DEFAULT_CONFIG_FILE)
+                        .exists()
+                        .then(|| PathBuf::from(DEFAULT_CONFIG_FILE))
+                }),
+        };
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            let table: toml::Table =
+                toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
+            for (k, v) in table {
+                if !KEYS.iter().any(|(key, _)| *key == k) {
+                    bail!(
+                        "config file {}: unknown key `{k}` (known keys: {})",
+                        path.display(),
+                        key_list()
+                    );
+                }
+                merged.insert(k, v);
+            }
+        }
+        for (key, _) in KEYS {
+            let var = format!("LOGBOOK_{}", key.to_ascii_uppercase());
+            if let Some(v) = env(&var).filter(|v| !v.is_empty()) {
+                merged.insert((*key).to_owned(), scalar(&v));
+            }
+        }
+        for (key, v) in &sources.flags {
+            merged.insert((*key).to_owned(), scalar(v));
+        }
+        let config = Config::deserialize(toml::Value::Table(merged))
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.max_frame_bytes < 1024 {
+            bail!("configuration: max_frame_bytes must be at least 1024");
+        }
+        if self.commit_max_records == 0 {
+            bail!("configuration: commit_max_records must be at least 1");
+        }
+        if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log.as_str()) {
+            bail!(
+                "configuration: log must be one of error, warn, info, debug, trace, off (got {:?})",
+                self.log
+            );
+        }
+        Ok(())
+    }
+}
+
+fn key_list() -> String {
+    KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(
+        file: Option<&str>,
+        env: &[(&str, &str)],
+        flags: &[(&'static str, &str)],
+    ) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("logbook.toml");
+        let sources = Sources {
+            file: file.map(|text| {
+                std::fs::write(&path, text).expect("write config");
+                path.clone()
+            }),
+            flags: flags.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        };
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::load_with_env(&sources, |k| {
+            env.iter().find(|(ek, _)| ek == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn precedence_is_defaults_file_env_flags() {
+        let c = load(None, &[], &[]).unwrap();
+        assert_eq!(c.commit_max_records, 20_000);
+        assert_eq!(c.socket_mode, 0o600);
+        assert_eq!(c.durability, Durability::Full);
+
+        let file =
+            "db = \"/f.db\"\ncommit_max_records = 10\nsocket_mode = 0o640\ndurability = \"normal\"";
+        let c = load(Some(file), &[], &[]).unwrap();
+        assert_eq!(
+            (c.db.to_str(), c.commit_max_records, c.socket_mode),
+            (Some("/f.db"), 10, 0o640)
+        );
+
+        let c = load(
+            Some(file),
+            &[
+                ("LOGBOOK_DB", "/e.db"),
+                ("LOGBOOK_COMMIT_MAX_RECORDS", "20"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!((c.db.to_str(), c.commit_max_records), (Some("/e.db"), 20));
+
+        let c = load(
+            Some(file),
+            &[("LOGBOOK_DB", "/e.db")],
+            &[("db", "/flag.db"), ("socket_mode", "0660")],
+        )
+        .unwrap();
+        assert_eq!((c.db.to_str(), c.socket_mode), (Some("/flag.db"), 0o660));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let e = load(Some("dbb = \"x\""), &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("unknown key `dbb`"), "{e}");
+        let e = load(None, &[("LOGBOOK_COMMIT_MAX_RECORDS", "lots")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("commit_max_records"), "{e}");
+        let e = load(None, &[], &[("durability", "sometimes")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("durability") || e.contains("variant"), "{e}");
+        assert!(load(None, &[], &[("socket_mode", "999")]).is_err());
+        assert!(load(Some("not toml ["), &[], &[]).is_err());
+    }
+
+    #[test]
+    fn token_is_redacted_in_debug() {
+        let c = load(None, &[("LOGBOOK_TOKEN", "hunter2")], &[]).unwrap();
+        assert_eq!(
+            c.token.as_ref().map(SensitiveString::expose),
+            Some("hunter2")
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,241 @@
+//! One client connection: handshake, then batches in and acknowledgements out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use logbook_proto::wire::{
+    decode_frame, encode_frame, frame_len, ErrorCode, ErrorFrame, Frame, Hello, RecordReject,
+    Reject, Welcome, HEADER_LEN, PROTOCOL_VERSION,
+};
+use logbook_proto::Resource;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use super::writer::{Outgoing, WriteRequest};
+use crate::config::SensitiveString;
+use crate::pipeline::Pipeline;
+use crate::store::{ClientDrops, ClientInfo};
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) writer: mpsc::Sender<WriteRequest>,
+    pub(crate) max_frame_bytes: u32,
+    pub(crate) token: Option<SensitiveString>,
+}
+
+pub(crate) async fn handle(
+    stream: UnixStream,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (mut rd, wr) = stream.into_split();
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let sender = tokio::spawn(write_frames(wr, out_rx));
+    if let Err(e) = read_loop(&mut rd, &shared, &out, shutdown).await {
+        warn!(code = ?e.code, error = %e.message, "Closing a client connection.");
+        let _ = out.send(Outgoing::Fatal(e));
+    }
+    // The sender finishes once every batch read from this connection is acknowledged:
+    // the writer holds a clone of `out` until it commits.
+    drop(out);
+    let _ = sender.await;
+}
+
+async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    let mut buf = Vec::new();
+    while let Some(msg) = rx.recv().await {
+        buf.clear();
+        let fatal = matches!(msg, Outgoing::Fatal(_));
+        match msg {
+            Outgoing::Frame(f) => encode_frame(&f, &mut buf),
+            Outgoing::Fatal(e) => encode_frame(&Frame::Error(e), &mut buf),
+        }
+        if wr.write_all(&buf).await.is_err() || fatal {
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Reads one frame body; `Ok(None)` at a clean end of stream. Memory grows with the
+/// bytes that actually arrive, never with what the length prefix claims.
+async fn read_frame(
+    rd: &mut OwnedReadHalf,
+    max: u32,
+    buf: &mut Vec<u8>,
+) -> Result<Option<()>, ErrorFrame> {
+    let mut header = [0u8; HEADER_LEN];
+    match rd.read(&mut header[..1]).await {
+        Ok(0) => return Ok(None),
+        Ok(_) => {}
+        Err(e) => return Err(io_error(&e)),
+    }
+    rd.read_exact(&mut header[1..])
+        .await
+        .map_err(|e| io_error(&e))?;
+    let len = frame_len(header, max).map_err(|e| ErrorFrame {
+        code: e.error_code(),
+        message: e.to_string(),
+    })?;
+    buf.clear();
+    let got = rd
+        .take(len as u64)
+        .read_to_end(buf)
+        .await
+        .map_err(|e| io_error(&e))?;
+    if got < len {
+        return Err(ErrorFrame {
+            code: ErrorCode::Malformed,
+            message: format!("truncated frame: connection ended after {got} of {len} bytes"),
+        });
+    }
+    Ok(Some(()))
+}
+
+fn io_error(e: &std::io::Error) -> ErrorFrame {
+    ErrorFrame {
+        code: ErrorCode::Malformed,
+        message: format!("reading frame: {e}"),
+    }
+}
+
+fn unavailable() -> ErrorFrame {
+    ErrorFrame {
+        code: ErrorCode::Unavailable,
+        message: "collector is shutting down".into(),
+    }
+}
+
+async fn handshake(
+    rd: &mut OwnedReadHalf,
+    shared: &Shared,
+    buf: &mut Vec<u8>,
+) -> Result<Option<Hello>, ErrorFrame> {
+    let read = tokio::time::timeout(HELLO_TIMEOUT, read_frame(rd, shared.max_frame_bytes, buf))
+        .await
+        .map_err(|_| ErrorFrame {
+            code: ErrorCode::ProtocolViolation,
+            message: "no hello within 10 s".into(),
+        })?;
+    if read?.is_none() {
+        return Ok(None);
+    }
+    let hello = match decode_frame(buf, &Arc::new(Resource::default())) {
+        Ok(Frame::Hello(h)) => h,
+        Ok(other) => {
+            return Err(ErrorFrame {
+                code: ErrorCode::ProtocolViolation,
+                message: format!("expected a hello, got a {:?} frame", other.frame_type()),
+            })
+        }
+        Err(e) => {
+            return Err(ErrorFrame {
+                code: e.error_code(),
+                message: e.to_string(),
+            })
+        }
+    };
+    if let Some(token) = &shared.token {
+        if hello.token.as_deref() != Some(token.expose()) {
+            return Err(ErrorFrame {
+                code: ErrorCode::Unauthorized,
+                message: "missing or wrong token".into(),
+            });
+        }
+    }
+    Ok(Some(hello))
+}
+
+async fn read_loop(
+    rd: &mut OwnedReadHalf,
+    shared: &Shared,
+    out: &mpsc::UnboundedSender<Outgoing>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ErrorFrame> {
+    let mut buf = Vec::new();
+    let Some(hello) = handshake(rd, shared, &mut buf).await? else {
+        return Ok(());
+    };
+    let client = ClientInfo {
+        instance: hello.instance,
+        resource: Arc::new(Resource {
+            service: hello.service,
+            host: hello.host,
+            pid: hello.pid,
+        }),
+    };
+    debug!(service = %client.resource.service, pid = client.resource.pid, "Client connected.");
+    let _ = out.send(Outgoing::Frame(Frame::Welcome(Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame_bytes: shared.max_frame_bytes,
+        server: concat!("logbook ", env!("CARGO_PKG_VERSION")).into(),
+    })));
+    loop {
+        let read = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return Ok(()),
+            r = read_frame(rd, shared.max_frame_bytes, &mut buf) => r?,
+        };
+        if read.is_none() {
+            return Ok(());
+        }
+        match decode_frame(&buf, &client.resource) {
+            Ok(Frame::Batch(batch)) => {
+                let (ok, rejected) = shared.pipeline.process(batch.records);
+                if !rejected.is_empty() {
+                    let records = rejected
+                        .into_iter()
+                        .map(|r| RecordReject {
+                            index: r.index,
+                            id: r.id,
+                            reason: r.reason,
+                        })
+                        .collect();
+                    let _ = out.send(Outgoing::Frame(Frame::Reject(Reject {
+                        seq: batch.seq,
+                        records,
+                    })));
+                }
+                shared
+                    .writer
+                    .send(WriteRequest::Batch {
+                        seq: batch.seq,
+                        records: ok,
+                        reply: out.clone(),
+                    })
+                    .await
+                    .map_err(|_| unavailable())?;
+            }
+            Ok(Frame::Gap(gap)) => {
+                let drops = ClientDrops {
+                    client: client.clone(),
+                    dropped: gap.dropped,
+                };
+                shared
+                    .writer
+                    .send(WriteRequest::Drops(drops))
+                    .await
+                    .map_err(|_| unavailable())?;
+            }
+            Ok(other) => {
+                return Err(ErrorFrame {
+                    code: ErrorCode::ProtocolViolation,
+                    message: format!("unexpected {:?} frame from a client", other.frame_type()),
+                })
+            }
+            Err(e) => {
+                return Err(ErrorFrame {
+                    code: e.error_code(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! `logbook serve`: the Unix socket listener, one task per connection, and the single
+//! writer thread with group commit.
+
+mod connection;
+mod socket;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::pipeline::Pipeline;
+use crate::store::SqliteStore;
+
+/// Batches waiting for the writer before connections stop reading (backpressure).
+const WRITE_QUEUE: usize = 256;
+
+/// Runs the collector until SIGINT or SIGTERM; then stops accepting, commits and
+/// acknowledges everything already received, and returns.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("logbook-io")
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = SqliteStore::open(&config.db, config.durability)
+        .with_context(|| format!("opening database {}", config.db.display()))?;
+    let (listener, inode) = socket::bind(&config.socket, config.socket_mode)?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    info!(socket = %config.socket.display(), db = %config.db.display(), "Collector listening.");
+
+    let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE);
+    let limits = writer::GroupCommit {
+        max_records: config.commit_max_records,
+        max_wait: Duration::from_millis(config.commit_interval_ms),
+    };
+    let writer = writer::spawn(
+        Box::new(store),
+        write_rx,
+        limits,
+        tokio::runtime::Handle::current(),
+    )?;
+    let shared = Arc::new(connection::Shared {
+        pipeline: Pipeline::default(),
+        writer: write_tx,
+        max_frame_bytes: config.max_frame_bytes,
+        token: config.token.clone(),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(connection::handle(stream, Arc::clone(&shared), stopped.clone()));
+                }
+                Err(error) => {
+                    // E.g. out of file descriptors: keep serving the connections we have.
+                    warn!(%error, "Failed to accept a connection.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    info!(
+        connections = connections.len(),
+        "Shutting down: committing and acknowledging what was received."
+    );
+    drop(listener);
+    socket::remove_if_ours(&config.socket, inode);
+    let _ = stop.send(true);
+    while connections.join_next().await.is_some() {}
+    drop(shared);
+    let stored = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .context("joining the writer")?
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    info!(records = stored, "Collector stopped.");
+    Ok(())
+}

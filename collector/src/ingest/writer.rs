@@ -1,0 +1,137 @@
+//! The one writer: a thread that groups queued batches into one transaction (up to a
+//! record count or a wait), commits, then acknowledges each batch to its connection.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use logbook_proto::wire::{Ack, ErrorCode, ErrorFrame, Frame};
+use logbook_proto::Record;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use crate::store::{ClientDrops, Store};
+
+/// What a connection sends its peer: frames, or a last error frame before closing.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Frame(Frame),
+    Fatal(ErrorFrame),
+}
+
+pub(crate) enum WriteRequest {
+    /// Validated records of one client batch; acknowledged on `reply` after commit.
+    Batch {
+        seq: u64,
+        records: Vec<Record>,
+        reply: mpsc::UnboundedSender<Outgoing>,
+    },
+    /// A client's drop totals.
+    Drops(ClientDrops),
+}
+
+/// Group commit limits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GroupCommit {
+    pub(crate) max_records: usize,
+    pub(crate) max_wait: Duration,
+}
+
+pub(crate) fn spawn(
+    mut store: Box<dyn Store>,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    limits: GroupCommit,
+    runtime: Handle,
+) -> std::io::Result<JoinHandle<u64>> {
+    std::thread::Builder::new()
+        .name("logbook-writer".into())
+        .spawn(move || {
+            let mut total = 0u64;
+            while let Some(first) = rx.blocking_recv() {
+                let mut group = vec![first];
+                let mut n = records_in(&group[0]);
+                let deadline = Instant::now() + limits.max_wait;
+                while n < limits.max_records {
+                    let next = match rx.try_recv() {
+                        Ok(r) => Some(r),
+                        Err(mpsc::error::TryRecvError::Disconnected) => None,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                None
+                            } else {
+                                runtime.block_on(async {
+                                    tokio::time::timeout(left, rx.recv()).await.ok().flatten()
+                                })
+                            }
+                        }
+                    };
+                    let Some(req) = next else { break };
+                    n += records_in(&req);
+                    group.push(req);
+                }
+                total += commit(store.as_mut(), group);
+            }
+            info!(records = total, "Writer stopped.");
+            total
+        })
+}
+
+fn records_in(r: &WriteRequest) -> usize {
+    match r {
+        WriteRequest::Batch { records, .. } => records.len(),
+        WriteRequest::Drops(_) => 0,
+    }
+}
+
+/// Commits one group and answers every batch in it; returns records newly stored.
+fn commit(store: &mut dyn Store, group: Vec<WriteRequest>) -> u64 {
+    let mut records = Vec::new();
+    let mut drops = Vec::new();
+    let mut batches = Vec::new();
+    for req in group {
+        match req {
+            WriteRequest::Batch {
+                seq,
+                records: rs,
+                reply,
+            } => {
+                batches.push((seq, rs.len(), reply));
+                records.extend(rs);
+            }
+            WriteRequest::Drops(d) => drops.push(d),
+        }
+    }
+    match store.write(&records, &drops) {
+        Ok(stored) => {
+            let mut at = 0;
+            for (seq, len, reply) in batches {
+                let new = stored[at..at + len].iter().filter(|s| **s).count();
+                at += len;
+                let ack = Ack {
+                    seq,
+                    stored: count(new),
+                    duplicates: count(len - new),
+                };
+                // A closed connection just loses its ack; the client resends and the
+                // resend is recognised as duplicates.
+                let _ = reply.send(Outgoing::Frame(Frame::Ack(ack)));
+            }
+            stored.iter().filter(|s| **s).count() as u64
+        }
+        Err(e) => {
+            error!(error = %e, records = records.len(), "Commit failed; clients will resend.");
+            for (_, _, reply) in batches {
+                let _ = reply.send(Outgoing::Fatal(ErrorFrame {
+                    code: ErrorCode::Unavailable,
+                    message: format!("cannot store records right now: {e}"),
+                }));
+            }
+            0
+        }
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,220 @@
+//! What a reader asks for: record filters, keyset pages, run filters and time specs.
+//! Shared by the CLI and the store backends.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use logbook_proto::{Kind, Level, Timestamp, TraceId};
+use thiserror::Error;
+
+/// A time bound given as RFC 3339 or as an age (`15m`, `2h`, `7d`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeSpec {
+    /// An absolute time.
+    At(Timestamp),
+    /// That long before now.
+    Ago(Duration),
+}
+
+/// A time or duration argument that does not parse.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("invalid time {0:?}: expected RFC 3339 (2026-11-21T20:00:00Z) or an age such as 30s, 15m, 2h, 7d")]
+pub struct ParseTimeError(String);
+
+impl TimeSpec {
+    /// The absolute time this spec names, relative to `now`.
+    pub fn resolve(self, now: Timestamp) -> Timestamp {
+        match self {
+            Self::At(t) => t,
+            Self::Ago(d) => now.saturating_sub(d),
+        }
+    }
+}
+
+impl FromStr for TimeSpec {
+    type Err = ParseTimeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(d) = parse_age(s) {
+            return Ok(Self::Ago(d));
+        }
+        Timestamp::parse_rfc3339(s)
+            .map(Self::At)
+            .map_err(|_| ParseTimeError(s.to_owned()))
+    }
+}
+
+/// `30s`, `15m`, `2h`, `7d`, `2w` (also `500ms`).
+pub fn parse_age(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => return Some(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(secs)?))
+}
+
+/// Filters on records; every set filter must match. Each is backed by an index.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordFilter {
+    /// At or after this time.
+    pub since: Option<Timestamp>,
+    /// Before this time.
+    pub until: Option<Timestamp>,
+    /// This level or more severe.
+    pub min_level: Option<Level>,
+    /// `run_id` equals.
+    pub run_id: Option<String>,
+    /// `trace_id` equals.
+    pub trace_id: Option<TraceId>,
+    /// `tenant` equals.
+    pub tenant: Option<String>,
+    /// `project` equals.
+    pub project: Option<String>,
+    /// `app` equals.
+    pub app: Option<String>,
+    /// `user_id` equals.
+    pub user_id: Option<String>,
+    /// `kind` equals.
+    pub kind: Option<Kind>,
+    /// `category` equals.
+    pub category: Option<String>,
+    /// `name` equals.
+    pub name: Option<String>,
+    /// `target` equals, or is a module below it (`app` matches `app::db`).
+    pub target: Option<String>,
+    /// Full-text match on the message and string field values (all words must occur).
+    pub text: Option<String>,
+    /// `fields.key` equals value (as text or number).
+    pub fields: Vec<(String, String)>,
+}
+
+/// The position of a record in `(ts, seq)` order: a keyset pagination cursor. Its text
+/// form is `<ts nanoseconds>.<seq>`; `--before` also takes an RFC 3339 time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    /// The record's time.
+    pub ts: Timestamp,
+    /// The record's store sequence number.
+    pub seq: u64,
+}
+
+/// A cursor that does not parse.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error(
+    "invalid cursor {0:?}: expected <ts_ns>.<seq> as printed after a page, or an RFC 3339 time"
+)]
+pub struct ParseCursorError(String);
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.ts.as_nanos(), self.seq)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = ParseCursorError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some((ts, seq)) = s.split_once('.') {
+            if let (Ok(ts), Ok(seq)) = (ts.parse::<i64>(), seq.parse::<u64>()) {
+                return Ok(Self {
+                    ts: Timestamp(ts),
+                    seq,
+                });
+            }
+        }
+        // A bare time: everything strictly before it.
+        Timestamp::parse_rfc3339(s)
+            .map(|ts| Self { ts, seq: 0 })
+            .map_err(|_| ParseCursorError(s.to_owned()))
+    }
+}
+
+/// One page of records, newest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// At most this many records.
+    pub limit: usize,
+    /// Only records strictly before this position.
+    pub before: Option<Cursor>,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            limit: 100,
+            before: None,
+        }
+    }
+}
+
+/// Filters on runs, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Started at or after.
+    pub since: Option<Timestamp>,
+    /// Started before.
+    pub until: Option<Timestamp>,
+    /// `tenant` equals.
+    pub tenant: Option<String>,
+    /// `user_id` equals.
+    pub user_id: Option<String>,
+    /// `service` equals.
+    pub service: Option<String>,
+    /// `status` equals (running, ok, error).
+    pub status: Option<String>,
+    /// At most this many runs.
+    pub limit: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_specs() {
+        assert_eq!(
+            "15m".parse::<TimeSpec>(),
+            Ok(TimeSpec::Ago(Duration::from_secs(900)))
+        );
+        assert_eq!(
+            "7d".parse::<TimeSpec>(),
+            Ok(TimeSpec::Ago(Duration::from_secs(7 * 86_400)))
+        );
+        assert_eq!(
+            "2026-11-21T20:00:00Z".parse::<TimeSpec>(),
+            Ok(TimeSpec::At(Timestamp(1_795_291_200_000_000_000)))
+        );
+        assert!("yesterday".parse::<TimeSpec>().is_err());
+        assert!("15x".parse::<TimeSpec>().is_err());
+        assert_eq!(
+            TimeSpec::Ago(Duration::from_secs(1)).resolve(Timestamp(5_000_000_000)),
+            Timestamp(4_000_000_000)
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = Cursor {
+            ts: Timestamp(1_795_291_200_000_000_123),
+            seq: 42,
+        };
+        assert_eq!(c.to_string().parse::<Cursor>(), Ok(c));
+        assert_eq!(
+            "2026-11-21T20:00:00Z".parse::<Cursor>(),
+            Ok(Cursor {
+                ts: Timestamp(1_795_291_200_000_000_000),
+                seq: 0
+            })
+        );
+        assert!("nope".parse::<Cursor>().is_err());
+    }
+}

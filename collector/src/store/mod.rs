@@ -1,0 +1,216 @@
+//! Storage behind one trait. Each backend owns its schema and migrations; the backend
+//! is chosen once, where the store is opened.
+
+pub mod sqlite;
+
+use std::io;
+use std::sync::Arc;
+
+use logbook_proto::{InstanceId, Level, Record, RecordId, Resource, Timestamp, TraceId};
+use thiserror::Error;
+
+use crate::query::{Page, RecordFilter, RunFilter};
+
+pub use sqlite::{Durability, SqliteStore};
+
+/// A storage failure.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Reading or writing a file failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The database was written by a newer logbook.
+    #[error("database schema version {found} is newer than this logbook supports ({supported}); upgrade logbook")]
+    SchemaTooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest version known here.
+        supported: i64,
+    },
+    /// A stored value does not decode (the file was edited or is corrupt).
+    #[error("corrupt row (seq {seq}): {message}")]
+    Corrupt {
+        /// The row.
+        seq: i64,
+        /// What is wrong.
+        message: String,
+    },
+    /// A visitor asked to stop (e.g. the output pipe closed).
+    #[error("stopped: {0}")]
+    Stopped(#[source] io::Error),
+}
+
+/// The emitter behind a connection (or an embedded layer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The emitting process instance.
+    pub instance: InstanceId,
+    /// Its service, host and pid.
+    pub resource: Arc<Resource>,
+}
+
+/// A client's running totals of dropped records, by level (from a gap frame).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientDrops {
+    /// Who dropped them.
+    pub client: ClientInfo,
+    /// Totals since the client started, indexed by [`Level::index`].
+    pub dropped: [u64; 5],
+}
+
+/// A run as kept current at ingest.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RunSummary {
+    /// The run id.
+    pub run_id: String,
+    /// First record's time.
+    pub started: Timestamp,
+    /// Last record's time.
+    pub last_seen: Timestamp,
+    /// `running`, `ok` or `error` (the root span's status once it ended).
+    pub status: String,
+    /// The root span's duration, once it ended.
+    pub duration_ns: Option<u64>,
+    /// The root span's name.
+    pub root_name: Option<String>,
+    /// The run's trace.
+    pub trace_id: Option<TraceId>,
+    /// Service of the first record.
+    pub service: Option<String>,
+    /// Tenant.
+    pub tenant: Option<String>,
+    /// Environment.
+    pub env: Option<String>,
+    /// Project.
+    pub project: Option<String>,
+    /// App.
+    pub app: Option<String>,
+    /// User.
+    pub user_id: Option<String>,
+    /// Session.
+    pub session_id: Option<String>,
+    /// Records stored for the run.
+    pub records: u64,
+    /// ERROR events and failed spans.
+    pub errors: u64,
+    /// Spans (counted at their end).
+    pub spans: u64,
+}
+
+/// Drops reported by one client instance.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClientDropRow {
+    /// Instance id (hex).
+    pub instance: String,
+    /// Service.
+    pub service: String,
+    /// Host.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// Totals by level, TRACE..ERROR.
+    pub dropped: [u64; 5],
+    /// When last reported.
+    pub updated: Timestamp,
+}
+
+/// Store-wide numbers for `logbook stats`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct StoreStats {
+    /// Records stored.
+    pub records: u64,
+    /// By level, TRACE..ERROR.
+    pub by_level: [u64; 5],
+    /// By kind: event, span_start, span_end.
+    pub by_kind: [u64; 3],
+    /// Runs known.
+    pub runs: u64,
+    /// Database file bytes.
+    pub db_bytes: u64,
+    /// Write-ahead log bytes.
+    pub wal_bytes: u64,
+    /// Records stored in the last minute, per second.
+    pub rate_1m: f64,
+    /// Records stored in the last ten minutes, per second.
+    pub rate_10m: f64,
+    /// Oldest record's time.
+    pub oldest: Option<Timestamp>,
+    /// Newest record's time.
+    pub newest: Option<Timestamp>,
+    /// Drops reported by clients.
+    pub client_drops: Vec<ClientDropRow>,
+}
+
+impl StoreStats {
+    /// All drops reported by clients.
+    pub fn dropped_total(&self) -> u64 {
+        self.client_drops.iter().flat_map(|c| c.dropped).sum()
+    }
+}
+
+/// A record store. Writes come from one writer; reads may come from other instances
+/// opened on the same database.
+pub trait Store: Send {
+    /// Stores records (a record whose id is already stored is skipped) and client drop
+    /// totals, in one transaction, keeping the runs view current. Returns, per record,
+    /// whether it was newly stored.
+    fn write(&mut self, records: &[Record], drops: &[ClientDrops])
+        -> Result<Vec<bool>, StoreError>;
+
+    /// One page of records matching `filter`, newest first.
+    fn query(&self, filter: &RecordFilter, page: &Page) -> Result<Vec<Record>, StoreError>;
+
+    /// How many records match `filter`.
+    fn count(&self, filter: &RecordFilter) -> Result<u64, StoreError>;
+
+    /// Every record matching `filter`, oldest first, streamed to `visit` in constant
+    /// memory. Returns how many were visited.
+    fn scan(
+        &self,
+        filter: &RecordFilter,
+        visit: &mut dyn FnMut(Record) -> io::Result<()>,
+    ) -> Result<u64, StoreError>;
+
+    /// Records stored after sequence number `seq` that match `filter`, in storage order.
+    fn after(
+        &self,
+        seq: u64,
+        filter: &RecordFilter,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    /// The highest sequence number stored.
+    fn last_seq(&self) -> Result<u64, StoreError>;
+
+    /// One record by id.
+    fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError>;
+
+    /// Runs matching `filter`, newest first.
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError>;
+
+    /// One run.
+    fn run(&self, run_id: &str) -> Result<Option<RunSummary>, StoreError>;
+
+    /// A run's records in time order, at most `limit`.
+    fn run_records(&self, run_id: &str, limit: usize) -> Result<Vec<Record>, StoreError>;
+
+    /// Store-wide numbers.
+    fn stats(&self) -> Result<StoreStats, StoreError>;
+}
+
+/// The level index (0..5) for a stored level code, if valid.
+pub(crate) fn level_index(code: i64) -> Option<usize> {
+    u8::try_from(code)
+        .ok()
+        .and_then(Level::from_code)
+        .map(Level::index)
+}

@@ -1,0 +1,461 @@
+//! The read path: filters become indexed `WHERE` clauses; pages are keyset on
+//! `(ts, seq)`; scans stream rows without collecting them.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use logbook_proto::{
+    Fields, Kind, Level, Record, RecordId, Resource, Scope, ScopeKey, SpanId, Status, Str,
+    Timestamp, TraceId,
+};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
+
+use crate::query::{Page, RecordFilter, RunFilter};
+use crate::store::{level_index, ClientDropRow, RunSummary, StoreError, StoreStats};
+
+const COLUMNS: &str =
+    "seq, id, ts, kind, level, name, target, message, trace_id, span_id, parent_span_id,
+    run_id, step_id, tenant, env, project, app, surface, user_id, session_id, request_id,
+    service, host, pid, file, line, category, status, duration_ns, busy_ns, idle_ns, fields";
+
+/// A `WHERE` clause under construction, with its parameters.
+#[derive(Default)]
+struct Where {
+    terms: Vec<String>,
+    params: Vec<SqlValue>,
+}
+
+impl Where {
+    fn push(&mut self, term: &str, params: impl IntoIterator<Item = SqlValue>) {
+        self.terms.push(term.to_owned());
+        self.params.extend(params);
+    }
+
+    fn text(v: &str) -> SqlValue {
+        SqlValue::Text(v.to_owned())
+    }
+
+    fn from_filter(f: &RecordFilter) -> Self {
+        let mut w = Self::default();
+        if let Some(t) = f.since {
+            w.push("ts >= ?", [SqlValue::Integer(t.as_nanos())]);
+        }
+        if let Some(t) = f.until {
+            w.push("ts < ?", [SqlValue::Integer(t.as_nanos())]);
+        }
+        if let Some(l) = f.min_level.filter(|l| *l > Level::Trace) {
+            w.push("level >= ?", [SqlValue::Integer(l.code().into())]);
+        }
+        for (col, v) in [
+            ("run_id", &f.run_id),
+            ("tenant", &f.tenant),
+            ("project", &f.project),
+            ("app", &f.app),
+            ("user_id", &f.user_id),
+            ("category", &f.category),
+            ("name", &f.name),
+        ] {
+            if let Some(v) = v {
+                w.push(&format!("{col} = ?"), [Self::text(v)]);
+            }
+        }
+        if let Some(t) = f.trace_id {
+            w.push("trace_id = ?", [SqlValue::Blob(t.0.to_vec())]);
+        }
+        if let Some(k) = f.kind {
+            w.push("kind = ?", [SqlValue::Integer(k.code().into())]);
+        }
+        if let Some(t) = &f.target {
+            // The target itself or any module below it: [t::, t:;) is the range of
+            // strings starting with "t::".
+            w.push(
+                "(target = ? OR (target >= ? AND target < ?))",
+                [
+                    Self::text(t),
+                    Self::text(&format!("{t}::")),
+                    Self::text(&format!("{t}:;")),
+                ],
+            );
+        }
+        if let Some(text) = &f.text {
+            w.push(
+                "seq IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)",
+                [Self::text(&fts_query(text))],
+            );
+        }
+        for (key, value) in &f.fields {
+            let path = json_path(key);
+            w.push(
+                "(CASE json_type(fields, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+                 ELSE CAST(json_extract(fields, ?) AS TEXT) END) = ?",
+                [Self::text(&path), Self::text(&path), Self::text(value)],
+            );
+        }
+        w
+    }
+
+    fn sql(&self) -> String {
+        if self.terms.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.terms.join(" AND "))
+        }
+    }
+}
+
+/// Every word must occur: each becomes a quoted FTS5 string, so user text can never
+/// be read as query syntax.
+fn fts_query(text: &str) -> String {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    if words.is_empty() {
+        "\"\"".into()
+    } else {
+        words.join(" ")
+    }
+}
+
+/// A JSON path for a top-level key that may contain dots: `$."gen_ai.request.model"`.
+fn json_path(key: &str) -> String {
+    format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+pub(super) fn query(
+    conn: &Connection,
+    f: &RecordFilter,
+    page: &Page,
+) -> Result<Vec<Record>, StoreError> {
+    let mut w = Where::from_filter(f);
+    if let Some(c) = page.before {
+        w.push(
+            "(ts < ? OR (ts = ? AND seq < ?))",
+            [
+                SqlValue::Integer(c.ts.as_nanos()),
+                SqlValue::Integer(c.ts.as_nanos()),
+                SqlValue::Integer(seq_param(c.seq)),
+            ],
+        );
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM records{} ORDER BY ts DESC, seq DESC LIMIT {}",
+        w.sql(),
+        page.limit
+    );
+    collect(conn, &sql, w.params)
+}
+
+pub(super) fn count(conn: &Connection, f: &RecordFilter) -> Result<u64, StoreError> {
+    let w = Where::from_filter(f);
+    let sql = format!("SELECT count(*) FROM records{}", w.sql());
+    let n: i64 = conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+pub(super) fn scan(
+    conn: &Connection,
+    f: &RecordFilter,
+    visit: &mut dyn FnMut(Record) -> io::Result<()>,
+) -> Result<u64, StoreError> {
+    let w = Where::from_filter(f);
+    let sql = format!("SELECT {COLUMNS} FROM records{} ORDER BY ts, seq", w.sql());
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params_from_iter(w.params))?;
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        visit(record_from_row(row)?).map_err(StoreError::Stopped)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+pub(super) fn after(
+    conn: &Connection,
+    seq: u64,
+    f: &RecordFilter,
+    limit: usize,
+) -> Result<Vec<Record>, StoreError> {
+    let mut w = Where::from_filter(f);
+    w.push("seq > ?", [SqlValue::Integer(seq_param(seq))]);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM records{} ORDER BY seq LIMIT {limit}",
+        w.sql()
+    );
+    collect(conn, &sql, w.params)
+}
+
+pub(super) fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
+    let s: Option<i64> = conn.query_row("SELECT max(seq) FROM records", [], |r| r.get(0))?;
+    Ok(s.unwrap_or(0) as u64)
+}
+
+pub(super) fn get(conn: &Connection, id: RecordId) -> Result<Option<Record>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM records WHERE id = ?");
+    Ok(collect(conn, &sql, vec![SqlValue::Blob(id.0.to_vec())])?.pop())
+}
+
+pub(super) fn run_records(
+    conn: &Connection,
+    run_id: &str,
+    limit: usize,
+) -> Result<Vec<Record>, StoreError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM records WHERE run_id = ? ORDER BY ts, seq LIMIT {limit}");
+    collect(conn, &sql, vec![SqlValue::Text(run_id.to_owned())])
+}
+
+fn seq_param(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn collect(conn: &Connection, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Record>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params_from_iter(params))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(record_from_row(row)?);
+    }
+    Ok(out)
+}
+
+fn id_bytes<const N: usize>(
+    row: &Row<'_>,
+    i: usize,
+    seq: i64,
+    what: &str,
+) -> Result<Option<[u8; N]>, StoreError> {
+    let v: Option<Vec<u8>> = row.get(i)?;
+    v.map(|b| {
+        <[u8; N]>::try_from(b.as_slice()).map_err(|_| StoreError::Corrupt {
+            seq,
+            message: format!("{what} has {} bytes, expected {N}", b.len()),
+        })
+    })
+    .transpose()
+}
+
+fn record_from_row(row: &Row<'_>) -> Result<Record, StoreError> {
+    let seq: i64 = row.get(0)?;
+    let corrupt = |message: String| StoreError::Corrupt { seq, message };
+    let kind_code: i64 = row.get(3)?;
+    let kind = u8::try_from(kind_code)
+        .ok()
+        .and_then(Kind::from_code)
+        .ok_or_else(|| corrupt(format!("kind {kind_code}")))?;
+    let level_code: i64 = row.get(4)?;
+    let level = u8::try_from(level_code)
+        .ok()
+        .and_then(Level::from_code)
+        .ok_or_else(|| corrupt(format!("level {level_code}")))?;
+    let id = id_bytes::<16>(row, 1, seq, "id")?.ok_or_else(|| corrupt("id is null".into()))?;
+    let name: String = row.get(5)?;
+    let mut r = Record::new(
+        RecordId(id),
+        Timestamp(row.get(2)?),
+        kind,
+        level,
+        Str::Owned(name),
+    );
+    r.seq = seq as u64;
+    r.target = Str::Owned(row.get(6)?);
+    r.message = row.get(7)?;
+    r.trace_id = TraceId(
+        id_bytes::<16>(row, 8, seq, "trace_id")?
+            .ok_or_else(|| corrupt("trace_id is null".into()))?,
+    );
+    r.span_id = id_bytes::<8>(row, 9, seq, "span_id")?.map(SpanId);
+    r.parent_span_id = id_bytes::<8>(row, 10, seq, "parent_span_id")?.map(SpanId);
+    let mut scope = Scope::new();
+    for (i, key) in ScopeKey::ALL.iter().enumerate() {
+        scope.set(*key, row.get(11 + i)?);
+    }
+    r.scope = Arc::new(scope);
+    r.resource = Arc::new(Resource {
+        service: row.get(21)?,
+        host: row.get(22)?,
+        pid: row.get(23)?,
+    });
+    r.file = row.get::<_, Option<String>>(24)?.map(Str::Owned);
+    r.line = row.get(25)?;
+    r.category = row.get::<_, Option<String>>(26)?.map(Str::Owned);
+    r.status = row
+        .get::<_, Option<i64>>(27)?
+        .map(|c| {
+            u8::try_from(c)
+                .ok()
+                .and_then(Status::from_code)
+                .ok_or_else(|| corrupt(format!("status {c}")))
+        })
+        .transpose()?;
+    let nanos = |i: usize| -> Result<Option<u64>, StoreError> {
+        Ok(row.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
+    };
+    r.duration_ns = nanos(28)?;
+    r.busy_ns = nanos(29)?;
+    r.idle_ns = nanos(30)?;
+    let fields: String = row.get(31)?;
+    r.fields =
+        serde_json::from_str::<Fields>(&fields).map_err(|e| corrupt(format!("fields: {e}")))?;
+    Ok(r)
+}
+
+const RUN_COLUMNS: &str =
+    "run_id, first_ts, last_ts, status, duration_ns, root_name, trace_id, service,
+    tenant, env, project, app, user_id, session_id, record_count, error_count, span_count";
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
+    let trace: Option<Vec<u8>> = row.get(6)?;
+    Ok(RunSummary {
+        run_id: row.get(0)?,
+        started: Timestamp(row.get(1)?),
+        last_seen: Timestamp(row.get(2)?),
+        status: row.get(3)?,
+        duration_ns: row.get::<_, Option<i64>>(4)?.map(|v| v.max(0) as u64),
+        root_name: row.get(5)?,
+        trace_id: trace
+            .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
+            .map(TraceId),
+        service: row.get(7)?,
+        tenant: row.get(8)?,
+        env: row.get(9)?,
+        project: row.get(10)?,
+        app: row.get(11)?,
+        user_id: row.get(12)?,
+        session_id: row.get(13)?,
+        records: row.get::<_, i64>(14)? as u64,
+        errors: row.get::<_, i64>(15)? as u64,
+        spans: row.get::<_, i64>(16)? as u64,
+    })
+}
+
+pub(super) fn runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+    let mut w = Where::default();
+    if let Some(t) = f.since {
+        w.push("first_ts >= ?", [SqlValue::Integer(t.as_nanos())]);
+    }
+    if let Some(t) = f.until {
+        w.push("first_ts < ?", [SqlValue::Integer(t.as_nanos())]);
+    }
+    for (col, v) in [
+        ("tenant", &f.tenant),
+        ("user_id", &f.user_id),
+        ("service", &f.service),
+        ("status", &f.status),
+    ] {
+        if let Some(v) = v {
+            w.push(&format!("{col} = ?"), [Where::text(v)]);
+        }
+    }
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs{} ORDER BY first_ts DESC, run_id LIMIT {}",
+        w.sql(),
+        f.limit
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(w.params), run_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn run(conn: &Connection, run_id: &str) -> Result<Option<RunSummary>, StoreError> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?");
+    Ok(conn.query_row(&sql, [run_id], run_from_row).optional()?)
+}
+
+pub(super) fn stats(conn: &Connection, path: &Path) -> Result<StoreStats, StoreError> {
+    let mut s = StoreStats::default();
+    let mut stmt = conn.prepare_cached("SELECT kind, level, n FROM record_counts")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (kind, level, n): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let n = n.max(0) as u64;
+        if let Some(l) = level_index(level) {
+            s.by_level[l] += n;
+        }
+        if (1..=3).contains(&kind) {
+            s.by_kind[kind as usize - 1] += n;
+        }
+        s.records += n;
+    }
+    s.runs = conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))? as u64;
+    let (page_count, page_size): (i64, i64) = (
+        conn.query_row("PRAGMA page_count", [], |r| r.get(0))?,
+        conn.query_row("PRAGMA page_size", [], |r| r.get(0))?,
+    );
+    s.db_bytes = (page_count * page_size) as u64;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    s.wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let (oldest, newest): (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT min(ts), max(ts) FROM records", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    s.oldest = oldest.map(Timestamp);
+    s.newest = newest.map(Timestamp);
+
+    let this_minute = Timestamp::now().as_nanos() / 60_000_000_000;
+    let rate = |minutes: i64| -> Result<f64, StoreError> {
+        // Complete minutes only: the current one is still filling.
+        let n: i64 = conn.query_row(
+            "SELECT coalesce(sum(records), 0) FROM ingest_minutes WHERE minute >= ? AND minute < ?",
+            [this_minute - minutes, this_minute],
+            |r| r.get(0),
+        )?;
+        Ok(n as f64 / (minutes * 60) as f64)
+    };
+    s.rate_1m = rate(1)?;
+    s.rate_10m = rate(10)?;
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT instance, service, host, pid, trace, debug, info, warn, error, updated
+         FROM client_drops ORDER BY updated DESC",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let instance: Vec<u8> = r.get(0)?;
+        let mut hex = String::new();
+        logbook_proto::ids::push_hex(&mut hex, &instance);
+        Ok(ClientDropRow {
+            instance: hex,
+            service: r.get(1)?,
+            host: r.get(2)?,
+            pid: r.get(3)?,
+            dropped: [
+                r.get::<_, i64>(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ]
+            .map(|v| v.max(0) as u64),
+            updated: Timestamp(r.get(9)?),
+        })
+    })?;
+    s.client_drops = rows.collect::<Result<_, _>>()?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts_query_quotes_every_word() {
+        assert_eq!(fts_query("rate limit"), r#""rate" "limit""#);
+        assert_eq!(
+            fts_query(r#"say "hi" OR x*"#),
+            r#""say" """hi""" "OR" "x*""#
+        );
+        assert_eq!(fts_query("  "), r#""""#);
+    }
+
+    #[test]
+    fn json_paths_quote_dotted_keys() {
+        assert_eq!(
+            json_path("gen_ai.request.model"),
+            r#"$."gen_ai.request.model""#
+        );
+        assert_eq!(json_path(r#"a"b"#), r#"$."a\"b""#);
+    }
+}

@@ -1,0 +1,171 @@
+//! The SQLite schema and its migrations. `PRAGMA user_version` records how many
+//! migrations a file has had; opening applies the rest, each in its own transaction,
+//! so opening any number of times is harmless. Every statement is idempotent as well.
+//!
+//! Readable with the `sqlite3` shell: times are Unix nanoseconds (see the
+//! `records_view` view for text forms), ids are blobs (`hex(trace_id)`), levels are
+//! 1 TRACE … 5 ERROR, kinds 1 event, 2 span_start, 3 span_end, statuses 1 ok, 2 error.
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+/// Migrations in order; the schema version of a file is how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: records, their indexes and text index, runs, counters.
+    r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+
+-- One row per span start, span end or event. seq is assigned by the writer: it only
+-- grows, and breaks ties between equal timestamps in keyset pagination.
+CREATE TABLE IF NOT EXISTS records (
+    seq            INTEGER PRIMARY KEY,
+    id             BLOB NOT NULL,
+    ts             INTEGER NOT NULL,
+    kind           INTEGER NOT NULL,
+    level          INTEGER NOT NULL,
+    name           TEXT NOT NULL,
+    target         TEXT NOT NULL,
+    message        TEXT,
+    trace_id       BLOB NOT NULL,
+    span_id        BLOB,
+    parent_span_id BLOB,
+    run_id         TEXT,
+    step_id        TEXT,
+    tenant         TEXT,
+    env            TEXT,
+    project        TEXT,
+    app            TEXT,
+    surface        TEXT,
+    user_id        TEXT,
+    session_id     TEXT,
+    request_id     TEXT,
+    service        TEXT NOT NULL,
+    host           TEXT NOT NULL,
+    pid            INTEGER NOT NULL,
+    file           TEXT,
+    line           INTEGER,
+    category       TEXT,
+    status         INTEGER,
+    duration_ns    INTEGER,
+    busy_ns        INTEGER,
+    idle_ns        INTEGER,
+    fields         TEXT NOT NULL DEFAULT '{}'
+);
+
+-- Idempotency: a resent record is stored once.
+CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (id);
+-- Every filter is an index leading with its column and ending in ts, so "newest first,
+-- keyset on (ts, seq)" reads a page straight off the index (seq is the rowid, implicit
+-- at the end of every index).
+CREATE INDEX IF NOT EXISTS records_ts       ON records (ts);
+CREATE INDEX IF NOT EXISTS records_level    ON records (level, ts);
+CREATE INDEX IF NOT EXISTS records_kind     ON records (kind, ts);
+CREATE INDEX IF NOT EXISTS records_run      ON records (run_id, ts)   WHERE run_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_trace    ON records (trace_id, ts);
+CREATE INDEX IF NOT EXISTS records_tenant   ON records (tenant, ts)   WHERE tenant IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_project  ON records (project, ts)  WHERE project IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_app      ON records (app, ts)      WHERE app IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_user     ON records (user_id, ts)  WHERE user_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_category ON records (category, ts) WHERE category IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_name     ON records (name, ts);
+CREATE INDEX IF NOT EXISTS records_target   ON records (target, ts);
+
+-- Full-text index over messages and string field values; rowid = records.seq.
+CREATE VIRTUAL TABLE IF NOT EXISTS records_fts USING fts5 (
+    message, fields, content = '', contentless_delete = 1, tokenize = 'unicode61'
+);
+
+-- Text forms for people using the sqlite3 shell.
+CREATE VIEW IF NOT EXISTS records_view AS
+SELECT seq,
+       lower(hex(id)) AS id,
+       strftime('%Y-%m-%dT%H:%M:%f', ts / 1000000000.0, 'unixepoch') || 'Z' AS time,
+       CASE kind WHEN 1 THEN 'event' WHEN 2 THEN 'span_start' WHEN 3 THEN 'span_end' END AS kind,
+       CASE level WHEN 1 THEN 'TRACE' WHEN 2 THEN 'DEBUG' WHEN 3 THEN 'INFO' WHEN 4 THEN 'WARN' WHEN 5 THEN 'ERROR' END AS level,
+       name, target, message,
+       lower(hex(trace_id)) AS trace_id, lower(hex(span_id)) AS span_id, lower(hex(parent_span_id)) AS parent_span_id,
+       run_id, step_id, tenant, env, project, app, surface, user_id, session_id, request_id,
+       service, host, pid, file, line, category,
+       CASE status WHEN 1 THEN 'ok' WHEN 2 THEN 'error' END AS status,
+       duration_ns, busy_ns, idle_ns, fields
+FROM records;
+
+-- One row per run, kept current by the writer as records arrive.
+CREATE TABLE IF NOT EXISTS runs (
+    run_id       TEXT PRIMARY KEY,
+    first_ts     INTEGER NOT NULL,
+    last_ts      INTEGER NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'running',
+    duration_ns  INTEGER,
+    root_name    TEXT,
+    root_span_id BLOB,
+    trace_id     BLOB,
+    service      TEXT,
+    tenant       TEXT,
+    env          TEXT,
+    project      TEXT,
+    app          TEXT,
+    user_id      TEXT,
+    session_id   TEXT,
+    record_count INTEGER NOT NULL DEFAULT 0,
+    error_count  INTEGER NOT NULL DEFAULT 0,
+    span_count   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_first_ts ON runs (first_ts);
+CREATE INDEX IF NOT EXISTS runs_tenant   ON runs (tenant, first_ts);
+CREATE INDEX IF NOT EXISTS runs_user     ON runs (user_id, first_ts);
+
+-- Record counts by kind and level, kept by the writer so stats never scan records.
+CREATE TABLE IF NOT EXISTS record_counts (
+    kind  INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (kind, level)
+) WITHOUT ROWID;
+
+-- Records stored per minute (for the ingest rate).
+CREATE TABLE IF NOT EXISTS ingest_minutes (
+    minute  INTEGER PRIMARY KEY,
+    records INTEGER NOT NULL
+);
+
+-- Drops reported by clients: running totals per client instance.
+CREATE TABLE IF NOT EXISTS client_drops (
+    instance BLOB PRIMARY KEY,
+    service  TEXT NOT NULL,
+    host     TEXT NOT NULL,
+    pid      INTEGER NOT NULL,
+    trace    INTEGER NOT NULL,
+    debug    INTEGER NOT NULL,
+    info     INTEGER NOT NULL,
+    warn     INTEGER NOT NULL,
+    error    INTEGER NOT NULL,
+    updated  INTEGER NOT NULL
+);
+"#,
+];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`SCHEMA_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

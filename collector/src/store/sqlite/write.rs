@@ -1,0 +1,294 @@
+//! The write path: one transaction per group commit, idempotent by record id, keeping
+//! the text index, the runs view and the counters current.
+
+use std::collections::HashMap;
+
+use logbook_proto::{Kind, Record, ScopeKey, Status, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::store::{ClientDrops, StoreError};
+
+const INSERT_RECORD: &str = "INSERT OR IGNORE INTO records (
+    seq, id, ts, kind, level, name, target, message, trace_id, span_id, parent_span_id,
+    run_id, step_id, tenant, env, project, app, surface, user_id, session_id, request_id,
+    service, host, pid, file, line, category, status, duration_ns, busy_ns, idle_ns, fields
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
+
+const INSERT_TEXT: &str = "INSERT INTO records_fts (rowid, message, fields) VALUES (?1, ?2, ?3)";
+
+const UPSERT_RUN: &str = "INSERT INTO runs (
+    run_id, first_ts, last_ts, status, duration_ns, root_name, root_span_id, trace_id, service,
+    tenant, env, project, app, user_id, session_id, record_count, error_count, span_count
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+ON CONFLICT (run_id) DO UPDATE SET
+    first_ts     = min(first_ts, excluded.first_ts),
+    last_ts      = max(last_ts, excluded.last_ts),
+    status       = CASE WHEN excluded.status <> 'running' THEN excluded.status ELSE status END,
+    duration_ns  = coalesce(excluded.duration_ns, duration_ns),
+    root_name    = coalesce(excluded.root_name, root_name),
+    root_span_id = coalesce(excluded.root_span_id, root_span_id),
+    trace_id     = CASE WHEN excluded.root_span_id IS NOT NULL THEN excluded.trace_id ELSE coalesce(trace_id, excluded.trace_id) END,
+    service      = coalesce(service, excluded.service),
+    tenant       = coalesce(tenant, excluded.tenant),
+    env          = coalesce(env, excluded.env),
+    project      = coalesce(project, excluded.project),
+    app          = coalesce(app, excluded.app),
+    user_id      = coalesce(user_id, excluded.user_id),
+    session_id   = coalesce(session_id, excluded.session_id),
+    record_count = record_count + excluded.record_count,
+    error_count  = error_count + excluded.error_count,
+    span_count   = span_count + excluded.span_count";
+
+/// The next sequence number: past every stored record and every number ever handed out.
+pub(super) fn load_next_seq(conn: &Connection) -> Result<i64, StoreError> {
+    let max_seq: Option<i64> = conn.query_row("SELECT max(seq) FROM records", [], |r| r.get(0))?;
+    let saved: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'next_seq'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(max_seq.map_or(1, |m| m + 1).max(saved.unwrap_or(1)))
+}
+
+pub(super) fn write(
+    conn: &mut Connection,
+    next_seq: &mut i64,
+    records: &[Record],
+    drops: &[ClientDrops],
+) -> Result<Vec<bool>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut seq = *next_seq;
+    let mut stored = Vec::with_capacity(records.len());
+    let mut runs: HashMap<&str, RunDelta<'_>> = HashMap::new();
+    let mut counts = [[0i64; 5]; 3];
+    {
+        let mut insert = tx.prepare_cached(INSERT_RECORD)?;
+        let mut text = tx.prepare_cached(INSERT_TEXT)?;
+        let mut fields_json = String::new();
+        let mut field_text = String::new();
+        for r in records {
+            fields_json.clear();
+            // Serializing our own Fields cannot fail.
+            fields_json.push_str(&serde_json::to_string(&r.fields).unwrap_or_else(|_| "{}".into()));
+            let s = &r.scope;
+            let n = insert.execute(params![
+                seq,
+                &r.id.0[..],
+                r.ts.as_nanos(),
+                r.kind.code(),
+                r.level.code(),
+                r.name.as_ref(),
+                r.target.as_ref(),
+                r.message.as_deref(),
+                &r.trace_id.0[..],
+                r.span_id.as_ref().map(|i| &i.0[..]),
+                r.parent_span_id.as_ref().map(|i| &i.0[..]),
+                s.get(ScopeKey::RunId),
+                s.get(ScopeKey::StepId),
+                s.get(ScopeKey::Tenant),
+                s.get(ScopeKey::Env),
+                s.get(ScopeKey::Project),
+                s.get(ScopeKey::App),
+                s.get(ScopeKey::Surface),
+                s.get(ScopeKey::UserId),
+                s.get(ScopeKey::SessionId),
+                s.get(ScopeKey::RequestId),
+                r.resource.service.as_str(),
+                r.resource.host.as_str(),
+                r.resource.pid,
+                r.file.as_deref(),
+                r.line,
+                r.category.as_deref(),
+                r.status.map(Status::code),
+                r.duration_ns.map(saturate),
+                r.busy_ns.map(saturate),
+                r.idle_ns.map(saturate),
+                fields_json.as_str(),
+            ])?;
+            if n == 0 {
+                stored.push(false);
+                continue;
+            }
+            stored.push(true);
+            field_text.clear();
+            searchable_text(r, &mut field_text);
+            if r.message.is_some() || !field_text.is_empty() {
+                text.execute(params![seq, r.message.as_deref(), field_text.as_str()])?;
+            }
+            counts[r.kind.code() as usize - 1][r.level.index()] += 1;
+            if let Some(run_id) = s.get(ScopeKey::RunId) {
+                runs.entry(run_id)
+                    .or_insert_with(|| RunDelta::new(r))
+                    .add(r);
+            }
+            seq += 1;
+        }
+    }
+    let inserted = stored.iter().filter(|s| **s).count() as i64;
+    if inserted > 0 {
+        let mut upsert = tx.prepare_cached(UPSERT_RUN)?;
+        for (run_id, d) in &runs {
+            upsert.execute(params![
+                run_id,
+                d.first_ts,
+                d.last_ts,
+                d.status.unwrap_or("running"),
+                d.duration_ns,
+                d.root_name,
+                d.root_span_id,
+                d.trace_id,
+                d.service,
+                d.scope[0],
+                d.scope[1],
+                d.scope[2],
+                d.scope[3],
+                d.scope[4],
+                d.scope[5],
+                d.records,
+                d.errors,
+                d.spans,
+            ])?;
+        }
+        let mut count = tx.prepare_cached(
+            "INSERT INTO record_counts (kind, level, n) VALUES (?1, ?2, ?3)
+             ON CONFLICT (kind, level) DO UPDATE SET n = n + excluded.n",
+        )?;
+        for (k, by_level) in counts.iter().enumerate() {
+            for (l, n) in by_level.iter().enumerate().filter(|(_, n)| **n > 0) {
+                count.execute(params![k as i64 + 1, l as i64 + 1, n])?;
+            }
+        }
+        tx.prepare_cached(
+            "INSERT INTO ingest_minutes (minute, records) VALUES (?1, ?2)
+             ON CONFLICT (minute) DO UPDATE SET records = records + excluded.records",
+        )?
+        .execute(params![
+            Timestamp::now().as_nanos() / 60_000_000_000,
+            inserted
+        ])?;
+        tx.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ('next_seq', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute(params![seq])?;
+    }
+    if !drops.is_empty() {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO client_drops (instance, service, host, pid, trace, debug, info, warn, error, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (instance) DO UPDATE SET
+                trace = max(trace, excluded.trace), debug = max(debug, excluded.debug),
+                info = max(info, excluded.info), warn = max(warn, excluded.warn),
+                error = max(error, excluded.error), updated = excluded.updated",
+        )?;
+        let now = Timestamp::now().as_nanos();
+        for d in drops {
+            let [t, db, i, w, e] = d.dropped.map(saturate);
+            upsert.execute(params![
+                &d.client.instance.0[..],
+                d.client.resource.service,
+                d.client.resource.host,
+                d.client.resource.pid,
+                t,
+                db,
+                i,
+                w,
+                e,
+                now
+            ])?;
+        }
+    }
+    tx.commit()?;
+    *next_seq = seq;
+    Ok(stored)
+}
+
+fn saturate(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// String field values (and nested JSON text), space-separated, for the text index.
+fn searchable_text(r: &Record, out: &mut String) {
+    use logbook_proto::Value;
+    for (_, v) in r.fields.iter() {
+        let s = match v {
+            Value::Str(s) => s.as_str(),
+            Value::Json(j) => j.as_str(),
+            _ => continue,
+        };
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(s);
+    }
+}
+
+/// What one transaction adds to one run.
+struct RunDelta<'a> {
+    first_ts: i64,
+    last_ts: i64,
+    status: Option<&'static str>,
+    duration_ns: Option<i64>,
+    root_name: Option<&'a str>,
+    root_span_id: Option<&'a [u8]>,
+    trace_id: &'a [u8],
+    service: &'a str,
+    /// tenant, env, project, app, user_id, session_id: the first seen.
+    scope: [Option<&'a str>; 6],
+    records: i64,
+    errors: i64,
+    spans: i64,
+}
+
+const RUN_SCOPE: [ScopeKey; 6] = [
+    ScopeKey::Tenant,
+    ScopeKey::Env,
+    ScopeKey::Project,
+    ScopeKey::App,
+    ScopeKey::UserId,
+    ScopeKey::SessionId,
+];
+
+impl<'a> RunDelta<'a> {
+    fn new(r: &'a Record) -> Self {
+        Self {
+            first_ts: r.ts.as_nanos(),
+            last_ts: r.ts.as_nanos(),
+            status: None,
+            duration_ns: None,
+            root_name: None,
+            root_span_id: None,
+            trace_id: &r.trace_id.0,
+            service: &r.resource.service,
+            scope: [None; 6],
+            records: 0,
+            errors: 0,
+            spans: 0,
+        }
+    }
+
+    fn add(&mut self, r: &'a Record) {
+        self.first_ts = self.first_ts.min(r.ts.as_nanos());
+        self.last_ts = self.last_ts.max(r.ts.as_nanos());
+        self.records += 1;
+        self.errors += i64::from(r.is_error());
+        self.spans += i64::from(r.kind == Kind::SpanEnd);
+        for (slot, key) in self.scope.iter_mut().zip(RUN_SCOPE) {
+            if slot.is_none() {
+                *slot = r.scope.get(key);
+            }
+        }
+        // The span that started the run (category "run") names it and, when it ends,
+        // decides its status and duration.
+        if r.category.as_deref() == Some(crate::pipeline::CATEGORY_RUN) && r.kind != Kind::Event {
+            self.root_name = Some(&r.name);
+            self.root_span_id = r.span_id.as_ref().map(|s| &s.0[..]);
+            self.trace_id = &r.trace_id.0;
+            if r.kind == Kind::SpanEnd {
+                self.status = Some(r.status.unwrap_or(Status::Ok).as_str());
+                self.duration_ns = r.duration_ns.map(saturate);
+            }
+        }
+    }
+}

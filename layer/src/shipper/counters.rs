@@ -1,0 +1,135 @@
+//! The byte budget and the delivery counters shared by the emitting threads and the
+//! worker. Emitting threads touch only `used` (and a drop counter when full).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use logbook_proto::Level;
+
+/// Atomic counters; every record ends in exactly one of delivered, rejected or dropped.
+pub(crate) struct Counters {
+    used: AtomicUsize,
+    capacity: usize,
+    dropped: [AtomicU64; 5],
+    delivered: AtomicU64,
+    rejected: AtomicU64,
+    /// Taken off the queue by the worker and not yet delivered, rejected or dropped.
+    in_worker: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            capacity,
+            dropped: Default::default(),
+            delivered: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            in_worker: AtomicU64::new(0),
+        }
+    }
+
+    /// Reserves `cost` bytes of buffer; fails (reserving nothing) if that would exceed
+    /// the capacity. Successful reservations never sum above the capacity.
+    pub(crate) fn try_acquire(&self, cost: usize) -> bool {
+        let prev = self.used.fetch_add(cost, Ordering::AcqRel);
+        if prev + cost > self.capacity {
+            self.used.fetch_sub(cost, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn release(&self, cost: usize) {
+        self.used.fetch_sub(cost, Ordering::AcqRel);
+    }
+
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// A record that was never queued (buffer full, re-entrant, worker gone).
+    pub(crate) fn drop_unqueued(&self, level: Level) {
+        self.dropped[level.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn taken(&self, n: u64) {
+        self.in_worker.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Records the worker held that the collector stored (or already had).
+    pub(crate) fn delivered(&self, n: u64, cost: usize) {
+        self.delivered.fetch_add(n, Ordering::Relaxed);
+        self.in_worker.fetch_sub(n, Ordering::AcqRel);
+        self.release(cost);
+    }
+
+    /// Records the worker held that the collector refused.
+    pub(crate) fn rejected(&self, n: u64) {
+        self.rejected.fetch_add(n, Ordering::Relaxed);
+        self.in_worker.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Records the worker held and gave up on, by level.
+    pub(crate) fn abandoned(&self, levels: &[u32; 5], cost: usize) {
+        let mut n = 0;
+        for (i, c) in levels.iter().enumerate() {
+            self.dropped[i].fetch_add(u64::from(*c), Ordering::Relaxed);
+            n += u64::from(*c);
+        }
+        self.in_worker.fetch_sub(n, Ordering::AcqRel);
+        self.release(cost);
+    }
+
+    pub(crate) fn dropped_by_level(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.dropped[i].load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn delivered_total(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn rejected_total(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn in_worker(&self) -> u64 {
+        self.in_worker.load(Ordering::Acquire)
+    }
+}
+
+/// Records per level in one batch.
+pub(crate) type LevelCounts = [u32; 5];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_never_exceeds_capacity() {
+        let c = Counters::new(100);
+        assert!(c.try_acquire(60));
+        assert!(!c.try_acquire(41));
+        assert!(c.try_acquire(40));
+        assert_eq!(c.used(), 100);
+        c.release(60);
+        assert!(c.try_acquire(50));
+    }
+
+    #[test]
+    fn concurrent_acquires_stay_within_capacity() {
+        let c = std::sync::Arc::new(Counters::new(10_000));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || (0..10_000).filter(|_| c.try_acquire(7)).count())
+            })
+            .collect();
+        let granted: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(granted * 7, c.used());
+        assert!(c.used() <= 10_000);
+    }
+}

@@ -1,0 +1,162 @@
+//! The worker thread: takes captured records off the queue, stamps ids, hands them to
+//! a sink and answers flush requests. It runs with no subscriber, so nothing it does
+//! is traced.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use logbook_proto::{Record, RecordId};
+use tracing_core::Dispatch;
+
+use super::{Control, Counters, Identity};
+use crate::capture::Captured;
+
+/// Where the worker delivers records.
+pub(crate) trait Sink: Send {
+    /// Adds one record, whose buffer charge is `cost`, to the batch being built.
+    fn push(&mut self, record: Record, cost: usize);
+    /// Ends the batch being built: sends or stores it.
+    fn seal(&mut self);
+    /// Periodic work (acknowledgements, reconnects, drop reports); true if it did any.
+    fn poll(&mut self) -> bool;
+    /// Nothing is being built, queued or awaiting acknowledgement.
+    fn is_idle(&self) -> bool;
+}
+
+/// A sink for a layer that could not be set up: every record is counted as dropped.
+pub(crate) struct NullSink {
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Sink for NullSink {
+    fn push(&mut self, record: Record, cost: usize) {
+        let mut levels = [0; 5];
+        levels[record.level.index()] = 1;
+        self.counters.abandoned(&levels, cost);
+    }
+    fn seal(&mut self) {}
+    fn poll(&mut self) -> bool {
+        false
+    }
+    fn is_idle(&self) -> bool {
+        true
+    }
+}
+
+/// Shortest and longest sleep between polls of an idle queue. Emitting threads never
+/// wake the worker (that would cost them a system call); it polls instead, sleeping
+/// longer the longer the queue stays empty.
+const MIN_SLEEP: Duration = Duration::from_micros(500);
+const MAX_SLEEP: Duration = Duration::from_millis(50);
+
+/// Records taken per poll before the sink gets a chance to read acknowledgements.
+const DRAIN_CHUNK: usize = 4096;
+
+pub(crate) struct Worker {
+    rx: Receiver<Box<Captured>>,
+    control: Receiver<Control>,
+    sink: Box<dyn Sink>,
+    counters: Arc<Counters>,
+    identity: Identity,
+    next_id: u64,
+    flushes: Vec<Sender<()>>,
+    exit_timeout: Duration,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        rx: Receiver<Box<Captured>>,
+        control: Receiver<Control>,
+        sink: Box<dyn Sink>,
+        counters: Arc<Counters>,
+        identity: Identity,
+        exit_timeout: Duration,
+    ) -> Self {
+        Self {
+            rx,
+            control,
+            sink,
+            counters,
+            identity,
+            next_id: 1,
+            flushes: Vec::new(),
+            exit_timeout,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let _untraced = tracing_core::dispatcher::set_default(&Dispatch::none());
+        let mut sleep = MIN_SLEEP;
+        loop {
+            let mut progress = false;
+            while let Ok(Control::Flush(reply)) = self.control.try_recv() {
+                self.flushes.push(reply);
+                progress = true;
+            }
+            let (taken, disconnected) = self.drain();
+            progress |= taken > 0;
+            progress |= self.sink.poll();
+            self.answer_flushes();
+            if disconnected {
+                self.finish();
+                return;
+            }
+            if progress {
+                sleep = MIN_SLEEP;
+            } else {
+                thread::park_timeout(sleep);
+                sleep = (sleep * 2).min(MAX_SLEEP);
+            }
+        }
+    }
+
+    /// Moves queued records into the sink. Returns how many, and whether every
+    /// emitting handle is gone.
+    fn drain(&mut self) -> (usize, bool) {
+        let mut taken = 0;
+        let disconnected = loop {
+            match self.rx.try_recv() {
+                Ok(cap) => {
+                    let cost = cap.cost();
+                    self.counters.taken(1);
+                    let id = RecordId::new(self.identity.instance, self.next_id);
+                    self.next_id += 1;
+                    self.sink
+                        .push(cap.into_record(id, &self.identity.resource), cost);
+                    taken += 1;
+                    if taken % DRAIN_CHUNK == 0 {
+                        self.sink.seal();
+                        self.sink.poll();
+                    }
+                }
+                Err(TryRecvError::Empty) => break false,
+                Err(TryRecvError::Disconnected) => break true,
+            }
+        };
+        if taken > 0 {
+            self.sink.seal();
+        }
+        (taken, disconnected)
+    }
+
+    fn answer_flushes(&mut self) {
+        if !self.flushes.is_empty() && self.rx.is_empty() && self.sink.is_idle() {
+            for reply in self.flushes.drain(..) {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// The layer is gone: deliver what is left, within the flush timeout.
+    fn finish(&mut self) {
+        let deadline = Instant::now() + self.exit_timeout;
+        while !self.sink.is_idle() && Instant::now() < deadline {
+            if !self.sink.poll() {
+                thread::sleep(MIN_SLEEP * 4);
+            }
+        }
+        self.answer_flushes();
+    }
+}
