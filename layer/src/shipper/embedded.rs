@@ -94,6 +94,6 @@ impl Sink for EmbeddedSink {
     }
 
     fn is_idle(&self) -> bool {
-        self.batch.is_empty()
+        self.batch.is_empty() && self.drops_stored == self.counters.dropped_by_level()
     }
 }

@@ -383,8 +383,12 @@ impl Sink for SocketSink {
         progress
     }
 
+    /// Idle once every batch is acknowledged and the drop totals are reported, so a
+    /// flush at exit also delivers the final count of what was dropped.
     fn is_idle(&self) -> bool {
-        self.open.is_none() && self.unacked.is_empty()
+        self.open.is_none()
+            && self.unacked.is_empty()
+            && self.gap_sent == self.counters.dropped_by_level()
     }
 }
 

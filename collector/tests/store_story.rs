@@ -1,0 +1,334 @@
+//! One storage story, written against the `Store` trait so that every backend runs
+//! it: idempotent writes, filters, keyset pages, streaming scans, tailing, the runs
+//! view and the counters. Plus a property test of pagination.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use logbook_collector::query::{Cursor, Page, RecordFilter, RunFilter};
+use logbook_collector::store::{ClientDrops, ClientInfo, Durability, SqliteStore, Store};
+use logbook_proto::{
+    InstanceId, Kind, Level, Record, RecordId, Resource, Scope, ScopeKey, SpanId, Status,
+    Timestamp, TraceId, Value,
+};
+use proptest::prelude::*;
+
+const T0: i64 = 1_795_291_200_000_000_000;
+
+fn resource() -> Arc<Resource> {
+    Arc::new(Resource {
+        service: "story".into(),
+        host: "h".into(),
+        pid: 7,
+    })
+}
+
+fn event(i: u64, ts: i64, level: Level, run: &str) -> Record {
+    let mut r = Record::new(
+        RecordId::new(InstanceId::from_random(1), i),
+        Timestamp(ts),
+        Kind::Event,
+        level,
+        "e",
+    );
+    r.trace_id = TraceId::from_random(1, 1);
+    r.scope = Arc::new(
+        Scope::new()
+            .with(ScopeKey::RunId, run)
+            .with(ScopeKey::Tenant, "acme"),
+    );
+    r.resource = resource();
+    r.message = Some(format!("message {i}"));
+    r.fields.set("i", Value::U64(i));
+    r
+}
+
+fn span(i: u64, kind: Kind, ts: i64, run: &str, status: Option<Status>) -> Record {
+    let mut r = Record::new(
+        RecordId::new(InstanceId::from_random(1), i),
+        Timestamp(ts),
+        kind,
+        Level::Info,
+        "root",
+    );
+    r.trace_id = TraceId::from_random(1, 1);
+    r.span_id = Some(SpanId::from_random(9));
+    r.scope = Arc::new(
+        Scope::new()
+            .with(ScopeKey::RunId, run)
+            .with(ScopeKey::UserId, "u-1"),
+    );
+    r.resource = resource();
+    r.category = Some("run".into());
+    r.status = status;
+    if kind == Kind::SpanEnd {
+        r.duration_ns = Some(5_000);
+    }
+    r
+}
+
+/// The story every backend must tell.
+fn story(store: &mut dyn Store) {
+    let records = vec![
+        span(1, Kind::SpanStart, T0, "r1", None),
+        event(2, T0 + 10, Level::Info, "r1"),
+        event(3, T0 + 10, Level::Error, "r1"),
+        event(4, T0 + 20, Level::Warn, "r2"),
+        span(5, Kind::SpanEnd, T0 + 30, "r1", Some(Status::Error)),
+    ];
+    assert_eq!(store.write(&records, &[]).unwrap(), [true; 5]);
+    assert_eq!(
+        store.write(&records[1..3], &[]).unwrap(),
+        [false, false],
+        "stored once"
+    );
+
+    let all = store
+        .query(&RecordFilter::default(), &Page::default())
+        .unwrap();
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[0].id, records[4].id, "newest first");
+    assert!(all
+        .windows(2)
+        .all(|w| (w[0].ts, w[0].seq) > (w[1].ts, w[1].seq)));
+    assert_eq!(
+        all[4],
+        Record {
+            seq: all[4].seq,
+            ..records[0].clone()
+        },
+        "read back equal"
+    );
+
+    let f = |f: RecordFilter| store.count(&f).unwrap();
+    assert_eq!(
+        f(RecordFilter {
+            run_id: Some("r1".into()),
+            ..Default::default()
+        }),
+        4
+    );
+    assert_eq!(
+        f(RecordFilter {
+            min_level: Some(Level::Warn),
+            ..Default::default()
+        }),
+        2
+    );
+    assert_eq!(
+        f(RecordFilter {
+            kind: Some(Kind::Event),
+            ..Default::default()
+        }),
+        3
+    );
+    assert_eq!(
+        f(RecordFilter {
+            since: Some(Timestamp(T0 + 10)),
+            until: Some(Timestamp(T0 + 20)),
+            ..Default::default()
+        }),
+        2
+    );
+    assert_eq!(
+        f(RecordFilter {
+            text: Some("message 3".into()),
+            ..Default::default()
+        }),
+        1
+    );
+    assert_eq!(
+        f(RecordFilter {
+            fields: vec![("i".into(), "4".into())],
+            ..Default::default()
+        }),
+        1
+    );
+    assert_eq!(
+        f(RecordFilter {
+            user_id: Some("u-1".into()),
+            ..Default::default()
+        }),
+        2
+    );
+
+    let page = store
+        .query(
+            &RecordFilter::default(),
+            &Page {
+                limit: 2,
+                before: None,
+            },
+        )
+        .unwrap();
+    let rest = store
+        .query(
+            &RecordFilter::default(),
+            &Page {
+                limit: 10,
+                before: Some(Cursor {
+                    ts: page[1].ts,
+                    seq: page[1].seq,
+                }),
+            },
+        )
+        .unwrap();
+    assert_eq!(page.len() + rest.len(), 5);
+
+    let mut scanned = Vec::new();
+    assert_eq!(
+        store
+            .scan(&RecordFilter::default(), &mut |r| {
+                scanned.push(r.id);
+                Ok(())
+            })
+            .unwrap(),
+        5
+    );
+    assert_eq!(scanned.first(), Some(&records[0].id), "oldest first");
+
+    let last = store.last_seq().unwrap();
+    store
+        .write(&[event(6, T0 + 40, Level::Info, "r2")], &[])
+        .unwrap();
+    let after = store.after(last, &RecordFilter::default(), 10).unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, RecordId::new(InstanceId::from_random(1), 6));
+    assert_eq!(store.get(after[0].id).unwrap().unwrap().seq, after[0].seq);
+
+    let r1 = store.run("r1").unwrap().unwrap();
+    assert_eq!(
+        (r1.status.as_str(), r1.records, r1.errors, r1.spans),
+        ("error", 4, 2, 1)
+    );
+    assert_eq!(
+        (r1.started, r1.last_seen, r1.duration_ns),
+        (Timestamp(T0), Timestamp(T0 + 30), Some(5_000))
+    );
+    assert_eq!(
+        (
+            r1.root_name.as_deref(),
+            r1.user_id.as_deref(),
+            r1.tenant.as_deref()
+        ),
+        (Some("root"), Some("u-1"), Some("acme"))
+    );
+    let r2 = store.run("r2").unwrap().unwrap();
+    assert_eq!((r2.status.as_str(), r2.records), ("running", 2));
+    let runs = store
+        .runs(&RunFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+        ["r2", "r1"]
+    );
+    assert_eq!(
+        store
+            .runs(&RunFilter {
+                status: Some("error".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.run_records("r1", 100).unwrap().len(), 4);
+
+    let client = ClientInfo {
+        instance: InstanceId::from_random(5),
+        resource: resource(),
+    };
+    store
+        .write(
+            &[],
+            &[ClientDrops {
+                client: client.clone(),
+                dropped: [0, 0, 5, 1, 0],
+            }],
+        )
+        .unwrap();
+    store
+        .write(
+            &[],
+            &[ClientDrops {
+                client,
+                dropped: [0, 0, 3, 2, 0],
+            }],
+        )
+        .unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.records, 6);
+    assert_eq!(stats.by_level, [0, 0, 4, 1, 1]);
+    assert_eq!(stats.by_kind, [4, 1, 1]);
+    assert_eq!(stats.runs, 2);
+    assert_eq!(
+        stats.client_drops[0].dropped,
+        [0, 0, 5, 2, 0],
+        "running totals: the largest wins"
+    );
+    assert_eq!(stats.oldest, Some(Timestamp(T0)));
+}
+
+#[test]
+fn sqlite_tells_the_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("s.db"), Durability::Normal).unwrap();
+    story(&mut store);
+}
+
+#[test]
+fn sqlite_reopens_idempotently_and_keeps_sequence_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let mut store = SqliteStore::open(&path, Durability::Full).unwrap();
+    store.write(&[event(1, T0, Level::Info, "r")], &[]).unwrap();
+    let first = store.last_seq().unwrap();
+    drop(store);
+    let mut store = SqliteStore::open(&path, Durability::Full).unwrap();
+    store.write(&[event(2, T0, Level::Info, "r")], &[]).unwrap();
+    assert!(store.last_seq().unwrap() > first);
+    let ro = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(ro.count(&RecordFilter::default()).unwrap(), 2);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Any records, any page size: walking pages with the cursor of each page's last
+    /// record visits every record exactly once, newest first.
+    #[test]
+    fn keyset_pages_partition_the_records(ts in prop::collection::vec(0i64..6, 1..300), limit in 1usize..40, tenant_filter in any::<bool>()) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("p.db"), Durability::Normal).unwrap();
+        let records: Vec<Record> = ts.iter().enumerate().map(|(i, t)| {
+            let mut r = event(i as u64 + 1, T0 + t, Level::Info, "r");
+            if i % 3 == 0 {
+                r.scope = Arc::new(Scope::new().with(ScopeKey::Tenant, "other"));
+            }
+            r
+        }).collect();
+        store.write(&records, &[]).unwrap();
+        let filter = RecordFilter { tenant: tenant_filter.then(|| "acme".into()), ..Default::default() };
+        let want = store.count(&filter).unwrap() as usize;
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store.query(&filter, &Page { limit, before }).unwrap();
+            seen.extend(page.iter().map(|r| (r.ts, r.seq, r.id)));
+            if page.len() < limit {
+                break;
+            }
+            let last = page.last().unwrap();
+            before = Some(Cursor { ts: last.ts, seq: last.seq });
+        }
+        prop_assert_eq!(seen.len(), want);
+        prop_assert_eq!(seen.iter().map(|s| s.2).collect::<HashSet<_>>().len(), want);
+        prop_assert!(seen.windows(2).all(|w| (w[0].0, w[0].1) > (w[1].0, w[1].1)));
+    }
+}

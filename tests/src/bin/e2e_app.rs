@@ -1,0 +1,118 @@
+//! An instrumented application for the end-to-end tests. Configured only through the
+//! environment (`LOGBOOK_ENDPOINT`, …), as a user's program would be. Prints the layer's
+//! counters as JSON on its last line.
+//!
+//! ```text
+//! logbook-e2e-app roundtrip RUN_ID        a run with nested, spawned, late-recorded and failing spans
+//! logbook-e2e-app stream RUN_ID COUNT US  COUNT events, one every US microseconds, in one span
+//! logbook-e2e-app burst COUNT             COUNT events as fast as possible, outside any span
+//! logbook-e2e-app panic RUN_ID            panics inside a run with the panic hook installed
+//! ```
+
+use std::time::Duration;
+
+use tracing::field::Empty;
+use tracing::{error, info, info_span, Instrument, Span};
+use tracing_subscriber::prelude::*;
+
+fn arg(i: usize) -> String {
+    std::env::args()
+        .nth(i)
+        .unwrap_or_else(|| panic!("missing argument {i}; see the file's docs"))
+}
+
+fn num(i: usize) -> u64 {
+    arg(i)
+        .parse()
+        .unwrap_or_else(|_| panic!("argument {i} must be a number"))
+}
+
+async fn roundtrip(run_id: String) -> u64 {
+    let root = info_span!("job", run_id = %run_id, tenant = "acme", user_id = "u-1", attempt = Empty, outcome = Empty);
+    async {
+        info!(
+            count = 3i64,
+            big = u64::MAX,
+            ratio = 0.25f64,
+            ok = true,
+            text = "hello world",
+            payload =
+                logbook_layer::json(serde_json::json!({ "a": [1, 2, { "b": null }], "z": "last" })),
+            "typed"
+        );
+        let task = async {
+            info!(place = "spawned", "inside spawn");
+            let inner = info_span!("inner", user_id = "u-override");
+            inner.in_scope(|| info!("deepest"));
+        }
+        .instrument(info_span!("spawned.task", step_id = "s-1"));
+        tokio::spawn(task).await.expect("task");
+        let failing = info_span!("failing.op", error.type = Empty);
+        failing.in_scope(|| error!(error = "boom", "it failed"));
+        failing.record("error.type", "Boom");
+        drop(failing);
+        Span::current().record("attempt", 2);
+        Span::current().record("outcome", "done");
+    }
+    .instrument(root)
+    .await;
+    // job, spawned.task, inner, failing.op: start and end each; four events.
+    4 * 2 + 4
+}
+
+async fn stream(run_id: String, count: u64, interval: Duration) -> u64 {
+    let span = info_span!("stream", run_id = %run_id);
+    async {
+        for n in 0..count {
+            info!(n, "tick");
+            if !interval.is_zero() {
+                tokio::time::sleep(interval).await;
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+    count + 2
+}
+
+fn burst(count: u64) -> u64 {
+    for n in 0..count {
+        info!(n, "burst");
+    }
+    count
+}
+
+/// Panics inside a run; the hook records and flushes before the process dies.
+fn panic_in_run(run_id: String) -> ! {
+    logbook_layer::install_panic_hook(Duration::from_secs(10));
+    let span = info_span!("doomed", run_id = %run_id);
+    let _entered = span.enter();
+    info!("about to fail");
+    let items: Vec<u32> = Vec::new();
+    panic!("index out of range: {} items", items.len());
+}
+
+#[tokio::main]
+async fn main() {
+    let layer = logbook_layer::layer();
+    let guard = layer.flush_guard();
+    tracing_subscriber::registry().with(layer).init();
+    let emitted = match arg(1).as_str() {
+        "panic" => panic_in_run(arg(2)),
+        "roundtrip" => roundtrip(arg(2)).await,
+        "stream" => stream(arg(2), num(3), Duration::from_micros(num(4))).await,
+        "burst" => burst(num(2)),
+        other => panic!("unknown scenario {other}"),
+    };
+    let report = guard.flush();
+    println!(
+        "{}",
+        serde_json::json!({
+            "emitted": emitted,
+            "delivered": report.delivered,
+            "dropped": report.dropped,
+            "rejected": report.rejected,
+            "undelivered": report.undelivered,
+        })
+    );
+}

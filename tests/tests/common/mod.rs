@@ -1,0 +1,384 @@
+//! Helpers for end-to-end tests: start the real collector binary on a temp dir, run the
+//! real CLI, run an instrumented app, and speak the wire protocol by hand.
+
+#![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use logbook_proto::wire::{decode_frame, encode_frame, read_frame, Frame, Hello, PROTOCOL_VERSION};
+use logbook_proto::{InstanceId, Record, Resource};
+
+/// The collector binary under test.
+pub const COLLECTOR: &str = env!("CARGO_BIN_EXE_logbook-e2e-collector");
+/// The instrumented test application.
+pub const APP: &str = env!("CARGO_BIN_EXE_logbook-e2e-app");
+
+/// A running `logbook serve` on a socket and database in `dir`.
+pub struct Collector {
+    child: Option<Child>,
+    /// Its socket.
+    pub socket: PathBuf,
+    /// Its database.
+    pub db: PathBuf,
+    /// Its stderr, captured to a file.
+    pub log: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Collector {
+    /// Starts a collector with its socket and database in `dir` and waits until it accepts.
+    pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// Like [`Collector::start`], with extra `serve` flags.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        let mut c = Self {
+            child: None,
+            socket: dir.join("logbook.sock"),
+            db: dir.join("logbook.db"),
+            log: dir.join("collector.log"),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        c.restart();
+        c
+    }
+
+    /// Starts the collector again (after [`Collector::kill`] or [`Collector::stop`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(COLLECTOR)
+            .arg("serve")
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--db")
+            .arg(&self.db)
+            .args(&self.extra)
+            .env_remove("LOGBOOK_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&self.socket).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("collector exited with {status}: {}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "collector did not start: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits for exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), libc::SIGTERM);
+        wait_timeout(&mut child, Duration::from_secs(30))
+    }
+
+    /// Waits for a collector that was already sent a signal to exit.
+    pub fn stop_after_signal(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        wait_timeout(&mut child, Duration::from_secs(30))
+    }
+
+    /// Sends SIGKILL (a crash) and waits.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Its stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs a CLI command against this collector's database.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(&[&["--db", self.db.to_str().unwrap()], args].concat())
+    }
+
+    /// `logbook query --format jsonl` with `args`, parsed.
+    pub fn query(&self, args: &[&str]) -> Vec<Record> {
+        let out = self.cli(&[&["query", "--format", "jsonl"], args].concat());
+        assert!(
+            out.status.success(),
+            "query failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse_jsonl(&out.stdout)
+    }
+
+    /// The `unix:` endpoint for apps.
+    pub fn endpoint(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends `sig` to `pid`.
+#[allow(unsafe_code)]
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+/// Waits for `child`, killing it after `timeout`.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process {} did not exit within {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the `logbook` CLI with `args` (no config file, no LOGBOOK_* environment).
+pub fn cli(args: &[&str]) -> Output {
+    let mut cmd = Command::new(COLLECTOR);
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LOGBOOK_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().unwrap()
+}
+
+/// Parses JSON Lines of records.
+pub fn parse_jsonl(bytes: &[u8]) -> Vec<Record> {
+    std::str::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// What the test app prints on its last line: the layer's counters after flushing.
+#[derive(Debug, serde::Deserialize, PartialEq, Eq)]
+pub struct AppReport {
+    /// Records the app emitted (events and span starts/ends it created).
+    pub emitted: u64,
+    /// Acknowledged by the collector.
+    pub delivered: u64,
+    /// Dropped by the layer (buffer full), all levels.
+    pub dropped: u64,
+    /// Refused by the collector.
+    pub rejected: u64,
+    /// Still pending when the flush deadline passed.
+    pub undelivered: u64,
+}
+
+/// Runs the test app with `args` and environment `env` and returns its report.
+pub fn run_app(args: &[&str], env: &[(&str, &str)]) -> AppReport {
+    let out = app_command(args, env).output().unwrap();
+    assert!(
+        out.status.success(),
+        "app failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_report(&out.stdout)
+}
+
+/// The test app as a command, ready to spawn.
+pub fn app_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(APP);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LOGBOOK_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// The report on the app's last stdout line.
+pub fn parse_report(stdout: &[u8]) -> AppReport {
+    let text = String::from_utf8_lossy(stdout);
+    let last = text
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no report in {text:?}"));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
+}
+
+/// A protocol client written by hand, for sending exactly the bytes a test wants.
+pub struct RawClient {
+    /// The connection.
+    pub stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects without saying anything.
+    pub fn connect(socket: &Path) -> Self {
+        let stream = UnixStream::connect(socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects and completes the handshake as `instance`.
+    pub fn handshake(socket: &Path, instance: InstanceId) -> Self {
+        let mut c = Self::connect(socket);
+        c.send(&Frame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            instance,
+            pid: std::process::id(),
+            service: "raw-client".into(),
+            host: "test".into(),
+            token: None,
+        }));
+        match c.recv() {
+            Some(Frame::Welcome(_)) => c,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    /// Sends one frame.
+    pub fn send(&mut self, frame: &Frame) {
+        let mut bytes = Vec::new();
+        encode_frame(frame, &mut bytes);
+        self.send_bytes(&bytes);
+    }
+
+    /// Sends raw bytes.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next frame, or `None` when the collector closed the connection.
+    pub fn recv(&mut self) -> Option<Frame> {
+        match read_frame(&mut self.stream, 1 << 26, &mut self.buf) {
+            Ok(true) => Some(decode_frame(&self.buf, &Arc::new(Resource::default())).unwrap()),
+            Ok(false) => None,
+            Err(e) => panic!("reading from collector: {e}"),
+        }
+    }
+}
+
+/// Fills a database (creating it) with `n` event records whose timestamps repeat:
+/// `distinct_ts` different times, so many records share each one.
+pub fn fill_db(db: &Path, n: u64, distinct_ts: u64) {
+    use logbook_collector::store::{Durability, SqliteStore, Store};
+    use logbook_proto::{Kind, Level, RecordId, Scope, ScopeKey, Timestamp, TraceId, Value};
+    let mut store = SqliteStore::open(db, Durability::Normal).unwrap();
+    let instance = InstanceId::from_random(4242);
+    let base = Timestamp::now().as_nanos() - 3_600_000_000_000;
+    let scopes: Vec<Arc<logbook_proto::Scope>> = (0..4)
+        .map(|t| {
+            Arc::new(
+                Scope::new()
+                    .with(ScopeKey::Tenant, format!("t{t}"))
+                    .with(ScopeKey::RunId, format!("fill-{t}")),
+            )
+        })
+        .collect();
+    let resource = Arc::new(Resource {
+        service: "filler".into(),
+        host: "h".into(),
+        pid: 1,
+    });
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..n {
+        let mut r = Record::new(
+            RecordId::new(instance, i + 1),
+            Timestamp(base + (i % distinct_ts) as i64 * 1_000),
+            Kind::Event,
+            if i % 10 == 0 {
+                Level::Warn
+            } else {
+                Level::Info
+            },
+            "fill",
+        );
+        r.target = "filler::work".into();
+        r.message = Some(format!("record number {i}"));
+        r.trace_id = TraceId::from_random(i, 1);
+        r.scope = Arc::clone(&scopes[(i % 4) as usize]);
+        r.resource = Arc::clone(&resource);
+        r.fields.set("i", Value::U64(i));
+        r.fields.set("label", Value::Str(format!("item, \"{i}\"")));
+        batch.push(r);
+        if batch.len() == 10_000 {
+            store.write(&batch, &[]).unwrap();
+            batch.clear();
+        }
+    }
+    store.write(&batch, &[]).unwrap();
+}
+
+/// Runs `cmd` to completion and returns its status, stdout, stderr and peak resident
+/// memory in KiB (from the kernel's accounting of the child).
+// The child is reaped by wait4 below, which also reports its peak memory.
+#[allow(unsafe_code, clippy::zombie_processes)]
+pub fn run_measured(mut cmd: Command) -> (ExitStatus, Vec<u8>, Vec<u8>, i64) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        stdout.read_to_end(&mut b).unwrap();
+        b
+    });
+    let mut err = Vec::new();
+    stderr.read_to_end(&mut err).unwrap();
+    let out = out_reader.join().unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 writes into it and the status for our child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (ExitStatus::from_raw(status), out, err, usage.ru_maxrss)
+}
