@@ -297,6 +297,19 @@ fn sqlite_reopens_idempotently_and_keeps_sequence_growing() {
     assert_eq!(ro.count(&RecordFilter::default()).unwrap(), 2);
 }
 
+#[test]
+fn new_databases_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new/sub/s.db");
+    let mut store = SqliteStore::open(&path, Durability::Normal).unwrap();
+    store.write(&[event(1, T0, Level::Info, "r")], &[]).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&path.with_extension("db-wal")), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 

@@ -17,6 +17,9 @@ use crate::shipper::{Backoff, Counters, Identity, NullSink, Shipper, Sink, Socke
 
 /// `LOGBOOK_ENDPOINT`: where records go.
 pub const ENV_ENDPOINT: &str = "LOGBOOK_ENDPOINT";
+/// `LOGBOOK_SOCKET`: the collector's socket path, used when `LOGBOOK_ENDPOINT` is unset
+/// (the collector reads the same variable).
+pub const ENV_SOCKET: &str = "LOGBOOK_SOCKET";
 /// `LOGBOOK_SERVICE`: the service name (default: the executable's name).
 pub const ENV_SERVICE: &str = "LOGBOOK_SERVICE";
 /// `LOGBOOK_BUFFER`: the buffer limit, e.g. `64MiB` (default).
@@ -164,6 +167,8 @@ impl Builder {
                 value: v.clone(),
                 expected: "unix:/path/to/logbook.sock or sqlite:/path/to/logbook.db",
             })?;
+        } else if let Some(v) = var(ENV_SOCKET).filter(|v| !v.is_empty()) {
+            self.endpoint = Endpoint::Unix(v.into());
         }
         if let Some(v) = var(ENV_SERVICE).filter(|v| !v.is_empty()) {
             self.service = v;
@@ -453,6 +458,26 @@ mod tests {
         assert_eq!(b.scope.get(ScopeKey::Env), Some("prod"));
         assert_eq!(b.buffer_bytes, 8 << 20);
         assert_eq!(b.flush_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn collector_socket_variable_is_a_fallback() {
+        let mut b = Builder::default();
+        b.apply_env(|k| (k == "LOGBOOK_SOCKET").then(|| "/run/x.sock".to_owned()))
+            .unwrap();
+        assert_eq!(b.endpoint, Endpoint::Unix("/run/x.sock".into()));
+        let mut b = Builder::default();
+        b.apply_env(|k| match k {
+            "LOGBOOK_SOCKET" => Some("/run/x.sock".to_owned()),
+            "LOGBOOK_ENDPOINT" => Some("sqlite:/a.db".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            b.endpoint,
+            Endpoint::Sqlite("/a.db".into()),
+            "the endpoint wins"
+        );
     }
 
     #[test]

@@ -159,11 +159,10 @@ where
             return;
         };
         let Some(span) = ctx.span(id) else { return };
-        let mut ext = span.extensions_mut();
-        let Some(state) = ext.get_mut::<SpanState>() else {
-            return;
-        };
-        let mut v = FieldVisitor::new(&mut state.fields, true, self.max_field_bytes);
+        // Read the values first: that may run user `Debug` code which logs, and other
+        // layers then look at this span, so the span's lock must not be held meanwhile.
+        let mut late = Fields::new();
+        let mut v = FieldVisitor::new(&mut late, true, self.max_field_bytes);
         values.record(&mut v);
         let FieldVisitor {
             scope: overrides,
@@ -171,6 +170,11 @@ where
             status,
             ..
         } = v;
+        let mut ext = span.extensions_mut();
+        let Some(state) = ext.get_mut::<SpanState>() else {
+            return;
+        };
+        state.fields.merge(late);
         state.error |= error;
         if status.is_some() {
             state.status = status;

@@ -31,8 +31,8 @@
 //! # Configuration
 //!
 //! [`layer`] reads the environment: `LOGBOOK_ENDPOINT` (`unix:/path/logbook.sock`, the
-//! default being the collector's default socket; or `sqlite:/path.db` with the
-//! `embedded` feature), `LOGBOOK_SERVICE`, `LOGBOOK_TENANT`, `LOGBOOK_ENV`,
+//! default being `LOGBOOK_SOCKET` or else the collector's default socket; or
+//! `sqlite:/path.db` with the `embedded` feature), `LOGBOOK_SERVICE`, `LOGBOOK_TENANT`, `LOGBOOK_ENV`,
 //! `LOGBOOK_PROJECT`, `LOGBOOK_APP`, `LOGBOOK_SURFACE` (default scope),
 //! `LOGBOOK_BUFFER` (`64MiB`), `LOGBOOK_FLUSH_TIMEOUT` (`5s`), `LOGBOOK_TOKEN`.
 //! [`builder`] takes the same settings in code.
@@ -66,7 +66,7 @@ use std::time::Duration;
 pub use capture::parse_traceparent;
 pub use config::{
     BuildError, Builder, Endpoint, EnvError, ENV_BUFFER, ENV_ENDPOINT, ENV_FLUSH_TIMEOUT,
-    ENV_SCOPE_PREFIX, ENV_SERVICE, ENV_TOKEN,
+    ENV_SCOPE_PREFIX, ENV_SERVICE, ENV_SOCKET, ENV_TOKEN,
 };
 pub use guard::{flush, FlushGuard, FlushReport, Handle, Stats};
 pub use json::{json, Json};
@@ -102,7 +102,10 @@ pub fn install_panic_hook(timeout: Duration) {
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
         tracing::event!(target: "panic", tracing::Level::ERROR, exception.message = %message, code.location = %location, "panicked");
-        flush(timeout);
+        // The worker cannot wait for itself.
+        if std::thread::current().name() != Some(shipper::WORKER_THREAD) {
+            flush(timeout);
+        }
         previous(info);
     }));
 }

@@ -114,3 +114,97 @@ fn spans_and_events_carry_scope_ids_late_fields_and_status() {
     );
     assert_eq!(root_end.resource.service, "");
 }
+
+#[test]
+fn flush_waits_for_what_was_queued_not_for_silence() {
+    // Acks take 20 ms (like a group commit) while another thread logs every millisecond:
+    // the queue is never empty, yet a flush must return once the records logged before
+    // it are acknowledged.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peer.sock");
+    let got = common::peer_with(&path, 1 << 24, Duration::from_millis(20));
+    let layer = logbook_layer::builder()
+        .with_socket(&path)
+        .try_build()
+        .unwrap();
+    let handle = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chatter = {
+        let (dispatch, stop) = (dispatch.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    info!("chatter");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        })
+    };
+    tracing::dispatcher::with_default(&dispatch, || info!("before flush"));
+    let report = handle.flush(Duration::from_secs(20));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    chatter.join().unwrap();
+    assert!(report.complete, "{report:?}");
+    assert!(got
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.message.as_deref() == Some("before flush")));
+}
+
+#[test]
+fn a_record_that_fits_alone_gets_a_fresh_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peer.sock");
+    let got = common::peer_with(&path, 64 * 1024, Duration::ZERO);
+    let layer = logbook_layer::builder()
+        .with_socket(&path)
+        .try_build()
+        .unwrap();
+    let handle = layer.handle();
+    // Connect first, so the layer knows the 64 KiB limit.
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info!("hello");
+        assert!(handle.flush(Duration::from_secs(10)).complete);
+        // Batches seal at half the limit (32 KiB): ~30 KB of small records are in the open
+        // batch when a 50 KB record arrives, which fits the limit only on its own.
+        let big = "x".repeat(50 * 1024);
+        for i in 0..20 {
+            info!(i, filler = "y".repeat(1500), "small");
+        }
+        info!(big = %big, "big one");
+        info!("after");
+    });
+    let report = handle.flush(Duration::from_secs(10));
+    assert!(report.complete, "{report:?}");
+    assert_eq!((report.delivered, report.dropped), (23, 0), "{report:?}");
+    assert!(got
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.message.as_deref() == Some("big one")));
+}
+
+#[test]
+fn batches_sealed_for_a_larger_limit_are_resplit_on_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peer.sock");
+    // No collector yet: the layer batches for the default 16 MiB limit.
+    let layer = logbook_layer::builder()
+        .with_socket(&path)
+        .try_build()
+        .unwrap();
+    let handle = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for i in 0..2000 {
+            info!(i, filler = "z".repeat(200), "queued");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let got = common::peer_with(&path, 64 * 1024, Duration::ZERO);
+    let report = handle.flush(Duration::from_secs(20));
+    assert!(report.complete, "{report:?}");
+    assert_eq!((report.delivered, report.dropped), (2000, 0), "{report:?}");
+    assert_eq!(got.lock().unwrap().len(), 2000);
+}

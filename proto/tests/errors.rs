@@ -192,3 +192,38 @@ fn bounded_push_leaves_batch_intact() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn too_many_fields_is_refused_before_reading_them() {
+    let mut r = Record::new(
+        RecordId::new(InstanceId::from_random(1), 1),
+        Timestamp(1),
+        Kind::Event,
+        Level::Info,
+        "e",
+    );
+    for i in 0..1025 {
+        r.fields
+            .push_unique(format!("f{i}"), logbook_proto::Value::Bool(true));
+    }
+    let mut bytes = Vec::new();
+    encode_frame(
+        &Frame::Batch(Batch {
+            seq: 1,
+            records: vec![r],
+        }),
+        &mut bytes,
+    );
+    let err = decode_frame(&bytes[HEADER_LEN..], &Arc::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::TooManyFields {
+                count: 1025,
+                max: 1024,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

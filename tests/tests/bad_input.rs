@@ -190,3 +190,40 @@ fn bad_frames_close_only_their_connection() {
         report.emitted
     );
 }
+
+#[test]
+fn acks_for_earlier_batches_come_before_the_error_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long group-commit wait: the bad frame is read long before the good batch commits.
+    let collector = Collector::start_with(
+        dir.path(),
+        &[
+            "--commit-interval-ms",
+            "300",
+            "--commit-max-records",
+            "100000",
+        ],
+    );
+    let instance = InstanceId::from_random(11);
+    let mut c = RawClient::handshake(&collector.socket, instance);
+    let mut bytes = Vec::new();
+    encode_frame(
+        &Frame::Batch(Batch {
+            seq: 1,
+            records: good_records(instance, 1, 4),
+        }),
+        &mut bytes,
+    );
+    bytes.extend_from_slice(&[5, 0, 0, 0, 0x42, 0, 0, 0, 0]);
+    c.send_bytes(&bytes);
+    assert_eq!(
+        c.recv(),
+        Some(Frame::Ack(Ack {
+            seq: 1,
+            stored: 4,
+            duplicates: 0
+        })),
+        "the good batch is acknowledged first"
+    );
+    expect_error(&mut c, ErrorCode::Malformed);
+}

@@ -1,5 +1,6 @@
 //! `logbook query`, `logbook tail` and `logbook export`.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -88,7 +89,9 @@ enum TailFormat {
 impl TailArgs {
     pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
         let filter = self.filter.to_filter();
-        // Everything stored up to now is "old"; only records after it are followed.
+        // Everything stored up to now is "old"; only records after it are followed. A
+        // commit landing between these two reads shows in the first page and would come
+        // again after `last`: remember those, to print them once.
         let mut last = store.last_seq()?;
         let mut newest = store.query(
             &filter,
@@ -98,6 +101,8 @@ impl TailArgs {
             },
         )?;
         newest.reverse();
+        let mut printed: HashSet<u64> =
+            newest.iter().map(|r| r.seq).filter(|s| *s > last).collect();
         let format = match self.format {
             TailFormat::Text => ExportFormat::Text,
             TailFormat::Jsonl => ExportFormat::Jsonl,
@@ -114,7 +119,7 @@ impl TailArgs {
             std::thread::sleep(Duration::from_millis(self.interval));
             loop {
                 let batch = store.after(last, &filter, 1000)?;
-                for r in &batch {
+                for r in batch.iter().filter(|r| !printed.remove(&r.seq)) {
                     out.write(r)?;
                 }
                 out.finish()?;

@@ -21,6 +21,11 @@ use crate::store::{ClientDrops, ClientInfo};
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// After an error frame, how long to keep reading (and discarding) before closing.
+const LINGER: Duration = Duration::from_secs(1);
+/// A client that reads none of its acknowledgements for this long is dropped, so it
+/// cannot hold up a shutdown.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every connection shares.
 pub(crate) struct Shared {
@@ -38,14 +43,37 @@ pub(crate) async fn handle(
     let (mut rd, wr) = stream.into_split();
     let (out, out_rx) = mpsc::unbounded_channel();
     let sender = tokio::spawn(write_frames(wr, out_rx));
-    if let Err(e) = read_loop(&mut rd, &shared, &out, shutdown).await {
-        warn!(code = ?e.code, error = %e.message, "Closing a client connection.");
-        let _ = out.send(Outgoing::Fatal(e));
-    }
+    let failed = match read_loop(&mut rd, &shared, &out, shutdown).await {
+        Ok(()) => false,
+        Err(error) => {
+            warn!(code = ?error.code, error = %error.message, "Closing a client connection.");
+            // Through the writer, so the acks of batches read before the error go first
+            // and the client can tell which batch the error is about.
+            let fatal = WriteRequest::Fatal {
+                error,
+                reply: out.clone(),
+            };
+            if let Err(mpsc::error::SendError(WriteRequest::Fatal { error, .. })) =
+                shared.writer.send(fatal).await
+            {
+                let _ = out.send(Outgoing::Fatal(error));
+            }
+            true
+        }
+    };
     // The sender finishes once every batch read from this connection is acknowledged:
     // the writer holds a clone of `out` until it commits.
     drop(out);
     let _ = sender.await;
+    if failed {
+        // Closing with unread input makes the kernel reset the connection, and the peer
+        // may lose the error frame: read (and discard) until it hangs up, briefly.
+        let _ = tokio::time::timeout(LINGER, async {
+            let mut scratch = [0u8; 8192];
+            while matches!(rd.read(&mut scratch).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
 }
 
 async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
@@ -57,8 +85,13 @@ async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Ou
             Outgoing::Frame(f) => encode_frame(&f, &mut buf),
             Outgoing::Fatal(e) => encode_frame(&Frame::Error(e), &mut buf),
         }
-        if wr.write_all(&buf).await.is_err() || fatal {
-            break;
+        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&buf)).await {
+            Ok(Ok(())) if !fatal => {}
+            Ok(_) => break,
+            Err(_) => {
+                warn!("Dropping a client that has not read its acknowledgements for 30 s.");
+                break;
+            }
         }
     }
     let _ = wr.shutdown().await;
@@ -117,13 +150,17 @@ async fn handshake(
     rd: &mut OwnedReadHalf,
     shared: &Shared,
     buf: &mut Vec<u8>,
+    shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<Hello>, ErrorFrame> {
-    let read = tokio::time::timeout(HELLO_TIMEOUT, read_frame(rd, shared.max_frame_bytes, buf))
-        .await
-        .map_err(|_| ErrorFrame {
-            code: ErrorCode::ProtocolViolation,
-            message: "no hello within 10 s".into(),
-        })?;
+    let read = tokio::select! {
+        biased;
+        _ = shutdown.changed() => return Ok(None),
+        r = tokio::time::timeout(HELLO_TIMEOUT, read_frame(rd, shared.max_frame_bytes, buf)) => r,
+    };
+    let read = read.map_err(|_| ErrorFrame {
+        code: ErrorCode::ProtocolViolation,
+        message: "no hello within 10 s".into(),
+    })?;
     if read?.is_none() {
         return Ok(None);
     }
@@ -143,7 +180,11 @@ async fn handshake(
         }
     };
     if let Some(token) = &shared.token {
-        if hello.token.as_deref() != Some(token.expose()) {
+        if !hello
+            .token
+            .as_deref()
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.expose().as_bytes()))
+        {
             return Err(ErrorFrame {
                 code: ErrorCode::Unauthorized,
                 message: "missing or wrong token".into(),
@@ -160,7 +201,7 @@ async fn read_loop(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ErrorFrame> {
     let mut buf = Vec::new();
-    let Some(hello) = handshake(rd, shared, &mut buf).await? else {
+    let Some(hello) = handshake(rd, shared, &mut buf, &mut shutdown).await? else {
         return Ok(());
     };
     let client = ClientInfo {
@@ -238,4 +279,9 @@ async fn read_loop(
             }
         }
     }
+}
+
+/// Compares secrets in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -81,6 +81,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         connections = connections.len(),
         "Shutting down: committing and acknowledging what was received."
     );
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+        }
+        warn!("Second signal: exiting without waiting for connections to finish.");
+        std::process::exit(130);
+    });
     drop(listener);
     socket::remove_if_ours(&config.socket, inode);
     let _ = stop.send(true);

@@ -44,13 +44,38 @@ pub(crate) fn bind(path: &Path, mode: u32) -> anyhow::Result<(tokio::net::UnixLi
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
     }
-    let listener = std::os::unix::net::UnixListener::bind(path)
-        .with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting permissions of {}", path.display()))?;
+    let listener = bind_with_mode(path, mode)?;
     listener.set_nonblocking(true)?;
     let inode = std::fs::metadata(path)?.ino();
     Ok((tokio::net::UnixListener::from_std(listener)?, inode))
+}
+
+/// Binds in a private staging directory, sets the mode, then links the socket into
+/// place: no other user can connect in between, and an existing file is never
+/// replaced (linking fails if the path exists).
+fn bind_with_mode(path: &Path, mode: u32) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = dir.join(format!(".logbook-bind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("creating {}", staging.display()))?;
+    let staged = staging.join("s");
+    let result = (|| {
+        let listener = std::os::unix::net::UnixListener::bind(&staged)
+            .with_context(|| format!("binding {}", path.display()))?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting permissions of {}", path.display()))?;
+        std::fs::hard_link(&staged, path).with_context(|| format!("binding {}", path.display()))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    result
 }
 
 /// Removes the socket file if it is still the one this process bound.

@@ -28,6 +28,12 @@ pub(crate) enum WriteRequest {
     },
     /// A client's drop totals.
     Drops(ClientDrops),
+    /// A connection's last word: sent after the acks of every batch read before it, so
+    /// the client knows which of its batches the error is about.
+    Fatal {
+        error: ErrorFrame,
+        reply: mpsc::UnboundedSender<Outgoing>,
+    },
 }
 
 /// Group commit limits.
@@ -80,15 +86,29 @@ pub(crate) fn spawn(
 fn records_in(r: &WriteRequest) -> usize {
     match r {
         WriteRequest::Batch { records, .. } => records.len(),
-        WriteRequest::Drops(_) => 0,
+        WriteRequest::Drops(_) | WriteRequest::Fatal { .. } => 0,
     }
 }
 
-/// Commits one group and answers every batch in it; returns records newly stored.
+/// What to tell a connection once the group is committed, in request order.
+enum Reply {
+    Ack {
+        seq: u64,
+        len: usize,
+        reply: mpsc::UnboundedSender<Outgoing>,
+    },
+    Fatal {
+        error: ErrorFrame,
+        reply: mpsc::UnboundedSender<Outgoing>,
+    },
+}
+
+/// Commits one group and answers every request in it, in order; returns records newly
+/// stored.
 fn commit(store: &mut dyn Store, group: Vec<WriteRequest>) -> u64 {
     let mut records = Vec::new();
     let mut drops = Vec::new();
-    let mut batches = Vec::new();
+    let mut replies = Vec::new();
     for req in group {
         match req {
             WriteRequest::Batch {
@@ -96,36 +116,55 @@ fn commit(store: &mut dyn Store, group: Vec<WriteRequest>) -> u64 {
                 records: rs,
                 reply,
             } => {
-                batches.push((seq, rs.len(), reply));
+                replies.push(Reply::Ack {
+                    seq,
+                    len: rs.len(),
+                    reply,
+                });
                 records.extend(rs);
             }
             WriteRequest::Drops(d) => drops.push(d),
+            WriteRequest::Fatal { error, reply } => replies.push(Reply::Fatal { error, reply }),
         }
     }
+    // A closed connection just loses its replies; the client resends unacknowledged
+    // batches and the resends are recognised as duplicates.
     match store.write(&records, &drops) {
         Ok(stored) => {
             let mut at = 0;
-            for (seq, len, reply) in batches {
-                let new = stored[at..at + len].iter().filter(|s| **s).count();
-                at += len;
-                let ack = Ack {
-                    seq,
-                    stored: count(new),
-                    duplicates: count(len - new),
-                };
-                // A closed connection just loses its ack; the client resends and the
-                // resend is recognised as duplicates.
-                let _ = reply.send(Outgoing::Frame(Frame::Ack(ack)));
+            for r in replies {
+                match r {
+                    Reply::Ack { seq, len, reply } => {
+                        let new = stored[at..at + len].iter().filter(|s| **s).count();
+                        at += len;
+                        let ack = Ack {
+                            seq,
+                            stored: count(new),
+                            duplicates: count(len - new),
+                        };
+                        let _ = reply.send(Outgoing::Frame(Frame::Ack(ack)));
+                    }
+                    Reply::Fatal { error, reply } => {
+                        let _ = reply.send(Outgoing::Fatal(error));
+                    }
+                }
             }
             stored.iter().filter(|s| **s).count() as u64
         }
         Err(e) => {
             error!(error = %e, records = records.len(), "Commit failed; clients will resend.");
-            for (_, _, reply) in batches {
-                let _ = reply.send(Outgoing::Fatal(ErrorFrame {
-                    code: ErrorCode::Unavailable,
-                    message: format!("cannot store records right now: {e}"),
-                }));
+            for r in replies {
+                let (error, reply) = match r {
+                    Reply::Ack { reply, .. } => (
+                        ErrorFrame {
+                            code: ErrorCode::Unavailable,
+                            message: format!("cannot store records right now: {e}"),
+                        },
+                        reply,
+                    ),
+                    Reply::Fatal { error, reply } => (error, reply),
+                };
+                let _ = reply.send(Outgoing::Fatal(error));
             }
             0
         }

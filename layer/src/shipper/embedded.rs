@@ -3,15 +3,18 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use logbook_collector::embedded::Embedded;
 use logbook_collector::store::{ClientInfo, StoreError};
 use logbook_proto::Record;
 
-use super::{Counters, Identity, LevelCounts, Sink};
+use super::{Counters, Identity, LevelCounts, Mark, Sink};
 
 /// Records per transaction at most.
 const MAX_BATCH: usize = 8192;
+/// How often, at most, changed drop totals are written.
+const DROPS_INTERVAL: Duration = Duration::from_millis(100);
 
 pub(crate) struct EmbeddedSink {
     store: Embedded,
@@ -21,6 +24,8 @@ pub(crate) struct EmbeddedSink {
     cost: usize,
     levels: LevelCounts,
     drops_stored: [u64; 5],
+    drops_at: Option<Instant>,
+    sealed: u64,
 }
 
 impl EmbeddedSink {
@@ -40,6 +45,8 @@ impl EmbeddedSink {
             cost: 0,
             levels: [0; 5],
             drops_stored: [0; 5],
+            drops_at: None,
+            sealed: 0,
         })
     }
 }
@@ -58,6 +65,7 @@ impl Sink for EmbeddedSink {
         if self.batch.is_empty() {
             return;
         }
+        self.sealed += 1;
         let batch = std::mem::take(&mut self.batch);
         let (cost, levels) = (
             std::mem::take(&mut self.cost),
@@ -86,11 +94,33 @@ impl Sink for EmbeddedSink {
 
     fn poll(&mut self) -> bool {
         let dropped = self.counters.dropped_by_level();
-        if dropped != self.drops_stored && self.store.record_drops(&self.client, dropped).is_ok() {
+        let due = self
+            .drops_at
+            .is_none_or(|at| at.elapsed() >= DROPS_INTERVAL);
+        if dropped != self.drops_stored
+            && due
+            && self.store.record_drops(&self.client, dropped).is_ok()
+        {
             self.drops_stored = dropped;
+            self.drops_at = Some(Instant::now());
             return true;
         }
         false
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            batch: self.sealed,
+            dropped: self.counters.dropped_by_level(),
+        }
+    }
+
+    /// Sealing commits synchronously, so only the drop totals can lag.
+    fn reached(&self, mark: &Mark) -> bool {
+        self.drops_stored
+            .iter()
+            .zip(mark.dropped)
+            .all(|(stored, at_mark)| *stored >= at_mark)
     }
 
     fn is_idle(&self) -> bool {

@@ -17,10 +17,13 @@ pub(crate) use counters::{Counters, LevelCounts};
 #[cfg(feature = "embedded")]
 pub(crate) use embedded::EmbeddedSink;
 pub(crate) use socket::{Backoff, SocketSink};
-pub(crate) use worker::{NullSink, Sink, Worker};
+pub(crate) use worker::{Mark, NullSink, Sink, Worker};
 
 use crate::capture::Captured;
 use crate::guard::{FlushReport, Stats};
+
+/// The worker thread's name.
+pub(crate) const WORKER_THREAD: &str = "logbook-shipper";
 
 /// Who is emitting: stamped on every record by the worker.
 #[derive(Clone, Debug)]
@@ -65,7 +68,7 @@ impl Shipper {
             flush_timeout,
         );
         let handle = std::thread::Builder::new()
-            .name("logbook-shipper".into())
+            .name(WORKER_THREAD.into())
             .spawn(move || worker.run())?;
         Ok(Arc::new(Self {
             tx,

@@ -12,22 +12,22 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use logbook_proto::wire::{
     decode_frame, encode_frame, read_frame, Ack, BatchEncoder, ErrorCode, ErrorFrame, Frame, Gap,
-    Hello, Reject, DEFAULT_MAX_FRAME_BYTES,
+    Hello, Reject, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN,
 };
 use logbook_proto::{Record, Resource};
 use tracing_core::Dispatch;
 
-use super::{Counters, LevelCounts, Sink};
+use super::{Counters, LevelCounts, Mark, Sink};
 use crate::rng;
 
 /// A batch is sealed once its frame reaches this size…
 const BATCH_TARGET_BYTES: usize = 256 * 1024;
 /// …or holds this many records.
 const BATCH_MAX_RECORDS: u32 = 4096;
-/// How long a handshake may take, and a blocked write before the connection is
-/// considered dead.
+/// How long a handshake may take. Writes have no timeout: a collector that stops
+/// reading is applying backpressure (its writer is behind), not dead; a dead one closes
+/// the socket, and the write fails.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A batch the collector answered with a decoding error this many times is given up
 /// (and its records counted as dropped) rather than resent forever.
 const MAX_BATCH_FAILURES: u32 = 3;
@@ -77,6 +77,9 @@ struct OpenBatch {
 
 struct SentBatch {
     seq: u64,
+    /// The sequence number a flush waits for: `seq`, or for a batch re-split to fit a
+    /// smaller frame limit, the number of the batch it came from.
+    flush_seq: u64,
     frame: Vec<u8>,
     count: u32,
     cost: usize,
@@ -151,7 +154,6 @@ impl SocketSink {
 
     fn connect(&mut self) -> io::Result<()> {
         let mut stream = UnixStream::connect(&self.path)?;
-        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         let mut buf = Vec::new();
         encode_frame(&Frame::Hello(self.hello.clone()), &mut buf);
@@ -188,32 +190,100 @@ impl SocketSink {
             .name("logbook-acks".into())
             .spawn(move || read_acks(reader, generation, &tx, &worker))?;
         self.conn = Some(Conn { stream, written: 0 });
+        self.resplit_oversized();
         Ok(())
     }
 
-    fn disconnect(&mut self, error: Option<ErrorFrame>) {
+    /// Batches sealed before this collector announced a smaller frame limit are split
+    /// to fit it (a record too large on its own is dropped and counted).
+    fn resplit_oversized(&mut self) {
+        if self.unacked.iter().all(|b| b.frame.len() <= self.max_frame) {
+            return;
+        }
+        let old = std::mem::take(&mut self.unacked);
+        for b in old {
+            if b.frame.len() <= self.max_frame {
+                self.unacked.push_back(b);
+                continue;
+            }
+            let records = match decode_frame(&b.frame[HEADER_LEN..], &Arc::new(Resource::default()))
+            {
+                Ok(Frame::Batch(batch)) => batch.records,
+                _ => {
+                    self.counters.abandoned(&b.levels, b.cost);
+                    continue;
+                }
+            };
+            // The batch's buffer charge is shared out by record count.
+            let per_record = b.cost / records.len().max(1);
+            let mut spare = b.cost - per_record * records.len();
+            let mut open: Option<OpenBatch> = None;
+            for r in records {
+                let cost = per_record + std::mem::take(&mut spare);
+                let level = r.level.index();
+                loop {
+                    let batch = open.get_or_insert_with(|| {
+                        let seq = self.next_seq;
+                        self.next_seq += 1;
+                        OpenBatch {
+                            seq,
+                            enc: BatchEncoder::new(seq),
+                            cost: 0,
+                            levels: [0; 5],
+                        }
+                    });
+                    if batch.enc.push_bounded(&r, self.max_frame).is_ok() {
+                        batch.cost += cost;
+                        batch.levels[level] += 1;
+                        break;
+                    }
+                    if batch.enc.count() == 0 {
+                        let mut levels = [0; 5];
+                        levels[level] = 1;
+                        self.counters.abandoned(&levels, cost);
+                        break;
+                    }
+                    let full = open.take().expect("just inserted");
+                    self.unacked.push_back(sent(full, b.flush_seq));
+                }
+            }
+            if let Some(last) = open.filter(|o| o.enc.count() > 0) {
+                self.unacked.push_back(sent(last, b.flush_seq));
+            }
+        }
+    }
+
+    fn disconnect(&mut self) {
         if let Some(conn) = self.conn.take() {
             let _ = conn.stream.shutdown(std::net::Shutdown::Both);
         }
         self.next_connect = Instant::now() + self.backoff.next_delay();
-        let Some(e) = error else { return };
+    }
+
+    /// The collector closed a connection with an error. A batch it cannot decode would
+    /// fail again on every resend, so the oldest unacknowledged batch (acks arrive in
+    /// order, so it is the one the collector was reading) is given up after a few tries.
+    fn on_error_frame(&mut self, e: &ErrorFrame) {
         eprintln!(
             "logbook: collector at {} closed the connection: {}",
             self.path.display(),
             e.message
         );
-        // A batch the collector cannot decode would fail again on every resend.
-        if matches!(e.code, ErrorCode::Malformed | ErrorCode::FrameTooLarge) {
-            if let Some(front) = self.unacked.front_mut() {
-                front.failures += 1;
-                if front.failures >= MAX_BATCH_FAILURES {
-                    let b = self.unacked.pop_front().expect("front exists");
-                    eprintln!(
-                        "logbook: giving up on a batch of {} records the collector cannot read",
-                        b.count
-                    );
-                    self.counters.abandoned(&b.levels, b.cost);
+        if !matches!(e.code, ErrorCode::Malformed | ErrorCode::FrameTooLarge) {
+            return;
+        }
+        if let Some(front) = self.unacked.front_mut() {
+            front.failures += 1;
+            if front.failures >= MAX_BATCH_FAILURES {
+                let b = self.unacked.pop_front().expect("front exists");
+                if let Some(conn) = self.conn.as_mut() {
+                    conn.written = conn.written.saturating_sub(1);
                 }
+                eprintln!(
+                    "logbook: giving up on a batch of {} records the collector cannot read",
+                    b.count
+                );
+                self.counters.abandoned(&b.levels, b.cost);
             }
         }
     }
@@ -229,7 +299,7 @@ impl SocketSink {
                     "logbook: lost the connection to the collector at {}: {e}",
                     self.path.display()
                 );
-                self.disconnect(None);
+                self.disconnect();
                 return;
             }
             conn.written += 1;
@@ -250,7 +320,7 @@ impl SocketSink {
             self.gap_sent = dropped;
             self.gap_at = Instant::now();
         } else {
-            self.disconnect(None);
+            self.disconnect();
         }
     }
 
@@ -287,29 +357,39 @@ impl SocketSink {
 
 impl Sink for SocketSink {
     fn push(&mut self, record: Record, cost: usize) {
-        let open = self.open.get_or_insert_with(|| {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            OpenBatch {
-                seq,
-                enc: BatchEncoder::new(seq),
-                cost: 0,
-                levels: [0; 5],
-            }
-        });
         let level = record.level.index();
-        if let Err(too_large) = open.enc.push_bounded(&record, self.max_frame) {
-            let mut levels = [0; 5];
-            levels[level] = 1;
-            eprintln!(
-                "logbook: dropped record {:?}: {} bytes encoded exceeds the collector's frame limit of {}",
-                record.name, too_large.bytes, self.max_frame
-            );
-            self.counters.abandoned(&levels, cost);
-            return;
+        loop {
+            let open = self.open.get_or_insert_with(|| {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                OpenBatch {
+                    seq,
+                    enc: BatchEncoder::new(seq),
+                    cost: 0,
+                    levels: [0; 5],
+                }
+            });
+            match open.enc.push_bounded(&record, self.max_frame) {
+                Ok(()) => {
+                    open.cost += cost;
+                    open.levels[level] += 1;
+                    break;
+                }
+                // It may fit on its own: send what we have and try a fresh batch.
+                Err(_) if open.enc.count() > 0 => self.seal(),
+                Err(too_large) => {
+                    let mut levels = [0; 5];
+                    levels[level] = 1;
+                    eprintln!(
+                        "logbook: dropped record {:?}: {} bytes encoded exceeds the collector's frame limit of {}",
+                        record.name, too_large.bytes, self.max_frame
+                    );
+                    self.counters.abandoned(&levels, cost);
+                    return;
+                }
+            }
         }
-        open.cost += cost;
-        open.levels[level] += 1;
+        let open = self.open.as_ref().expect("pushed into it");
         if open.enc.frame_bytes() >= BATCH_TARGET_BYTES.min(self.max_frame / 2)
             || open.enc.count() >= BATCH_MAX_RECORDS
         {
@@ -319,18 +399,11 @@ impl Sink for SocketSink {
 
     fn seal(&mut self) {
         let Some(open) = self.open.take() else { return };
-        let count = open.enc.count();
-        if count == 0 {
+        if open.enc.count() == 0 {
             return;
         }
-        self.unacked.push_back(SentBatch {
-            seq: open.seq,
-            frame: open.enc.finish(),
-            count,
-            cost: open.cost,
-            levels: open.levels,
-            failures: 0,
-        });
+        let flush_seq = open.seq;
+        self.unacked.push_back(sent(open, flush_seq));
         self.write_pending();
     }
 
@@ -342,14 +415,21 @@ impl Sink for SocketSink {
             match ev {
                 ConnEvent::Ack(g, ack) if g == self.generation => self.on_ack(ack),
                 ConnEvent::Reject(g, r) if g == self.generation => self.on_reject(&r),
-                ConnEvent::Closed(g, error) if g == self.generation && self.conn.is_some() => {
-                    if error.is_none() {
-                        eprintln!(
-                            "logbook: collector at {} closed the connection",
-                            self.path.display()
-                        );
+                ConnEvent::Closed(g, error) if g == self.generation => {
+                    // The error counts even if a failed write already dropped the connection.
+                    match &error {
+                        Some(e) => self.on_error_frame(e),
+                        None if self.conn.is_some() => {
+                            eprintln!(
+                                "logbook: collector at {} closed the connection",
+                                self.path.display()
+                            );
+                        }
+                        None => {}
                     }
-                    self.disconnect(error);
+                    if self.conn.is_some() {
+                        self.disconnect();
+                    }
                 }
                 _ => {}
             }
@@ -362,7 +442,9 @@ impl Sink for SocketSink {
                     }
                     self.outage_reported = false;
                     self.backoff.reset();
-                    self.gap_at = Instant::now() - GAP_INTERVAL;
+                    self.gap_at = Instant::now()
+                        .checked_sub(GAP_INTERVAL)
+                        .unwrap_or(self.gap_at);
                     self.write_pending();
                     progress = true;
                 }
@@ -383,12 +465,49 @@ impl Sink for SocketSink {
         progress
     }
 
+    fn mark(&self) -> Mark {
+        Mark {
+            batch: self.next_seq - 1,
+            dropped: self.counters.dropped_by_level(),
+        }
+    }
+
+    fn reached(&self, mark: &Mark) -> bool {
+        self.unacked.iter().all(|b| b.flush_seq > mark.batch)
+            && self
+                .gap_sent
+                .iter()
+                .zip(mark.dropped)
+                .all(|(sent, at_mark)| *sent >= at_mark)
+    }
+
     /// Idle once every batch is acknowledged and the drop totals are reported, so a
     /// flush at exit also delivers the final count of what was dropped.
     fn is_idle(&self) -> bool {
         self.open.is_none()
             && self.unacked.is_empty()
             && self.gap_sent == self.counters.dropped_by_level()
+    }
+}
+
+impl Drop for SocketSink {
+    /// Ends the connection, which also ends its reader thread.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn sent(open: OpenBatch, flush_seq: u64) -> SentBatch {
+    SentBatch {
+        seq: open.seq,
+        flush_seq,
+        count: open.enc.count(),
+        frame: open.enc.finish(),
+        cost: open.cost,
+        levels: open.levels,
+        failures: 0,
     }
 }
 

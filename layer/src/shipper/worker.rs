@@ -13,6 +13,14 @@ use tracing_core::Dispatch;
 use super::{Control, Counters, Identity};
 use crate::capture::Captured;
 
+/// A point in a sink's output: the last batch sealed and the drop totals at that time.
+/// A flush is answered once the sink has delivered up to its mark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub(crate) batch: u64,
+    pub(crate) dropped: [u64; 5],
+}
+
 /// Where the worker delivers records.
 pub(crate) trait Sink: Send {
     /// Adds one record, whose buffer charge is `cost`, to the batch being built.
@@ -21,6 +29,11 @@ pub(crate) trait Sink: Send {
     fn seal(&mut self);
     /// Periodic work (acknowledgements, reconnects, drop reports); true if it did any.
     fn poll(&mut self) -> bool;
+    /// Where the sink's output stands now (call after `seal`).
+    fn mark(&self) -> Mark;
+    /// Whether everything up to `mark` is delivered: its batches acknowledged and its
+    /// drop totals reported.
+    fn reached(&self, mark: &Mark) -> bool;
     /// Nothing is being built, queued or awaiting acknowledgement.
     fn is_idle(&self) -> bool;
 }
@@ -39,6 +52,12 @@ impl Sink for NullSink {
     fn seal(&mut self) {}
     fn poll(&mut self) -> bool {
         false
+    }
+    fn mark(&self) -> Mark {
+        Mark::default()
+    }
+    fn reached(&self, _: &Mark) -> bool {
+        true
     }
     fn is_idle(&self) -> bool {
         true
@@ -61,7 +80,7 @@ pub(crate) struct Worker {
     counters: Arc<Counters>,
     identity: Identity,
     next_id: u64,
-    flushes: Vec<Sender<()>>,
+    flushes: Vec<(Sender<()>, Mark)>,
     exit_timeout: Duration,
 }
 
@@ -91,11 +110,17 @@ impl Worker {
         let mut sleep = MIN_SLEEP;
         loop {
             let mut progress = false;
+            let (mut taken, mut disconnected) = (0, false);
             while let Ok(Control::Flush(reply)) = self.control.try_recv() {
-                self.flushes.push(reply);
+                // Everything queued before the flush call is in the channel now: take it,
+                // then wait only for that much, not for the queue to fall quiet.
+                let (n, gone) = self.drain();
+                (taken, disconnected) = (taken + n, disconnected | gone);
+                self.flushes.push((reply, self.sink.mark()));
                 progress = true;
             }
-            let (taken, disconnected) = self.drain();
+            let (n, gone) = self.drain();
+            (taken, disconnected) = (taken + n, disconnected | gone);
             progress |= taken > 0;
             progress |= self.sink.poll();
             self.answer_flushes();
@@ -142,11 +167,15 @@ impl Worker {
     }
 
     fn answer_flushes(&mut self) {
-        if !self.flushes.is_empty() && self.rx.is_empty() && self.sink.is_idle() {
-            for reply in self.flushes.drain(..) {
+        let sink = &self.sink;
+        self.flushes.retain(|(reply, mark)| {
+            if sink.reached(mark) {
                 let _ = reply.send(());
+                false
+            } else {
+                true
             }
-        }
+        });
     }
 
     /// The layer is gone: deliver what is left, within the flush timeout.

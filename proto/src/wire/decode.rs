@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use super::{
     flags, tag, Ack, Batch, ErrorCode, ErrorFrame, Frame, FrameType, Gap, Hello, RecordReject,
-    Reject, Welcome, HEADER_LEN, HELLO_MAGIC, PROTOCOL_VERSION,
+    Reject, Welcome, HEADER_LEN, HELLO_MAGIC, MAX_FIELDS_PER_RECORD, PROTOCOL_VERSION,
 };
 use crate::ids::{InstanceId, RecordId, SpanId, TraceId};
 use crate::record::{Kind, Level, Record, Resource, Scope, ScopeKey, Status};
@@ -99,6 +99,16 @@ pub enum DecodeError {
         count: u64,
         /// Bytes left in the frame.
         available: usize,
+    },
+    /// A record with more fields than the protocol allows.
+    #[error("record {index} has {count} fields; the limit is {max}")]
+    TooManyFields {
+        /// Index in the batch.
+        index: u32,
+        /// Fields announced.
+        count: u64,
+        /// The limit.
+        max: usize,
     },
     /// Bytes left over after the frame's content.
     #[error("{0} unexpected bytes after the frame's content")]
@@ -366,6 +376,13 @@ fn decode_record(
     }
 
     let n = r.varint("field count")?;
+    if n > MAX_FIELDS_PER_RECORD as u64 {
+        return Err(DecodeError::TooManyFields {
+            index,
+            count: n,
+            max: MAX_FIELDS_PER_RECORD,
+        });
+    }
     let n = r.capacity_for(n, 2, "field")?;
     let mut pairs: Vec<(Str, Value)> = Vec::with_capacity(n);
     for _ in 0..n {
@@ -403,8 +420,8 @@ fn decode_value(r: &mut Reader<'_>, key: &str) -> Result<Value, DecodeError> {
 
 /// Field keys must be unique; a peer that repeats one gets last-wins, in linear time.
 fn dedup_last_wins(pairs: Vec<(Str, Value)>) -> Fields {
-    let mut out = Fields::with_capacity(pairs.len());
     if pairs.len() <= 16 {
+        let mut out = Fields::with_capacity(pairs.len());
         for (k, v) in pairs {
             out.set(k, v);
         }
@@ -417,6 +434,7 @@ fn dedup_last_wins(pairs: Vec<(Str, Value)>) -> Fields {
     let keep: Vec<bool> = (0..pairs.len())
         .map(|i| last.get(pairs[i].0.as_ref()) == Some(&i))
         .collect();
+    let mut out = Fields::with_capacity(last.len());
     drop(last);
     for ((k, v), keep) in pairs.into_iter().zip(keep) {
         if keep {

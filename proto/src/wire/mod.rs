@@ -25,6 +25,10 @@ pub const HEADER_LEN: usize = 4;
 /// The largest frame a collector accepts unless configured otherwise (16 MiB).
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 16 * 1024 * 1024;
 
+/// The most fields one record may carry. Bounds the memory a frame can make the
+/// decoder allocate (a field is a few bytes on the wire but tens in memory).
+pub const MAX_FIELDS_PER_RECORD: usize = 1024;
+
 /// The first bytes of every hello: refuses peers speaking something else.
 pub const HELLO_MAGIC: [u8; 4] = *b"LGBK";
 

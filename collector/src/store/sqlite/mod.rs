@@ -5,6 +5,7 @@ mod schema;
 mod write;
 
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -55,13 +56,32 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed, with its directory) a database for writing and
-    /// brings its schema up to date.
+    /// brings its schema up to date. A new database file is readable by its owner only
+    /// (SQLite gives its journal files the same permissions): records hold prompts,
+    /// user ids and other things other local users should not read.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                context: format!("creating {}", dir.display()),
-                source,
-            })?;
+        let io = |context: String| move |source| StoreError::Io { context, source };
+        if let Some(dir) = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(format!("creating {}", dir.display())))?;
+        }
+        if !path.exists() {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(format!("creating {}", path.display()))(e)),
+            }
         }
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
