@@ -7,22 +7,10 @@ mod common;
 
 use common::{run_app, Collector, RawClient};
 use logbook_proto::wire::{encode_frame, Ack, Batch, ErrorCode, Frame, FrameType, HELLO_MAGIC};
-use logbook_proto::{InstanceId, Kind, Level, Record, RecordId, Timestamp, TraceId};
+use logbook_proto::{InstanceId, Record, Timestamp};
 
 fn good_records(instance: InstanceId, from: u64, n: u64) -> Vec<Record> {
-    (from..from + n)
-        .map(|i| {
-            let mut r = Record::new(
-                RecordId::new(instance, i),
-                Timestamp::now(),
-                Kind::Event,
-                Level::Info,
-                "good",
-            );
-            r.trace_id = TraceId::from_random(1, i);
-            r
-        })
-        .collect()
+    common::events(instance, from, n, "good")
 }
 
 fn expect_error(c: &mut RawClient, code: ErrorCode) -> String {

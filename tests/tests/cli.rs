@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{cli, run_app, signal, Collector, RawClient, COLLECTOR};
 use logbook_proto::wire::{Ack, Batch, Frame};
-use logbook_proto::{InstanceId, Kind, Level, Record, RecordId, Timestamp, TraceId};
+use logbook_proto::InstanceId;
 
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -149,19 +149,7 @@ fn sigterm_commits_and_acknowledges_what_was_received() {
     );
     let instance = InstanceId::from_random(77);
     let mut c = RawClient::handshake(&collector.socket, instance);
-    let records: Vec<Record> = (1..=50)
-        .map(|i| {
-            let mut r = Record::new(
-                RecordId::new(instance, i),
-                Timestamp::now(),
-                Kind::Event,
-                Level::Info,
-                "late",
-            );
-            r.trace_id = TraceId::from_random(3, i);
-            r
-        })
-        .collect();
+    let records = common::events(instance, 1, 50, "late");
     c.send(&Frame::Batch(Batch { seq: 1, records }));
     std::thread::sleep(Duration::from_millis(200));
     signal(collector.pid(), libc::SIGTERM);

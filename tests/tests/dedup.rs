@@ -8,27 +8,15 @@ use std::sync::Arc;
 
 use common::{Collector, RawClient};
 use logbook_proto::wire::{Ack, Batch, Frame};
-use logbook_proto::{
-    InstanceId, Kind, Level, Record, RecordId, Scope, ScopeKey, Timestamp, TraceId,
-};
+use logbook_proto::{InstanceId, Record, Scope, ScopeKey};
 
-pub(crate) fn records(instance: InstanceId, from: u64, n: u64) -> Vec<Record> {
+fn records(instance: InstanceId, from: u64, n: u64) -> Vec<Record> {
     let scope = Arc::new(Scope::new().with(ScopeKey::RunId, "run-dedup"));
-    (from..from + n)
-        .map(|i| {
-            let mut r = Record::new(
-                RecordId::new(instance, i),
-                Timestamp::now(),
-                Kind::Event,
-                Level::Info,
-                "raw",
-            );
-            r.trace_id = TraceId::from_random(7, i);
-            r.message = Some(format!("record {i}"));
-            r.scope = Arc::clone(&scope);
-            r
-        })
-        .collect()
+    let mut records = common::events(instance, from, n, "raw");
+    for r in &mut records {
+        r.scope = Arc::clone(&scope);
+    }
+    records
 }
 
 fn ack(c: &mut RawClient) -> Ack {

@@ -75,6 +75,20 @@ struct OpenBatch {
     levels: LevelCounts,
 }
 
+impl OpenBatch {
+    /// An empty batch with the next sequence number.
+    fn next(next_seq: &mut u64) -> Self {
+        let seq = *next_seq;
+        *next_seq += 1;
+        Self {
+            seq,
+            enc: BatchEncoder::new(seq),
+            cost: 0,
+            levels: [0; 5],
+        }
+    }
+}
+
 struct SentBatch {
     seq: u64,
     /// The sequence number a flush waits for: `seq`, or for a batch re-split to fit a
@@ -222,16 +236,7 @@ impl SocketSink {
                 let cost = per_record + std::mem::take(&mut spare);
                 let level = r.level.index();
                 loop {
-                    let batch = open.get_or_insert_with(|| {
-                        let seq = self.next_seq;
-                        self.next_seq += 1;
-                        OpenBatch {
-                            seq,
-                            enc: BatchEncoder::new(seq),
-                            cost: 0,
-                            levels: [0; 5],
-                        }
-                    });
+                    let batch = open.get_or_insert_with(|| OpenBatch::next(&mut self.next_seq));
                     if batch.enc.push_bounded(&r, self.max_frame).is_ok() {
                         batch.cost += cost;
                         batch.levels[level] += 1;
@@ -359,16 +364,9 @@ impl Sink for SocketSink {
     fn push(&mut self, record: Record, cost: usize) {
         let level = record.level.index();
         loop {
-            let open = self.open.get_or_insert_with(|| {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                OpenBatch {
-                    seq,
-                    enc: BatchEncoder::new(seq),
-                    cost: 0,
-                    levels: [0; 5],
-                }
-            });
+            let open = self
+                .open
+                .get_or_insert_with(|| OpenBatch::next(&mut self.next_seq));
             match open.enc.push_bounded(&record, self.max_frame) {
                 Ok(()) => {
                     open.cost += cost;

@@ -82,6 +82,8 @@ pub(crate) struct Worker {
     next_id: u64,
     flushes: Vec<(Sender<()>, Mark)>,
     exit_timeout: Duration,
+    /// Every emitting handle is gone: deliver what is left and stop.
+    disconnected: bool,
 }
 
 impl Worker {
@@ -102,6 +104,7 @@ impl Worker {
             next_id: 1,
             flushes: Vec::new(),
             exit_timeout,
+            disconnected: false,
         }
     }
 
@@ -110,21 +113,17 @@ impl Worker {
         let mut sleep = MIN_SLEEP;
         loop {
             let mut progress = false;
-            let (mut taken, mut disconnected) = (0, false);
             while let Ok(Control::Flush(reply)) = self.control.try_recv() {
                 // Everything queued before the flush call is in the channel now: take it,
                 // then wait only for that much, not for the queue to fall quiet.
-                let (n, gone) = self.drain();
-                (taken, disconnected) = (taken + n, disconnected | gone);
+                self.drain();
                 self.flushes.push((reply, self.sink.mark()));
                 progress = true;
             }
-            let (n, gone) = self.drain();
-            (taken, disconnected) = (taken + n, disconnected | gone);
-            progress |= taken > 0;
+            progress |= self.drain() > 0;
             progress |= self.sink.poll();
             self.answer_flushes();
-            if disconnected {
+            if self.disconnected {
                 self.finish();
                 return;
             }
@@ -137,11 +136,11 @@ impl Worker {
         }
     }
 
-    /// Moves queued records into the sink. Returns how many, and whether every
-    /// emitting handle is gone.
-    fn drain(&mut self) -> (usize, bool) {
+    /// Moves queued records into the sink; returns how many. Notes when every emitting
+    /// handle is gone.
+    fn drain(&mut self) -> usize {
         let mut taken = 0;
-        let disconnected = loop {
+        loop {
             match self.rx.try_recv() {
                 Ok(cap) => {
                     let cost = cap.cost();
@@ -156,14 +155,17 @@ impl Worker {
                         self.sink.poll();
                     }
                 }
-                Err(TryRecvError::Empty) => break false,
-                Err(TryRecvError::Disconnected) => break true,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.disconnected = true;
+                    break;
+                }
             }
-        };
+        }
         if taken > 0 {
             self.sink.seal();
         }
-        (taken, disconnected)
+        taken
     }
 
     fn answer_flushes(&mut self) {

@@ -244,6 +244,26 @@ pub fn parse_report(stdout: &[u8]) -> AppReport {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
 }
 
+/// `n` valid INFO events named `name`, with ids `from..from + n` of `instance` and
+/// messages `record {i}`: what a raw client sends.
+pub fn events(instance: InstanceId, from: u64, n: u64, name: &'static str) -> Vec<Record> {
+    use logbook_proto::{Kind, Level, RecordId, Timestamp, TraceId};
+    (from..from + n)
+        .map(|i| {
+            let mut r = Record::new(
+                RecordId::new(instance, i),
+                Timestamp::now(),
+                Kind::Event,
+                Level::Info,
+                name,
+            );
+            r.trace_id = TraceId::from_random(u64::from_be_bytes(instance.0), i);
+            r.message = Some(format!("record {i}"));
+            r
+        })
+        .collect()
+}
+
 /// A protocol client written by hand, for sending exactly the bytes a test wants.
 pub struct RawClient {
     /// The connection.
