@@ -1,15 +1,16 @@
 //! Nested JSON field values: `field = logbook_layer::json(&value)`.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt;
+use std::io;
 
 use serde::Serialize;
 use tracing_core::field::DebugValue;
 
 thread_local! {
-    /// The last JSON a [`Json`] wrote on this thread; the layer's visitor takes it to
-    /// keep the value as nested JSON instead of text.
-    static LAST: RefCell<Option<logbook_proto::Json>> = const { RefCell::new(None) };
+    /// How many bytes the last [`Json`] wrote on this thread. The layer's visitor reads it
+    /// to keep a value written entirely by one `Json` as nested JSON instead of text.
+    static LAST: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// Records `value` as nested JSON rather than text:
@@ -28,15 +29,37 @@ pub fn json<T: Serialize>(value: T) -> DebugValue<Json<T>> {
 /// A value shown as JSON; see [`json`].
 pub struct Json<T>(pub T);
 
+/// Lets serde_json write straight into a formatter, counting bytes.
+struct FmtWriter<'a, 'b> {
+    f: &'a mut fmt::Formatter<'b>,
+    written: usize,
+}
+
+impl io::Write for FmtWriter<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let s =
+            std::str::from_utf8(buf).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        self.f
+            .write_str(s)
+            .map_err(|_| io::Error::from(io::ErrorKind::Other))?;
+        self.written += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl<T: Serialize> fmt::Debug for Json<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match logbook_proto::Json::from_serialize(&self.0) {
-            Ok(j) => {
-                f.write_str(j.as_str())?;
-                LAST.with(|l| *l.borrow_mut() = Some(j));
+        let mut w = FmtWriter { f, written: 0 };
+        // serde_json writes whole UTF-8 sequences per call, so `from_utf8` above holds.
+        match serde_json::to_writer(&mut w, &self.0) {
+            Ok(()) => {
+                LAST.with(|l| l.set(Some(w.written)));
                 Ok(())
             }
-            Err(e) => write!(f, "<unserializable: {e}>"),
+            Err(e) => write!(w.f, "<unserializable: {e}>"),
         }
     }
 }
@@ -49,11 +72,10 @@ impl<T: Serialize> fmt::Display for Json<T> {
 
 /// Clears the marker before formatting a value.
 pub(crate) fn clear() {
-    LAST.with(|l| l.borrow_mut().take());
+    LAST.with(|l| l.set(None));
 }
 
-/// The JSON just written, if the whole rendering `text` was exactly one [`Json`].
-pub(crate) fn take_if_whole(text: &str) -> Option<logbook_proto::Json> {
-    LAST.with(|l| l.borrow_mut().take())
-        .filter(|j| j.as_str().len() == text.len())
+/// Whether the whole rendering `text` was written by exactly one [`Json`].
+pub(crate) fn take_if_whole(text: &[u8]) -> bool {
+    LAST.with(Cell::take) == Some(text.len())
 }

@@ -1,21 +1,27 @@
 //! The `tracing_subscriber::Layer`: captures spans and events on the emitting thread
 //! and queues them for the worker.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
-use logbook_proto::{Fields, Kind, Level, Scope, ScopeKey, SpanId, Status, Timestamp, TraceId};
+use logbook_proto::wire::EncodedFields;
+use logbook_proto::{Kind, Level, Scope, ScopeKey, SpanId, Status, Timestamp, TraceId};
 use tracing_core::span::{Attributes, Id, Record as SpanValues};
 use tracing_core::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-use crate::capture::{level_of, Captured, FieldVisitor, Reentrancy, SpanState};
+use crate::capture::{level_of, Captured, Reentrancy};
+use crate::clock;
 use crate::fields::CATEGORY_RUN;
 use crate::guard::{FlushGuard, Handle};
 use crate::rng;
 use crate::shipper::Shipper;
+use crate::span_state::{NewSpan, SpanState};
+use crate::visitor::FieldVisitor;
 
 /// The logbook layer. Build it with [`crate::layer`] or [`crate::builder`].
 pub struct LogbookLayer {
@@ -66,16 +72,51 @@ impl fmt::Debug for LogbookLayer {
     }
 }
 
+/// Scopes made recently on this thread: a span that sets the same scope fields under
+/// the same parent scope (a request handler's span, say) shares one `Arc` instead of
+/// copying the scope each time. Entries hold their base, so its address stays theirs.
+type ScopeMemo = Vec<(Arc<Scope>, Vec<(ScopeKey, String)>, Arc<Scope>)>;
+
+thread_local! {
+    static RECENT_SCOPES: RefCell<ScopeMemo> = const { RefCell::new(Vec::new()) };
+}
+
+/// Scopes remembered per thread.
+const RECENT_SCOPES_KEPT: usize = 8;
+
 /// A scope with `overrides` applied to `base`; `base` itself (shared) when there are none.
 fn apply_scope(base: &Arc<Scope>, overrides: Vec<(ScopeKey, String)>) -> Arc<Scope> {
     if overrides.is_empty() {
         return Arc::clone(base);
     }
-    let mut s = (**base).clone();
-    for (k, v) in overrides {
-        s.set(k, Some(v));
-    }
-    Arc::new(s)
+    RECENT_SCOPES.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if let Some((_, _, scope)) = memo
+            .iter()
+            .find(|(b, o, _)| Arc::ptr_eq(b, base) && *o == overrides)
+        {
+            return Arc::clone(scope);
+        }
+        let mut s = (**base).clone();
+        for (k, v) in &overrides {
+            s.set(*k, Some(v.clone()));
+        }
+        let scope = Arc::new(s);
+        if memo.len() == RECENT_SCOPES_KEPT {
+            memo.remove(0);
+        }
+        memo.push((Arc::clone(base), overrides, Arc::clone(&scope)));
+        scope
+    })
+}
+
+fn random_trace() -> TraceId {
+    TraceId::from_random(rng::next_u64(), rng::next_u64())
+}
+
+/// A first guess at the bytes an event's fields take, so most events allocate once.
+fn capacity_for(fields: usize) -> usize {
+    48 + 24 * fields
 }
 
 impl<S> Layer<S> for LogbookLayer
@@ -89,8 +130,10 @@ where
         };
         let Some(span) = ctx.span(id) else { return };
 
-        let mut fields = Fields::with_capacity(meta.fields().len());
-        let mut v = FieldVisitor::new(&mut fields, false, self.max_field_bytes);
+        let mut slot = self.shipper.slot(meta);
+        let mut own = std::mem::take(&mut slot.own);
+        own.reserve(capacity_for(meta.fields().len()));
+        let mut v = FieldVisitor::new(&mut own, self.max_field_bytes);
         attrs.record(&mut v);
         let FieldVisitor {
             scope: overrides,
@@ -126,30 +169,37 @@ where
         let scope = apply_scope(&base_scope, overrides);
         let category = starts_run.then_some(CATEGORY_RUN);
         let span_id = SpanId::from_random(rng::next_u64());
+        // The span keeps an exact copy of its initial fields for its end record; the
+        // start record travels in the recycled slot.
+        let initial = own.clone();
+        let created = Instant::now();
 
-        self.shipper.send(Captured {
+        *slot = Captured {
             meta,
             kind: Kind::SpanStart,
-            ts: Timestamp::now(),
-            message: None,
+            ts: clock::wall(created),
             trace_id,
             span_id: Some(span_id),
             parent_span_id,
-            scope: Arc::clone(&scope),
+            scope: Some(Arc::clone(&scope)),
             category,
             status: None,
             timings: None,
-            fields: fields.clone(),
-        });
+            own,
+        };
+        self.shipper.send(slot);
         let state = SpanState::new(
-            trace_id,
-            span_id,
-            parent_span_id,
-            scope,
-            fields,
-            category,
-            error,
-            status,
+            NewSpan {
+                trace_id,
+                span_id,
+                parent_span_id,
+                scope,
+                initial,
+                category,
+                error,
+                status,
+            },
+            created,
         );
         span.extensions_mut().insert(state);
     }
@@ -161,20 +211,21 @@ where
         let Some(span) = ctx.span(id) else { return };
         // Read the values first: that may run user `Debug` code which logs, and other
         // layers then look at this span, so the span's lock must not be held meanwhile.
-        let mut late = Fields::new();
-        let mut v = FieldVisitor::new(&mut late, true, self.max_field_bytes);
+        let mut late = EncodedFields::new();
+        let mut v = FieldVisitor::new(&mut late, self.max_field_bytes).collecting_keys();
         values.record(&mut v);
         let FieldVisitor {
             scope: overrides,
             error,
             status,
+            keys,
             ..
         } = v;
         let mut ext = span.extensions_mut();
         let Some(state) = ext.get_mut::<SpanState>() else {
             return;
         };
-        state.fields.merge(late);
+        state.record_late(&late, keys.as_deref().unwrap_or_default());
         state.error |= error;
         if status.is_some() {
             state.status = status;
@@ -206,22 +257,28 @@ where
         let Some(_guard) = Reentrancy::enter() else {
             return self.dropped_reentrant(level_of(span.metadata()));
         };
-        let timings = state.timings();
+        let closed = Instant::now();
+        let timings = state.timings(closed);
         let status = state.final_status();
-        self.shipper.send(Captured {
+        let mut slot = self.shipper.slot(span.metadata());
+        // The end record carries the initial fields, then the late ones (which win).
+        let mut own = std::mem::take(&mut slot.own);
+        own.append(&state.initial);
+        own.append(&state.late);
+        *slot = Captured {
             meta: span.metadata(),
             kind: Kind::SpanEnd,
-            ts: Timestamp::now(),
-            message: None,
+            ts: clock::wall(closed),
             trace_id: state.trace_id,
             span_id: Some(state.span_id),
             parent_span_id: state.parent_span_id,
-            scope: state.scope,
+            scope: Some(state.scope),
             category: state.category,
             status: Some(status),
             timings: Some(timings),
-            fields: state.fields,
-        });
+            own,
+        };
+        self.shipper.send(slot);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -229,11 +286,12 @@ where
         let Some(_guard) = Reentrancy::enter() else {
             return self.dropped_reentrant(level_of(meta));
         };
-        let mut fields = Fields::with_capacity(meta.fields().len());
-        let mut v = FieldVisitor::new(&mut fields, false, self.max_field_bytes);
+        let mut slot = self.shipper.slot(meta);
+        let mut own = std::mem::take(&mut slot.own);
+        own.reserve(capacity_for(meta.fields().len()));
+        let mut v = FieldVisitor::new(&mut own, self.max_field_bytes);
         event.record(&mut v);
         let FieldVisitor {
-            message,
             scope: overrides,
             error,
             ..
@@ -257,23 +315,19 @@ where
             Some((t, s, scope)) => (t, Some(s), scope),
             None => (random_trace(), None, Arc::clone(&self.root_scope)),
         };
-        self.shipper.send(Captured {
+        *slot = Captured {
             meta,
             kind: Kind::Event,
             ts: Timestamp::now(),
-            message,
             trace_id,
             span_id,
             parent_span_id: None,
-            scope: apply_scope(&base_scope, overrides),
+            scope: Some(apply_scope(&base_scope, overrides)),
             category: None,
             status: error.then_some(Status::Error),
             timings: None,
-            fields,
-        });
+            own,
+        };
+        self.shipper.send(slot);
     }
-}
-
-fn random_trace() -> TraceId {
-    TraceId::from_random(rng::next_u64(), rng::next_u64())
 }

@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 
 mod capture;
+mod clock;
 mod config;
 pub mod fields;
 mod guard;
@@ -60,10 +61,11 @@ mod json;
 mod layer;
 mod rng;
 mod shipper;
+mod span_state;
+mod visitor;
 
 use std::time::Duration;
 
-pub use capture::parse_traceparent;
 pub use config::{
     BuildError, Builder, Endpoint, EnvError, ENV_BUFFER, ENV_ENDPOINT, ENV_FLUSH_TIMEOUT,
     ENV_SCOPE_PREFIX, ENV_SERVICE, ENV_SOCKET, ENV_TOKEN,
@@ -72,6 +74,7 @@ pub use guard::{flush, FlushGuard, FlushReport, Handle, Stats};
 pub use json::{json, Json};
 pub use layer::LogbookLayer;
 pub use logbook_proto::{ScopeKey, SpanId, TraceId};
+pub use span_state::parse_traceparent;
 
 /// The layer, configured from `LOGBOOK_*` environment variables. If the environment is
 /// invalid it says so on stderr and drops records rather than stopping the program;

@@ -183,3 +183,27 @@ proptest! {
         let _ = decode_frame(&bytes[HEADER_LEN..], &resource());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Fields encoded ahead of time (as the layer does on the emitting thread) produce the
+    /// same bytes as encoding the record whole.
+    #[test]
+    fn pre_encoded_fields_encode_identically(records in vec(record(resource()), 1..4), split in any::<prop::sample::Index>()) {
+        use logbook_proto::wire::{BatchEncoder, EncodedFields};
+        let mut whole = BatchEncoder::new(3);
+        let mut parts = BatchEncoder::new(3);
+        for r in &records {
+            whole.push(r);
+            // Split the fields over two buffers, as a span end does (initial + late).
+            let at = split.index(r.fields.len() + 1);
+            let (mut a, mut b) = (EncodedFields::new(), EncodedFields::new());
+            for (i, (k, v)) in r.fields.iter().enumerate() {
+                if i < at { a.push(k, v) } else { b.push(k, v) }
+            }
+            parts.push_parts(&r.head(), &[&a, &b]);
+        }
+        prop_assert_eq!(whole.finish(), parts.finish());
+    }
+}

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use logbook_collector::embedded::Embedded;
 use logbook_collector::store::{ClientInfo, StoreError};
-use logbook_proto::Record;
+use logbook_proto::{Record, RecordId};
 
 use super::{Counters, Identity, LevelCounts, Mark, Sink};
+use crate::capture::Captured;
 
 /// Records per transaction at most.
 const MAX_BATCH: usize = 8192;
@@ -19,6 +20,7 @@ const DROPS_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) struct EmbeddedSink {
     store: Embedded,
     client: ClientInfo,
+    resource: Arc<logbook_proto::Resource>,
     counters: Arc<Counters>,
     batch: Vec<Record>,
     cost: usize,
@@ -40,6 +42,7 @@ impl EmbeddedSink {
                 instance: identity.instance,
                 resource: Arc::clone(&identity.resource),
             },
+            resource: Arc::clone(&identity.resource),
             counters,
             batch: Vec::new(),
             cost: 0,
@@ -52,10 +55,10 @@ impl EmbeddedSink {
 }
 
 impl Sink for EmbeddedSink {
-    fn push(&mut self, record: Record, cost: usize) {
-        self.levels[record.level.index()] += 1;
+    fn push(&mut self, record: &Captured, id: RecordId, cost: usize) {
+        self.levels[record.level().index()] += 1;
         self.cost += cost;
-        self.batch.push(record);
+        self.batch.push(record.to_record(id, &self.resource));
         if self.batch.len() >= MAX_BATCH {
             self.seal();
         }

@@ -11,6 +11,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use crossbeam_queue::ArrayQueue;
 use logbook_proto::{InstanceId, Resource};
 
 pub(crate) use counters::{Counters, LevelCounts};
@@ -21,6 +22,9 @@ pub(crate) use worker::{Mark, NullSink, Sink, Worker};
 
 use crate::capture::Captured;
 use crate::guard::{FlushReport, Stats};
+
+/// Recycled record slots kept at most (each holds at most 1 KiB of buffer).
+const POOL_SLOTS: usize = 1024;
 
 /// The worker thread's name.
 pub(crate) const WORKER_THREAD: &str = "logbook-shipper";
@@ -41,6 +45,10 @@ pub(crate) enum Control {
 /// The emitting side of a worker: what the layer and its handles hold.
 pub(crate) struct Shipper {
     tx: Sender<Box<Captured>>,
+    /// Emptied record slots coming back from the worker, so that in steady state an
+    /// event allocates nothing (the worker frees on another thread, which would make
+    /// every allocation take the allocator's slow path).
+    pool: Arc<ArrayQueue<Box<Captured>>>,
     control: Sender<Control>,
     worker: Thread,
     pub(crate) counters: Arc<Counters>,
@@ -59,6 +67,7 @@ impl Shipper {
     ) -> std::io::Result<Arc<Self>> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (control, control_rx) = crossbeam_channel::unbounded();
+        let pool = Arc::new(ArrayQueue::new(POOL_SLOTS));
         let worker = Worker::new(
             rx,
             control_rx,
@@ -66,12 +75,14 @@ impl Shipper {
             Arc::clone(&counters),
             identity,
             flush_timeout,
+            Arc::clone(&pool),
         );
         let handle = std::thread::Builder::new()
             .name(WORKER_THREAD.into())
             .spawn(move || worker.run())?;
         Ok(Arc::new(Self {
             tx,
+            pool,
             control,
             worker: handle.thread().clone(),
             counters,
@@ -80,15 +91,22 @@ impl Shipper {
         }))
     }
 
+    /// A slot to fill in: recycled if one is free.
+    pub(crate) fn slot(&self, meta: &'static tracing_core::Metadata<'static>) -> Box<Captured> {
+        self.pool
+            .pop()
+            .unwrap_or_else(|| Box::new(Captured::empty(meta)))
+    }
+
     /// Queues a record if the buffer has room; counts it as dropped otherwise.
     /// Never blocks and never wakes the worker: the worker polls.
-    pub(crate) fn send(&self, cap: Captured) {
+    pub(crate) fn send(&self, cap: Box<Captured>) {
         let cost = cap.cost();
         if !self.counters.try_acquire(cost) {
             self.counters.drop_unqueued(cap.level());
             return;
         }
-        if let Err(e) = self.tx.send(Box::new(cap)) {
+        if let Err(e) = self.tx.send(cap) {
             self.counters.release(cost);
             self.counters.drop_unqueued(e.0.level());
         }

@@ -14,10 +14,11 @@ use logbook_proto::wire::{
     decode_frame, encode_frame, read_frame, Ack, BatchEncoder, ErrorCode, ErrorFrame, Frame, Gap,
     Hello, Reject, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN,
 };
-use logbook_proto::{Record, Resource};
+use logbook_proto::{RecordId, Resource};
 use tracing_core::Dispatch;
 
 use super::{Counters, LevelCounts, Mark, Sink};
+use crate::capture::Captured;
 use crate::rng;
 
 /// A batch is sealed once its frame reaches this size…
@@ -361,13 +362,15 @@ impl SocketSink {
 }
 
 impl Sink for SocketSink {
-    fn push(&mut self, record: Record, cost: usize) {
-        let level = record.level.index();
+    fn push(&mut self, record: &Captured, id: RecordId, cost: usize) {
+        let level = record.level().index();
+        let head = record.head(id);
+        let fields = [&record.own];
         loop {
             let open = self
                 .open
                 .get_or_insert_with(|| OpenBatch::next(&mut self.next_seq));
-            match open.enc.push_bounded(&record, self.max_frame) {
+            match open.enc.push_parts_bounded(&head, &fields, self.max_frame) {
                 Ok(()) => {
                     open.cost += cost;
                     open.levels[level] += 1;
@@ -380,7 +383,7 @@ impl Sink for SocketSink {
                     levels[level] = 1;
                     eprintln!(
                         "logbook: dropped record {:?}: {} bytes encoded exceeds the collector's frame limit of {}",
-                        record.name, too_large.bytes, self.max_frame
+                        head.name, too_large.bytes, self.max_frame
                     );
                     self.counters.abandoned(&levels, cost);
                     return;

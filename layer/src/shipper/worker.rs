@@ -7,7 +7,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use logbook_proto::{Record, RecordId};
+use crossbeam_queue::ArrayQueue;
+use logbook_proto::RecordId;
 use tracing_core::Dispatch;
 
 use super::{Control, Counters, Identity};
@@ -23,8 +24,8 @@ pub(crate) struct Mark {
 
 /// Where the worker delivers records.
 pub(crate) trait Sink: Send {
-    /// Adds one record, whose buffer charge is `cost`, to the batch being built.
-    fn push(&mut self, record: Record, cost: usize);
+    /// Adds one record with its id, whose buffer charge is `cost`, to the batch being built.
+    fn push(&mut self, record: &Captured, id: RecordId, cost: usize);
     /// Ends the batch being built: sends or stores it.
     fn seal(&mut self);
     /// Periodic work (acknowledgements, reconnects, drop reports); true if it did any.
@@ -44,9 +45,9 @@ pub(crate) struct NullSink {
 }
 
 impl Sink for NullSink {
-    fn push(&mut self, record: Record, cost: usize) {
+    fn push(&mut self, record: &Captured, _: RecordId, cost: usize) {
         let mut levels = [0; 5];
-        levels[record.level.index()] = 1;
+        levels[record.level().index()] = 1;
         self.counters.abandoned(&levels, cost);
     }
     fn seal(&mut self) {}
@@ -70,6 +71,9 @@ impl Sink for NullSink {
 const MIN_SLEEP: Duration = Duration::from_micros(500);
 const MAX_SLEEP: Duration = Duration::from_millis(50);
 
+/// How often the wall clock is measured against the monotonic one.
+const CLOCK_RESYNC: Duration = Duration::from_secs(1);
+
 /// Records taken per poll before the sink gets a chance to read acknowledgements.
 const DRAIN_CHUNK: usize = 4096;
 
@@ -84,6 +88,7 @@ pub(crate) struct Worker {
     exit_timeout: Duration,
     /// Every emitting handle is gone: deliver what is left and stop.
     disconnected: bool,
+    pool: Arc<ArrayQueue<Box<Captured>>>,
 }
 
 impl Worker {
@@ -94,6 +99,7 @@ impl Worker {
         counters: Arc<Counters>,
         identity: Identity,
         exit_timeout: Duration,
+        pool: Arc<ArrayQueue<Box<Captured>>>,
     ) -> Self {
         Self {
             rx,
@@ -105,13 +111,20 @@ impl Worker {
             flushes: Vec::new(),
             exit_timeout,
             disconnected: false,
+            pool,
         }
     }
 
     pub(crate) fn run(mut self) {
         let _untraced = tracing_core::dispatcher::set_default(&Dispatch::none());
         let mut sleep = MIN_SLEEP;
+        let mut synced = Instant::now();
+        crate::clock::resync();
         loop {
+            if synced.elapsed() >= CLOCK_RESYNC {
+                crate::clock::resync();
+                synced = Instant::now();
+            }
             let mut progress = false;
             while let Ok(Control::Flush(reply)) = self.control.try_recv() {
                 // Everything queued before the flush call is in the channel now: take it,
@@ -147,8 +160,8 @@ impl Worker {
                     self.counters.taken(1);
                     let id = RecordId::new(self.identity.instance, self.next_id);
                     self.next_id += 1;
-                    self.sink
-                        .push(cap.into_record(id, &self.identity.resource), cost);
+                    self.sink.push(&cap, id, cost);
+                    self.recycle(cap);
                     taken += 1;
                     if taken % DRAIN_CHUNK == 0 {
                         self.sink.seal();
@@ -166,6 +179,14 @@ impl Worker {
             self.sink.seal();
         }
         taken
+    }
+
+    /// Returns an emptied slot to the emitting threads (or frees it if the pool is full
+    /// or its buffer grew large).
+    fn recycle(&self, mut cap: Box<Captured>) {
+        if cap.recycle() {
+            let _ = self.pool.push(cap);
+        }
     }
 
     fn answer_flushes(&mut self) {

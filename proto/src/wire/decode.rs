@@ -386,12 +386,51 @@ fn decode_record(
     let n = r.capacity_for(n, 2, "field")?;
     let mut pairs: Vec<(Str, Value)> = Vec::with_capacity(n);
     for _ in 0..n {
-        let key = r.string("field key")?;
-        let value = decode_value(r, &key)?;
-        pairs.push((Str::Owned(key), value));
+        pairs.push(decode_field(r)?);
     }
     rec.fields = dedup_last_wins(pairs);
     Ok(rec)
+}
+
+fn decode_field(r: &mut Reader<'_>) -> Result<(Str, Value), DecodeError> {
+    let key = r.string("field key")?;
+    let value = decode_value(r, &key)?;
+    Ok((Str::Owned(key), value))
+}
+
+/// The key of the field entry starting at `pos` and the position after the entry, or
+/// `None` if no valid entry starts there.
+pub(crate) fn field_entry_at(bytes: &[u8], pos: usize) -> Option<(&str, usize)> {
+    let mut r = Reader { buf: bytes, pos };
+    let len = usize::try_from(r.varint("field key").ok()?).ok()?;
+    let key = std::str::from_utf8(r.take(len, "field key").ok()?).ok()?;
+    match r.u8("value tag").ok()? {
+        tag::STR | tag::JSON => {
+            let n = usize::try_from(r.varint("field value").ok()?).ok()?;
+            r.take(n, "field value").ok()?;
+        }
+        tag::I64 | tag::U64 => {
+            r.varint("field value").ok()?;
+        }
+        tag::F64 => {
+            r.take(8, "field value").ok()?;
+        }
+        tag::FALSE | tag::TRUE => {}
+        _ => return None,
+    }
+    Some((key, r.pos))
+}
+
+/// Decodes field entries that fill `chunks` exactly (see `EncodedFields`).
+pub(crate) fn decode_field_chunks(chunks: &[&[u8]]) -> Result<Fields, DecodeError> {
+    let mut pairs = Vec::new();
+    for chunk in chunks {
+        let mut r = Reader { buf: chunk, pos: 0 };
+        while r.remaining() > 0 {
+            pairs.push(decode_field(&mut r)?);
+        }
+    }
+    Ok(dedup_last_wins(pairs))
 }
 
 fn decode_value(r: &mut Reader<'_>, key: &str) -> Result<Value, DecodeError> {

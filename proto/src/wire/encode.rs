@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{flags, tag, Frame, FrameType, HEADER_LEN, HELLO_MAGIC};
-use crate::record::{Record, Scope, ScopeKey};
+use super::{flags, tag, EncodedFields, Frame, FrameType, HEADER_LEN, HELLO_MAGIC};
+use crate::ids::{RecordId, SpanId, TraceId};
+use crate::record::{Kind, Level, Record, Scope, ScopeKey, Status};
+use crate::time::Timestamp;
 use crate::value::Value;
 
 /// Appends `frame`, with its length prefix, to `out`.
@@ -66,6 +68,74 @@ pub fn encode_frame(frame: &Frame, out: &mut Vec<u8>) {
     end_frame(out, start);
 }
 
+/// A record's parts other than its fields, borrowed: what a sender that keeps fields
+/// pre-encoded ([`EncodedFields`]) passes to [`BatchEncoder::push_parts`].
+#[derive(Clone, Copy, Debug)]
+pub struct RecordHead<'a> {
+    /// See [`Record::id`].
+    pub id: RecordId,
+    /// See [`Record::ts`].
+    pub ts: Timestamp,
+    /// See [`Record::kind`].
+    pub kind: Kind,
+    /// See [`Record::level`].
+    pub level: Level,
+    /// See [`Record::name`].
+    pub name: &'a str,
+    /// See [`Record::target`].
+    pub target: &'a str,
+    /// See [`Record::message`].
+    pub message: Option<&'a str>,
+    /// See [`Record::trace_id`].
+    pub trace_id: TraceId,
+    /// See [`Record::span_id`].
+    pub span_id: Option<SpanId>,
+    /// See [`Record::parent_span_id`].
+    pub parent_span_id: Option<SpanId>,
+    /// See [`Record::scope`].
+    pub scope: &'a Arc<Scope>,
+    /// See [`Record::file`].
+    pub file: Option<&'a str>,
+    /// See [`Record::line`].
+    pub line: Option<u32>,
+    /// See [`Record::category`].
+    pub category: Option<&'a str>,
+    /// See [`Record::status`].
+    pub status: Option<Status>,
+    /// See [`Record::duration_ns`].
+    pub duration_ns: Option<u64>,
+    /// See [`Record::busy_ns`].
+    pub busy_ns: Option<u64>,
+    /// See [`Record::idle_ns`].
+    pub idle_ns: Option<u64>,
+}
+
+impl Record {
+    /// This record's parts other than its fields.
+    pub fn head(&self) -> RecordHead<'_> {
+        RecordHead {
+            id: self.id,
+            ts: self.ts,
+            kind: self.kind,
+            level: self.level,
+            name: &self.name,
+            target: &self.target,
+            message: self.message.as_deref(),
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent_span_id,
+            scope: &self.scope,
+            file: self.file.as_deref(),
+            line: self.line,
+            category: self.category.as_deref(),
+            status: self.status,
+            duration_ns: self.duration_ns,
+            busy_ns: self.busy_ns,
+            idle_ns: self.idle_ns,
+        }
+    }
+}
+
 /// Writes a batch frame record by record straight into a buffer, so a sender never
 /// builds a `Vec<Record>`. [`BatchEncoder::finish`] seals the frame and returns the bytes.
 pub struct BatchEncoder {
@@ -106,15 +176,26 @@ impl BatchEncoder {
 
     /// Appends one record.
     pub fn push(&mut self, r: &Record) {
-        let same_scope = self
-            .prev_scope
-            .as_ref()
-            .is_some_and(|p| Arc::ptr_eq(p, &r.scope) || **p == *r.scope);
-        encode_record(&mut self.out, r, same_scope);
-        if !same_scope {
-            self.prev_scope = Some(Arc::clone(&r.scope));
-        }
-        self.count += 1;
+        self.push_with(&r.head(), |out| {
+            put_varint(out, r.fields.len() as u64);
+            for (k, v) in r.fields.iter() {
+                put_str(out, k);
+                put_value(out, v);
+            }
+        });
+    }
+
+    /// Appends one record whose fields are already encoded, in one or more buffers (a
+    /// repeated key: the last wins when decoded).
+    pub fn push_parts(&mut self, head: &RecordHead<'_>, fields: &[&EncodedFields]) {
+        self.push_with(head, |out| {
+            put_varint(out, fields.iter().map(|f| u64::from(f.count())).sum());
+            for f in fields {
+                for chunk in f.chunks() {
+                    out.extend_from_slice(chunk);
+                }
+            }
+        });
     }
 
     /// Appends one record unless that would make the frame larger than `max_frame_bytes`
@@ -124,9 +205,27 @@ impl BatchEncoder {
         r: &Record,
         max_frame_bytes: usize,
     ) -> Result<(), RecordTooLarge> {
+        self.bounded(max_frame_bytes, |enc| enc.push(r))
+    }
+
+    /// [`BatchEncoder::push_parts`] within a frame limit, like [`BatchEncoder::push_bounded`].
+    pub fn push_parts_bounded(
+        &mut self,
+        head: &RecordHead<'_>,
+        fields: &[&EncodedFields],
+        max_frame_bytes: usize,
+    ) -> Result<(), RecordTooLarge> {
+        self.bounded(max_frame_bytes, |enc| enc.push_parts(head, fields))
+    }
+
+    fn bounded(
+        &mut self,
+        max_frame_bytes: usize,
+        push: impl FnOnce(&mut Self),
+    ) -> Result<(), RecordTooLarge> {
         let len = self.out.len();
         let prev = self.prev_scope.clone();
-        self.push(r);
+        push(self);
         if self.frame_bytes() <= max_frame_bytes {
             return Ok(());
         }
@@ -135,6 +234,19 @@ impl BatchEncoder {
         self.prev_scope = prev;
         self.count -= 1;
         Err(RecordTooLarge { bytes })
+    }
+
+    fn push_with(&mut self, head: &RecordHead<'_>, fields: impl FnOnce(&mut Vec<u8>)) {
+        let same_scope = self
+            .prev_scope
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, head.scope) || **p == **head.scope);
+        encode_head(&mut self.out, head, same_scope);
+        fields(&mut self.out);
+        if !same_scope {
+            self.prev_scope = Some(Arc::clone(head.scope));
+        }
+        self.count += 1;
     }
 
     /// Records pushed so far.
@@ -155,13 +267,14 @@ impl BatchEncoder {
     }
 }
 
-fn encode_record(out: &mut Vec<u8>, r: &Record, same_scope: bool) {
+/// Everything of a record before its field count.
+fn encode_head(out: &mut Vec<u8>, r: &RecordHead<'_>, same_scope: bool) {
     out.push(r.kind.code());
     out.push(r.level.code());
     out.extend_from_slice(&r.id.0);
     out.extend_from_slice(&r.ts.0.to_le_bytes());
-    put_str(out, &r.name);
-    put_str(out, &r.target);
+    put_str(out, r.name);
+    put_str(out, r.target);
 
     let mut f = 0u16;
     let mut set = |bit: u16, on: bool| {
@@ -184,7 +297,7 @@ fn encode_record(out: &mut Vec<u8>, r: &Record, same_scope: bool) {
     put_u16(out, f);
     out.extend_from_slice(&r.trace_id.0);
 
-    if let Some(m) = &r.message {
+    if let Some(m) = r.message {
         put_str(out, m);
     }
     if let Some(s) = r.span_id {
@@ -193,13 +306,13 @@ fn encode_record(out: &mut Vec<u8>, r: &Record, same_scope: bool) {
     if let Some(s) = r.parent_span_id {
         out.extend_from_slice(&s.0);
     }
-    if let Some(file) = &r.file {
+    if let Some(file) = r.file {
         put_str(out, file);
     }
     if let Some(line) = r.line {
         put_varint(out, u64::from(line));
     }
-    if let Some(c) = &r.category {
+    if let Some(c) = r.category {
         put_str(out, c);
     }
     if let Some(s) = r.status {
@@ -218,18 +331,12 @@ fn encode_record(out: &mut Vec<u8>, r: &Record, same_scope: bool) {
             put_str(out, v);
         }
     }
-
-    put_varint(out, r.fields.len() as u64);
-    for (k, v) in r.fields.iter() {
-        put_str(out, k);
-        put_value(out, v);
-    }
 }
 
 // ScopeKey discriminants are the mask bit positions; keep them below 16.
 const _: () = assert!(ScopeKey::COUNT <= 16);
 
-fn put_value(out: &mut Vec<u8>, v: &Value) {
+pub(super) fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Str(s) => {
             out.push(tag::STR);
@@ -294,7 +401,7 @@ pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }

@@ -9,9 +9,11 @@
 
 mod decode;
 mod encode;
+mod fields;
 
 pub use decode::{decode_frame, frame_len, read_frame, DecodeError, ReadFrameError};
-pub use encode::{encode_frame, BatchEncoder, RecordTooLarge};
+pub use encode::{encode_frame, BatchEncoder, RecordHead, RecordTooLarge};
+pub use fields::{EncodedFields, MessageText, TextField};
 
 use crate::ids::{InstanceId, RecordId};
 use crate::record::{Level, Record};

@@ -1,0 +1,256 @@
+//! Reading a span's or event's fields: values go straight into the record's
+//! [`EncodedFields`] (no intermediate strings); the message, scope fields, trace
+//! context and error markers are pulled out on the way.
+
+use std::fmt::{self, Write as _};
+
+use logbook_proto::wire::EncodedFields;
+use logbook_proto::{ScopeKey, SpanId, Status, TraceId, Value};
+use tracing_core::field::{Field, Visit};
+
+use crate::fields;
+use crate::json;
+use crate::span_state::parse_traceparent;
+
+/// How the layer treats a field, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Message,
+    Scope(ScopeKey),
+    TraceId,
+    TraceParent,
+    StatusCode,
+    Error,
+    Plain,
+}
+
+fn role(name: &str) -> Role {
+    match name {
+        fields::MESSAGE => Role::Message,
+        "run_id" => Role::Scope(ScopeKey::RunId),
+        "step_id" => Role::Scope(ScopeKey::StepId),
+        "tenant" => Role::Scope(ScopeKey::Tenant),
+        "env" => Role::Scope(ScopeKey::Env),
+        "project" => Role::Scope(ScopeKey::Project),
+        "app" => Role::Scope(ScopeKey::App),
+        "surface" => Role::Scope(ScopeKey::Surface),
+        "user_id" => Role::Scope(ScopeKey::UserId),
+        "session_id" => Role::Scope(ScopeKey::SessionId),
+        "request_id" => Role::Scope(ScopeKey::RequestId),
+        fields::TRACE_ID => Role::TraceId,
+        fields::TRACEPARENT => Role::TraceParent,
+        fields::OTEL_STATUS_CODE => Role::StatusCode,
+        fields::ERROR | fields::ERROR_TYPE | fields::EXCEPTION_MESSAGE | fields::EXCEPTION_TYPE => {
+            Role::Error
+        }
+        _ => Role::Plain,
+    }
+}
+
+/// Writes field values into an [`EncodedFields`].
+pub(crate) struct FieldVisitor<'a> {
+    out: &'a mut EncodedFields,
+    max_bytes: usize,
+    /// Keys written, when the caller needs them (late span fields replace earlier ones).
+    pub(crate) keys: Option<Vec<&'static str>>,
+    pub(crate) scope: Vec<(ScopeKey, String)>,
+    pub(crate) trace_id: Option<TraceId>,
+    pub(crate) remote_parent: Option<SpanId>,
+    pub(crate) error: bool,
+    pub(crate) status: Option<Status>,
+}
+
+impl<'a> FieldVisitor<'a> {
+    pub(crate) fn new(out: &'a mut EncodedFields, max_bytes: usize) -> Self {
+        Self {
+            out,
+            max_bytes,
+            keys: None,
+            scope: Vec::new(),
+            trace_id: None,
+            remote_parent: None,
+            error: false,
+            status: None,
+        }
+    }
+
+    /// Also remembers the keys written.
+    pub(crate) fn collecting_keys(mut self) -> Self {
+        self.keys = Some(Vec::new());
+        self
+    }
+
+    fn wrote(&mut self, field: &Field) {
+        if let Some(keys) = &mut self.keys {
+            keys.push(field.name());
+        }
+    }
+
+    /// A field whose role needs its value as a value (scope, trace context, status,
+    /// error): the rare path. Plain fields never come here.
+    fn special(&mut self, field: &Field, role: Role, value: Value) {
+        let text = || match &value {
+            Value::Str(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match role {
+            Role::Scope(key) => {
+                let text = match value {
+                    Value::Str(s) => s,
+                    other => other.to_string(),
+                };
+                return self.scope.push((key, text));
+            }
+            Role::TraceId => {
+                if let Ok(t) = TraceId::from_hex(&text()) {
+                    if t.is_valid() {
+                        self.trace_id = Some(t);
+                        return;
+                    }
+                }
+            }
+            Role::TraceParent => {
+                if let Some((t, p)) = parse_traceparent(&text()) {
+                    self.trace_id = Some(t);
+                    self.remote_parent = Some(p);
+                    return;
+                }
+            }
+            Role::StatusCode => match value.as_str() {
+                Some(s) if s.eq_ignore_ascii_case("error") => {
+                    self.status = Some(Status::Error);
+                    self.error = true;
+                }
+                Some(s) if s.eq_ignore_ascii_case("ok") => self.status = Some(Status::Ok),
+                _ => {}
+            },
+            Role::Error => {
+                self.error |= !matches!(value, Value::Bool(false)) && value.as_str() != Some("")
+            }
+            Role::Message | Role::Plain => {}
+        }
+        match &value {
+            Value::Str(s) => self.out.push_str(field.name(), s, self.max_bytes),
+            other => self.out.push(field.name(), other),
+        }
+        self.wrote(field);
+    }
+}
+
+impl Visit for FieldVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        match role(field.name()) {
+            Role::Plain => {
+                self.out.push_f64(field.name(), value);
+                self.wrote(field);
+            }
+            r => self.special(field, r, Value::F64(value)),
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        match role(field.name()) {
+            Role::Plain => {
+                self.out.push_i64(field.name(), value);
+                self.wrote(field);
+            }
+            r => self.special(field, r, Value::I64(value)),
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match role(field.name()) {
+            Role::Plain => {
+                self.out.push_u64(field.name(), value);
+                self.wrote(field);
+            }
+            r => self.special(field, r, Value::U64(value)),
+        }
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        match i64::try_from(value) {
+            Ok(v) => self.record_i64(field, v),
+            Err(_) => self.record_str(field, &value.to_string()),
+        }
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        match u64::try_from(value) {
+            Ok(v) => self.record_u64(field, v),
+            Err(_) => self.record_str(field, &value.to_string()),
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        match role(field.name()) {
+            Role::Plain => {
+                self.out.push_bool(field.name(), value);
+                self.wrote(field);
+            }
+            r => self.special(field, r, Value::Bool(value)),
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match role(field.name()) {
+            Role::Plain => {
+                self.out.push_str(field.name(), value, self.max_bytes);
+                self.wrote(field);
+            }
+            Role::Message => {
+                let mut m = self.out.message();
+                let _ = m.write_str(value);
+                m.finish(self.max_bytes);
+            }
+            r => self.special(field, r, Value::Str(value.to_owned())),
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.error = true;
+        let mut t = self.out.text(field.name());
+        let _ = write!(t, "{value}");
+        let mut source = value.source();
+        while let Some(e) = source {
+            let _ = write!(t, ": {e}");
+            source = e.source();
+        }
+        t.finish(false, self.max_bytes);
+        self.wrote(field);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match role(field.name()) {
+            Role::Plain => {
+                json::clear();
+                let mut t = self.out.text(field.name());
+                let _ = write!(t, "{value:?}");
+                let is_json = json::take_if_whole(t.written());
+                t.finish(is_json, self.max_bytes);
+                self.wrote(field);
+            }
+            Role::Message => {
+                let mut m = self.out.message();
+                let _ = write!(m, "{value:?}");
+                m.finish(self.max_bytes);
+            }
+            r => self.special(field, r, Value::Str(format!("{value:?}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_cover_every_scope_key() {
+        // `role` spells out ScopeKey's words; keep them in step.
+        for k in ScopeKey::ALL {
+            assert_eq!(role(k.as_str()), Role::Scope(*k), "{k}");
+        }
+        assert_eq!(role("message"), Role::Message);
+        assert_eq!(role("gen_ai.request.model"), Role::Plain);
+    }
+}
