@@ -100,6 +100,26 @@ fn lifecycle(i: u64) {
     event(i);
 }
 
+/// CPU time this thread has used: what the emitting thread itself spends, apart from
+/// time it waits while other threads (a worker, a collector) use the cores.
+#[allow(unsafe_code)]
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass; this clock always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Wall time and the thread's CPU time for one run.
+fn measured(scenario: Scenario, iters: u64) -> (Duration, Duration) {
+    let cpu = thread_cpu();
+    let wall = run_scenario(scenario, iters);
+    (wall, thread_cpu().saturating_sub(cpu))
+}
+
 fn run_scenario(scenario: Scenario, iters: u64) -> Duration {
     match scenario {
         Scenario::Event => {
@@ -162,8 +182,10 @@ fn wait_until_stable(path: &Path) {
 /// What a child reports.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ChildReport {
-    /// Nanoseconds per iteration, one value per repetition.
+    /// Wall-clock nanoseconds per iteration, one value per repetition.
     pub(crate) ns: Vec<f64>,
+    /// The emitting thread's CPU nanoseconds per iteration, one value per repetition.
+    pub(crate) cpu_ns: Vec<f64>,
     /// Records the configuration dropped during the measurement, if it can say.
     pub(crate) dropped: Option<u64>,
 }
@@ -236,26 +258,36 @@ pub(crate) fn child(
     drain();
     let before = dropped();
     let mut ns = Vec::with_capacity(reps);
+    let mut cpu_ns = Vec::with_capacity(reps);
     for _ in 0..reps {
-        let d = run_scenario(scenario, iters);
-        ns.push(d.as_nanos() as f64 / iters as f64);
+        let (wall, cpu) = measured(scenario, iters);
+        ns.push(wall.as_nanos() as f64 / iters as f64);
+        cpu_ns.push(cpu.as_nanos() as f64 / iters as f64);
         drain();
     }
     let dropped = match (before, dropped()) {
         (Some(b), Some(a)) => Some(a - b),
         _ => None,
     };
-    println!("{}", serde_json::to_string(&ChildReport { ns, dropped })?);
+    println!(
+        "{}",
+        serde_json::to_string(&ChildReport {
+            ns,
+            cpu_ns,
+            dropped
+        })?
+    );
     Ok(())
 }
 
 /// Results of the whole hot-path benchmark.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct HotPathResults {
-    /// Per scenario, per configuration: ns/iteration over all repetitions of all rounds.
-    pub(crate) cells: Vec<(Scenario, Config, Summary, u64)>,
-    /// Per scenario: logbook-socket / other, the ratio of medians taken round by round.
-    pub(crate) ratios: Vec<(Scenario, Config, Config, Summary)>,
+    /// Per scenario, per configuration: wall ns/iteration and the emitting thread's CPU
+    /// ns/iteration over all repetitions of all rounds, and records dropped.
+    pub(crate) cells: Vec<(Scenario, Config, Summary, Summary, u64)>,
+    /// Per scenario: logbook / other, wall and CPU, ratios of medians taken round by round.
+    pub(crate) ratios: Vec<(Scenario, Config, Config, Summary, Summary)>,
     pub(crate) rounds: usize,
     pub(crate) iters: Vec<(Scenario, u64)>,
     pub(crate) reps: usize,
@@ -270,7 +302,7 @@ pub(crate) struct Plan {
 
 pub(crate) fn run(plan: &Plan, socket: &Path, dir: &Path) -> anyhow::Result<HotPathResults> {
     let exe = std::env::current_exe()?;
-    let mut samples: Vec<(Scenario, Config, usize, Vec<f64>, u64)> = Vec::new();
+    let mut samples: Vec<(Scenario, Config, usize, ChildReport)> = Vec::new();
     for round in 0..plan.rounds {
         for scenario in Scenario::ALL {
             let iters = plan.iters / scenario.records();
@@ -307,50 +339,52 @@ pub(crate) fn run(plan: &Plan, socket: &Path, dir: &Path) -> anyhow::Result<HotP
                     })?;
                 let _ = std::fs::remove_dir_all(&child_dir);
                 eprintln!(
-                    "  round {round} {:<24} {:<24} {:>9.1} ns",
+                    "  round {round} {:<24} {:<24} {:>9.1} ns wall {:>9.1} ns cpu",
                     scenario.label(),
                     config.label(),
-                    summarize(&report.ns).median
+                    summarize(&report.ns).median,
+                    summarize(&report.cpu_ns).median
                 );
-                samples.push((
-                    scenario,
-                    config,
-                    round,
-                    report.ns,
-                    report.dropped.unwrap_or(0),
-                ));
+                samples.push((scenario, config, round, report));
             }
         }
     }
     let mut cells = Vec::new();
     let mut ratios = Vec::new();
     for scenario in Scenario::ALL {
-        for config in Config::ALL {
-            let all: Vec<f64> = samples
-                .iter()
-                .filter(|s| s.0 == scenario && s.1 == config)
-                .flat_map(|s| s.3.iter().copied())
-                .collect();
-            let dropped = samples
-                .iter()
-                .filter(|s| s.0 == scenario && s.1 == config)
-                .map(|s| s.4)
-                .sum();
-            cells.push((scenario, config, summarize(&all), dropped));
-        }
-        let round_median = |config: Config, round: usize| {
+        let of = |config: Config| {
             samples
                 .iter()
-                .find(|s| s.0 == scenario && s.1 == config && s.2 == round)
-                .map(|s| summarize(&s.3).median)
+                .filter(move |s| s.0 == scenario && s.1 == config)
+        };
+        for config in Config::ALL {
+            let wall: Vec<f64> = of(config).flat_map(|s| s.3.ns.iter().copied()).collect();
+            let cpu: Vec<f64> = of(config)
+                .flat_map(|s| s.3.cpu_ns.iter().copied())
+                .collect();
+            let dropped = of(config).map(|s| s.3.dropped.unwrap_or(0)).sum();
+            cells.push((scenario, config, summarize(&wall), summarize(&cpu), dropped));
+        }
+        let round_median = |config: Config, round: usize, cpu: bool| {
+            of(config)
+                .find(|s| s.2 == round)
+                .map(|s| summarize(if cpu { &s.3.cpu_ns } else { &s.3.ns }).median)
                 .unwrap_or(f64::NAN)
         };
         for ours in [Config::LogbookSocket, Config::LogbookEmbedded] {
             for other in [Config::FmtJson, Config::Otel, Config::Noop] {
-                let r: Vec<f64> = (0..plan.rounds)
-                    .map(|round| round_median(ours, round) / round_median(other, round))
-                    .collect();
-                ratios.push((scenario, ours, other, summarize(&r)));
+                let ratio = |cpu: bool| -> Vec<f64> {
+                    (0..plan.rounds)
+                        .map(|r| round_median(ours, r, cpu) / round_median(other, r, cpu))
+                        .collect()
+                };
+                ratios.push((
+                    scenario,
+                    ours,
+                    other,
+                    summarize(&ratio(false)),
+                    summarize(&ratio(true)),
+                ));
             }
         }
     }
@@ -369,24 +403,28 @@ pub(crate) fn run(plan: &Plan, socket: &Path, dir: &Path) -> anyhow::Result<HotP
 /// The markdown tables for BENCHMARKS.md.
 pub(crate) fn markdown(r: &HotPathResults) -> String {
     let mut s = String::new();
-    s.push_str("| scenario | configuration | ns per iteration, median (min–max) | dropped |\n|---|---|---|---|\n");
-    for (scenario, config, summary, dropped) in &r.cells {
+    s.push_str(
+        "| scenario | configuration | wall ns, median (min–max) | emitting-thread CPU ns, median (min–max) | dropped |\n|---|---|---|---|---|\n",
+    );
+    for (scenario, config, wall, cpu, dropped) in &r.cells {
         s.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} |\n",
             scenario.label(),
             config.label(),
-            summary.show(1),
+            wall.show(1),
+            cpu.show(1),
             dropped
         ));
     }
-    s.push_str("\n| scenario | ratio | median (min–max) over rounds |\n|---|---|---|\n");
-    for (scenario, ours, other, summary) in &r.ratios {
+    s.push_str("\n| scenario | ratio | wall, median (min–max) over rounds | CPU, median (min–max) over rounds |\n|---|---|---|---|\n");
+    for (scenario, ours, other, wall, cpu) in &r.ratios {
         s.push_str(&format!(
-            "| {} | {} / {} | {} |\n",
+            "| {} | {} / {} | {} | {} |\n",
             scenario.label(),
             ours.label(),
             other.label(),
-            summary.show(3)
+            wall.show(3),
+            cpu.show(3)
         ));
     }
     s

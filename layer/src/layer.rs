@@ -6,20 +6,21 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use logbook_proto::wire::EncodedFields;
-use logbook_proto::{Kind, Level, Scope, ScopeKey, SpanId, Status, Timestamp, TraceId};
+use logbook_proto::wire::{EncodedFields, RecordHead};
+use logbook_proto::{Kind, Level, RecordId, Scope, ScopeKey, SpanId, Status, Timestamp, TraceId};
 use tracing_core::span::{Attributes, Id, Record as SpanValues};
-use tracing_core::{Event, Subscriber};
+use tracing_core::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-use crate::capture::{level_of, Captured, Reentrancy};
+use crate::capture::{level_of, Reentrancy};
 use crate::clock;
 use crate::fields::CATEGORY_RUN;
 use crate::guard::{FlushGuard, Handle};
 use crate::rng;
-use crate::shipper::Shipper;
+use crate::shipper::ring::Local;
+use crate::shipper::{self, Shipper};
 use crate::span_state::{NewSpan, SpanState};
 use crate::visitor::FieldVisitor;
 
@@ -119,6 +120,35 @@ fn capacity_for(fields: usize) -> usize {
     48 + 24 * fields
 }
 
+/// A record's head with the parts every record has; callers fill in the rest.
+fn head<'a>(
+    meta: &'static Metadata<'static>,
+    kind: Kind,
+    ts: Timestamp,
+    scope: &'a Arc<Scope>,
+) -> RecordHead<'a> {
+    RecordHead {
+        id: RecordId::ZERO,
+        ts,
+        kind,
+        level: level_of(meta),
+        name: meta.name(),
+        target: meta.target(),
+        message: None,
+        trace_id: TraceId::ZERO,
+        span_id: None,
+        parent_span_id: None,
+        scope,
+        file: meta.file(),
+        line: meta.line(),
+        category: None,
+        status: None,
+        duration_ns: None,
+        busy_ns: None,
+        idle_ns: None,
+    }
+}
+
 impl<S> Layer<S> for LogbookLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -129,79 +159,80 @@ where
             return self.dropped_reentrant(level_of(meta));
         };
         let Some(span) = ctx.span(id) else { return };
-
-        let mut slot = self.shipper.slot(meta);
-        let mut own = std::mem::take(&mut slot.own);
-        own.reserve(capacity_for(meta.fields().len()));
-        let mut v = FieldVisitor::new(&mut own, self.max_field_bytes);
-        attrs.record(&mut v);
-        let FieldVisitor {
-            scope: overrides,
-            trace_id,
-            remote_parent,
-            error,
-            status,
-            ..
-        } = v;
-
-        let parent_ctx = span.parent().and_then(|p| {
-            let ext = p.extensions();
-            ext.get::<SpanState>()
-                .map(|s| (s.trace_id, s.span_id, Arc::clone(&s.scope)))
-        });
-        let (trace_id, parent_span_id, base_scope) = match (parent_ctx, trace_id, remote_parent) {
-            // A `traceparent` joins the caller's trace under the caller's span; scope still
-            // comes from the local parent.
-            (local, Some(t), Some(remote)) => (
-                t,
-                Some(remote),
-                local.map_or_else(|| Arc::clone(&self.root_scope), |(_, _, s)| s),
-            ),
-            (Some((t, p, s)), _, _) => (t, Some(p), s),
-            // A root may take its trace id from a `trace_id` field (e.g. an X-Trace-Id header).
-            (None, Some(t), None) => (t, None, Arc::clone(&self.root_scope)),
-            (None, None, _) => (random_trace(), None, Arc::clone(&self.root_scope)),
-        };
-        // A span that sets its own run_id starts a run.
-        let starts_run = overrides
-            .iter()
-            .any(|(k, v)| *k == ScopeKey::RunId && base_scope.run_id() != Some(v));
-        let scope = apply_scope(&base_scope, overrides);
-        let category = starts_run.then_some(CATEGORY_RUN);
-        let span_id = SpanId::from_random(rng::next_u64());
-        // The span keeps an exact copy of its initial fields for its end record; the
-        // start record travels in the recycled slot.
-        let initial = own.clone();
-        let created = Instant::now();
-
-        *slot = Captured {
-            meta,
-            kind: Kind::SpanStart,
-            ts: clock::wall(created),
-            trace_id,
-            span_id: Some(span_id),
-            parent_span_id,
-            scope: Some(Arc::clone(&scope)),
-            category,
-            status: None,
-            timings: None,
-            own,
-        };
-        self.shipper.send(slot);
-        let state = SpanState::new(
-            NewSpan {
+        let done = shipper::with_local(|local| {
+            let Local {
+                fields,
+                scratch,
+                rings,
+            } = local;
+            fields.clear();
+            fields.reserve(capacity_for(meta.fields().len()));
+            let mut v = FieldVisitor::new(fields, self.max_field_bytes);
+            attrs.record(&mut v);
+            let FieldVisitor {
+                scope: overrides,
                 trace_id,
-                span_id,
-                parent_span_id,
-                scope,
-                initial,
-                category,
+                remote_parent,
                 error,
                 status,
-            },
-            created,
-        );
-        span.extensions_mut().insert(state);
+                ..
+            } = v;
+
+            let parent_ctx = span.parent().and_then(|p| {
+                let ext = p.extensions();
+                ext.get::<SpanState>()
+                    .map(|s| (s.trace_id, s.span_id, Arc::clone(&s.scope)))
+            });
+            let (trace_id, parent_span_id, base_scope) = match (parent_ctx, trace_id, remote_parent)
+            {
+                // A `traceparent` joins the caller's trace under the caller's span; scope
+                // still comes from the local parent.
+                (local, Some(t), Some(remote)) => (
+                    t,
+                    Some(remote),
+                    local.map_or_else(|| Arc::clone(&self.root_scope), |(_, _, s)| s),
+                ),
+                (Some((t, p, s)), _, _) => (t, Some(p), s),
+                // A root may take its trace id from a `trace_id` field (e.g. an X-Trace-Id).
+                (None, Some(t), None) => (t, None, Arc::clone(&self.root_scope)),
+                (None, None, _) => (random_trace(), None, Arc::clone(&self.root_scope)),
+            };
+            // A span that sets its own run_id starts a run.
+            let starts_run = overrides
+                .iter()
+                .any(|(k, v)| *k == ScopeKey::RunId && base_scope.run_id() != Some(v));
+            let scope = apply_scope(&base_scope, overrides);
+            let category = starts_run.then_some(CATEGORY_RUN);
+            let span_id = SpanId::from_random(rng::next_u64());
+            let created = Instant::now();
+            let start = RecordHead {
+                trace_id,
+                span_id: Some(span_id),
+                parent_span_id,
+                category,
+                ..head(meta, Kind::SpanStart, clock::wall(created), &scope)
+            };
+            self.shipper.emit(scratch, rings, &start, &[fields]);
+            // The span keeps an exact copy of its initial fields for its end record.
+            let initial = fields.clone();
+            SpanState::new(
+                NewSpan {
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    scope,
+                    initial,
+                    category,
+                    error,
+                    status,
+                },
+                created,
+            )
+        });
+        match done {
+            Some(state) => span.extensions_mut().insert(state),
+            None => self.shipper.drop_record(level_of(meta)),
+        }
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
@@ -254,31 +285,35 @@ where
         let Some(mut state) = span.extensions_mut().remove::<SpanState>() else {
             return;
         };
+        let meta = span.metadata();
         let Some(_guard) = Reentrancy::enter() else {
-            return self.dropped_reentrant(level_of(span.metadata()));
+            return self.dropped_reentrant(level_of(meta));
         };
         let closed = Instant::now();
-        let timings = state.timings(closed);
-        let status = state.final_status();
-        let mut slot = self.shipper.slot(span.metadata());
-        // The end record carries the initial fields, then the late ones (which win).
-        let mut own = std::mem::take(&mut slot.own);
-        own.append(&state.initial);
-        own.append(&state.late);
-        *slot = Captured {
-            meta: span.metadata(),
-            kind: Kind::SpanEnd,
-            ts: clock::wall(closed),
+        let [duration, busy, idle] = state.timings(closed);
+        let end = RecordHead {
             trace_id: state.trace_id,
             span_id: Some(state.span_id),
             parent_span_id: state.parent_span_id,
-            scope: Some(state.scope),
             category: state.category,
-            status: Some(status),
-            timings: Some(timings),
-            own,
+            status: Some(state.final_status()),
+            duration_ns: Some(duration),
+            busy_ns: Some(busy),
+            idle_ns: Some(idle),
+            ..head(meta, Kind::SpanEnd, clock::wall(closed), &state.scope)
         };
-        self.shipper.send(slot);
+        // The initial fields, then the late ones (which win when decoded).
+        let done = shipper::with_local(|local| {
+            self.shipper.emit(
+                &mut local.scratch,
+                &mut local.rings,
+                &end,
+                &[&state.initial, &state.late],
+            );
+        });
+        if done.is_none() {
+            self.shipper.drop_record(level_of(meta));
+        }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -286,48 +321,52 @@ where
         let Some(_guard) = Reentrancy::enter() else {
             return self.dropped_reentrant(level_of(meta));
         };
-        let mut slot = self.shipper.slot(meta);
-        let mut own = std::mem::take(&mut slot.own);
-        own.reserve(capacity_for(meta.fields().len()));
-        let mut v = FieldVisitor::new(&mut own, self.max_field_bytes);
-        event.record(&mut v);
-        let FieldVisitor {
-            scope: overrides,
-            error,
-            ..
-        } = v;
-        let failed = error || *meta.level() == tracing_core::Level::ERROR;
+        let done = shipper::with_local(|local| {
+            let Local {
+                fields,
+                scratch,
+                rings,
+            } = local;
+            fields.clear();
+            fields.reserve(capacity_for(meta.fields().len()));
+            let mut v = FieldVisitor::new(fields, self.max_field_bytes);
+            event.record(&mut v);
+            let FieldVisitor {
+                scope: overrides,
+                error,
+                ..
+            } = v;
+            let failed = error || *meta.level() == tracing_core::Level::ERROR;
 
-        let span_ctx = ctx.event_span(event).and_then(|span| {
-            let found = span
-                .extensions()
-                .get::<SpanState>()
-                .map(|s| (s.trace_id, s.span_id, Arc::clone(&s.scope)));
-            if failed && found.is_some() {
-                // An ERROR event (as `#[instrument(err)]` emits) fails its span.
-                if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
-                    state.error = true;
+            let span_ctx = ctx.event_span(event).and_then(|span| {
+                let found = span
+                    .extensions()
+                    .get::<SpanState>()
+                    .map(|s| (s.trace_id, s.span_id, Arc::clone(&s.scope)));
+                if failed && found.is_some() {
+                    // An ERROR event (as `#[instrument(err)]` emits) fails its span.
+                    if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
+                        state.error = true;
+                    }
                 }
-            }
-            found
+                found
+            });
+            let (trace_id, span_id, base_scope) = match span_ctx {
+                Some((t, s, scope)) => (t, Some(s), scope),
+                None => (random_trace(), None, Arc::clone(&self.root_scope)),
+            };
+            let scope = apply_scope(&base_scope, overrides);
+            let record = RecordHead {
+                trace_id,
+                span_id,
+                message: fields.message_str(),
+                status: error.then_some(Status::Error),
+                ..head(meta, Kind::Event, Timestamp::now(), &scope)
+            };
+            self.shipper.emit(scratch, rings, &record, &[fields]);
         });
-        let (trace_id, span_id, base_scope) = match span_ctx {
-            Some((t, s, scope)) => (t, Some(s), scope),
-            None => (random_trace(), None, Arc::clone(&self.root_scope)),
-        };
-        *slot = Captured {
-            meta,
-            kind: Kind::Event,
-            ts: Timestamp::now(),
-            trace_id,
-            span_id,
-            parent_span_id: None,
-            scope: Some(apply_scope(&base_scope, overrides)),
-            category: None,
-            status: error.then_some(Status::Error),
-            timings: None,
-            own,
-        };
-        self.shipper.send(slot);
+        if done.is_none() {
+            self.shipper.drop_record(level_of(meta));
+        }
     }
 }

@@ -182,6 +182,11 @@ impl Scope {
         self
     }
 
+    /// Every field's value, in [`ScopeKey`] order (slot `k as usize` holds key `k`).
+    pub fn slots(&self) -> &[Option<String>; ScopeKey::COUNT] {
+        &self.0
+    }
+
     /// Whether no field is set.
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(Option::is_none)

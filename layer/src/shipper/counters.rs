@@ -51,13 +51,18 @@ impl Counters {
         self.capacity
     }
 
-    /// A record that was never queued (buffer full, re-entrant, worker gone).
+    /// A record that never reached a ring (ring full, re-entrant, no ring to be had).
     pub(crate) fn drop_unqueued(&self, level: Level) {
         self.dropped[level.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn taken(&self, n: u64) {
         self.in_worker.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Records counted as taken that went back to their ring.
+    pub(crate) fn untaken(&self, n: u64) {
+        self.in_worker.fetch_sub(n, Ordering::AcqRel);
     }
 
     /// Records the worker held that the collector stored (or already had).

@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use logbook_collector::embedded::Embedded;
 use logbook_collector::store::{ClientInfo, StoreError};
-use logbook_proto::{Record, RecordId};
+use logbook_proto::wire::{decode_record, RECORD_ID_OFFSET};
+use logbook_proto::{Level, Record, RecordId, Resource};
 
+use super::worker::Full;
 use super::{Counters, Identity, LevelCounts, Mark, Sink};
-use crate::capture::Captured;
 
-/// Records per transaction at most.
+/// Records per transaction at most; more wait for the next pass, so the worker keeps
+/// draining the rings between transactions.
 const MAX_BATCH: usize = 8192;
 /// How often, at most, changed drop totals are written.
 const DROPS_INTERVAL: Duration = Duration::from_millis(100);
@@ -20,14 +22,14 @@ const DROPS_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) struct EmbeddedSink {
     store: Embedded,
     client: ClientInfo,
-    resource: Arc<logbook_proto::Resource>,
+    resource: Arc<Resource>,
     counters: Arc<Counters>,
-    batch: Vec<Record>,
-    cost: usize,
-    levels: LevelCounts,
+    /// Records waiting for a transaction, with their budget charge and level.
+    pending: Vec<(Record, usize, Level)>,
+    scratch: Vec<u8>,
     drops_stored: [u64; 5],
     drops_at: Option<Instant>,
-    sealed: u64,
+    committed: u64,
 }
 
 impl EmbeddedSink {
@@ -44,37 +46,27 @@ impl EmbeddedSink {
             },
             resource: Arc::clone(&identity.resource),
             counters,
-            batch: Vec::new(),
-            cost: 0,
-            levels: [0; 5],
+            pending: Vec::new(),
+            scratch: Vec::new(),
             drops_stored: [0; 5],
             drops_at: None,
-            sealed: 0,
+            committed: 0,
         })
     }
-}
 
-impl Sink for EmbeddedSink {
-    fn push(&mut self, record: &Captured, id: RecordId, cost: usize) {
-        self.levels[record.level().index()] += 1;
-        self.cost += cost;
-        self.batch.push(record.to_record(id, &self.resource));
-        if self.batch.len() >= MAX_BATCH {
-            self.seal();
-        }
-    }
-
-    fn seal(&mut self) {
-        if self.batch.is_empty() {
+    /// Stores up to one transaction's worth of pending records.
+    fn commit_some(&mut self) {
+        if self.pending.is_empty() {
             return;
         }
-        self.sealed += 1;
-        let batch = std::mem::take(&mut self.batch);
-        let (cost, levels) = (
-            std::mem::take(&mut self.cost),
-            std::mem::take(&mut self.levels),
-        );
-        match self.store.ingest(batch) {
+        let n = self.pending.len().min(MAX_BATCH);
+        let chunk: Vec<(Record, usize, Level)> = self.pending.drain(..n).collect();
+        let cost: usize = chunk.iter().map(|c| c.1).sum();
+        let mut levels: LevelCounts = [0; 5];
+        for c in &chunk {
+            levels[c.2.index()] += 1;
+        }
+        match self.store.ingest(chunk.into_iter().map(|c| c.0).collect()) {
             Ok(outcome) => {
                 self.counters.delivered(
                     u64::from(outcome.stored) + u64::from(outcome.duplicates),
@@ -86,16 +78,46 @@ impl Sink for EmbeddedSink {
                 }
             }
             Err(e) => {
-                eprintln!(
-                    "logbook: cannot store {} records in the embedded database: {e}",
-                    levels.iter().sum::<u32>()
-                );
+                eprintln!("logbook: cannot store {n} records in the embedded database: {e}");
                 self.counters.abandoned(&levels, cost);
             }
         }
+        self.committed += 1;
+    }
+}
+
+impl Sink for EmbeddedSink {
+    fn push(&mut self, record: [&[u8]; 2], id: RecordId, level: Level) -> Result<(), Full> {
+        let cost = record[0].len() + record[1].len();
+        if !self.counters.try_acquire(cost) {
+            return Err(Full);
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(record[0]);
+        self.scratch.extend_from_slice(record[1]);
+        self.scratch[RECORD_ID_OFFSET..RECORD_ID_OFFSET + 16].copy_from_slice(&id.0);
+        match decode_record(&self.scratch, &self.resource) {
+            Ok(r) => self.pending.push((r, cost, level)),
+            // Our own encoding of our own values always decodes; count it if not.
+            Err(_) => {
+                let mut levels = [0; 5];
+                levels[level.index()] = 1;
+                self.counters.abandoned(&levels, cost);
+            }
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self) {
+        self.commit_some();
     }
 
     fn poll(&mut self) -> bool {
+        let mut progress = false;
+        if !self.pending.is_empty() {
+            self.commit_some();
+            progress = true;
+        }
         let dropped = self.counters.dropped_by_level();
         let due = self
             .drops_at
@@ -106,27 +128,30 @@ impl Sink for EmbeddedSink {
         {
             self.drops_stored = dropped;
             self.drops_at = Some(Instant::now());
-            return true;
+            progress = true;
         }
-        false
+        progress
     }
 
     fn mark(&self) -> Mark {
+        // Every pending record must be committed: mark the transaction that will hold the last.
+        let transactions = self.pending.len().div_ceil(MAX_BATCH) as u64;
         Mark {
-            batch: self.sealed,
+            batch: self.committed + transactions,
             dropped: self.counters.dropped_by_level(),
         }
     }
 
-    /// Sealing commits synchronously, so only the drop totals can lag.
     fn reached(&self, mark: &Mark) -> bool {
-        self.drops_stored
-            .iter()
-            .zip(mark.dropped)
-            .all(|(stored, at_mark)| *stored >= at_mark)
+        self.committed >= mark.batch
+            && self
+                .drops_stored
+                .iter()
+                .zip(mark.dropped)
+                .all(|(stored, at_mark)| *stored >= at_mark)
     }
 
     fn is_idle(&self) -> bool {
-        self.batch.is_empty() && self.drops_stored == self.counters.dropped_by_level()
+        self.pending.is_empty() && self.drops_stored == self.counters.dropped_by_level()
     }
 }

@@ -1,33 +1,32 @@
 //! Delivery to a collector over a Unix socket: batches, acknowledgements, resends
 //! after reconnect, capped exponential backoff and drop reports.
+//!
+//! All socket I/O is non-blocking and happens on the worker thread: a collector that
+//! reads slowly only makes batches wait (within the budget); the worker keeps draining
+//! the rings, reading acknowledgements and answering flushes meanwhile.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use logbook_proto::wire::{
-    decode_frame, encode_frame, read_frame, Ack, BatchEncoder, ErrorCode, ErrorFrame, Frame, Gap,
-    Hello, Reject, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN,
+    decode_frame, encode_frame, frame_len, read_frame, Ack, BatchEncoder, ErrorCode, ErrorFrame,
+    Frame, Gap, Hello, Reject, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN,
 };
-use logbook_proto::{RecordId, Resource};
-use tracing_core::Dispatch;
+use logbook_proto::{Level, RecordId, Resource};
 
+use super::worker::Full;
 use super::{Counters, LevelCounts, Mark, Sink};
-use crate::capture::Captured;
 use crate::rng;
 
 /// A batch is sealed once its frame reaches this size…
 const BATCH_TARGET_BYTES: usize = 256 * 1024;
 /// …or holds this many records.
 const BATCH_MAX_RECORDS: u32 = 4096;
-/// How long a handshake may take. Writes have no timeout: a collector that stops
-/// reading is applying backpressure (its writer is behind), not dead; a dead one closes
-/// the socket, and the write fails.
+/// How long a (blocking) handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A batch the collector answered with a decoding error this many times is given up
 /// (and its records counted as dropped) rather than resent forever.
@@ -95,34 +94,38 @@ struct SentBatch {
     /// The sequence number a flush waits for: `seq`, or for a batch re-split to fit a
     /// smaller frame limit, the number of the batch it came from.
     flush_seq: u64,
-    frame: Vec<u8>,
+    frame: Arc<[u8]>,
     count: u32,
     cost: usize,
     levels: LevelCounts,
     failures: u32,
 }
 
-struct Conn {
-    stream: UnixStream,
-    /// Batches `unacked[..written]` went out on this connection.
-    written: usize,
+fn sent(open: OpenBatch, flush_seq: u64) -> SentBatch {
+    SentBatch {
+        seq: open.seq,
+        flush_seq,
+        count: open.enc.count(),
+        frame: Arc::from(open.enc.finish()),
+        cost: open.cost,
+        levels: open.levels,
+        failures: 0,
+    }
 }
 
-enum ConnEvent {
-    Ack(u64, Ack),
-    Reject(u64, Reject),
-    Closed(u64, Option<ErrorFrame>),
+struct Conn {
+    stream: UnixStream,
+    /// Frames to write, each with how much of it is written.
+    outbound: VecDeque<(Arc<[u8]>, usize)>,
+    /// Bytes read and not yet a whole frame.
+    inbound: Vec<u8>,
 }
 
 pub(crate) struct SocketSink {
     path: PathBuf,
     hello: Hello,
     counters: Arc<Counters>,
-    worker: Thread,
     conn: Option<Conn>,
-    generation: u64,
-    events_tx: Sender<ConnEvent>,
-    events_rx: Receiver<ConnEvent>,
     backoff: Backoff,
     next_connect: Instant,
     max_frame: usize,
@@ -143,17 +146,11 @@ impl SocketSink {
         counters: Arc<Counters>,
         backoff: Backoff,
     ) -> Self {
-        let (events_tx, events_rx) = crossbeam_channel::unbounded();
         Self {
             path,
             hello,
             counters,
-            // Replaced by the worker thread's handle on first use (see `poll`).
-            worker: thread::current(),
             conn: None,
-            generation: 0,
-            events_tx,
-            events_rx,
             backoff,
             next_connect: Instant::now(),
             max_frame: DEFAULT_MAX_FRAME_BYTES as usize,
@@ -167,9 +164,12 @@ impl SocketSink {
         }
     }
 
+    /// Connects and shakes hands (blocking, with a timeout), then goes non-blocking and
+    /// queues every unacknowledged batch for resending.
     fn connect(&mut self) -> io::Result<()> {
         let mut stream = UnixStream::connect(&self.path)?;
         stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
         let mut buf = Vec::new();
         encode_frame(&Frame::Hello(self.hello.clone()), &mut buf);
         stream.write_all(&buf)?;
@@ -196,16 +196,18 @@ impl SocketSink {
                 )))
             }
         }
-        stream.set_read_timeout(None)?;
-        let reader = stream.try_clone()?;
-        self.generation += 1;
-        let (generation, tx, worker) =
-            (self.generation, self.events_tx.clone(), self.worker.clone());
-        thread::Builder::new()
-            .name("logbook-acks".into())
-            .spawn(move || read_acks(reader, generation, &tx, &worker))?;
-        self.conn = Some(Conn { stream, written: 0 });
+        stream.set_nonblocking(true)?;
         self.resplit_oversized();
+        let outbound = self
+            .unacked
+            .iter()
+            .map(|b| (Arc::clone(&b.frame), 0))
+            .collect();
+        self.conn = Some(Conn {
+            stream,
+            outbound,
+            inbound: Vec::new(),
+        });
         Ok(())
     }
 
@@ -229,7 +231,7 @@ impl SocketSink {
                     continue;
                 }
             };
-            // The batch's buffer charge is shared out by record count.
+            // The batch's budget is shared out by record count.
             let per_record = b.cost / records.len().max(1);
             let mut spare = b.cost - per_record * records.len();
             let mut open: Option<OpenBatch> = None;
@@ -282,9 +284,6 @@ impl SocketSink {
             front.failures += 1;
             if front.failures >= MAX_BATCH_FAILURES {
                 let b = self.unacked.pop_front().expect("front exists");
-                if let Some(conn) = self.conn.as_mut() {
-                    conn.written = conn.written.saturating_sub(1);
-                }
                 eprintln!(
                     "logbook: giving up on a batch of {} records the collector cannot read",
                     b.count
@@ -294,22 +293,124 @@ impl SocketSink {
         }
     }
 
-    /// Writes every batch not yet written on the current connection.
-    fn write_pending(&mut self) {
+    /// Writes queued frames until the socket would block.
+    fn write_outbound(&mut self) -> bool {
         let Some(conn) = self.conn.as_mut() else {
-            return;
+            return false;
         };
-        while conn.written < self.unacked.len() {
-            if let Err(e) = conn.stream.write_all(&self.unacked[conn.written].frame) {
-                eprintln!(
-                    "logbook: lost the connection to the collector at {}: {e}",
-                    self.path.display()
-                );
-                self.disconnect();
-                return;
+        let mut wrote = false;
+        while let Some((frame, done)) = conn.outbound.front_mut() {
+            match conn.stream.write(&frame[*done..]) {
+                Ok(n) => {
+                    wrote = true;
+                    *done += n;
+                    if *done == frame.len() {
+                        conn.outbound.pop_front();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    eprintln!(
+                        "logbook: lost the connection to the collector at {}: {e}",
+                        self.path.display()
+                    );
+                    self.disconnect();
+                    return wrote;
+                }
             }
-            conn.written += 1;
         }
+        wrote
+    }
+
+    /// Reads what the collector sent and acts on every whole frame.
+    fn read_inbound(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let mut buf = [0u8; 4096];
+        let mut closed = false;
+        let mut read_any = false;
+        loop {
+            match conn.stream.read(&mut buf) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    read_any = true;
+                    conn.inbound.extend_from_slice(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let mut frames = Vec::new();
+        let mut pos = 0;
+        let resource = Arc::new(Resource::default());
+        let mut malformed = None;
+        while conn.inbound.len() - pos >= HEADER_LEN {
+            let header: [u8; HEADER_LEN] = conn.inbound[pos..pos + HEADER_LEN]
+                .try_into()
+                .expect("4 bytes");
+            let len = match frame_len(header, DEFAULT_MAX_FRAME_BYTES) {
+                Ok(len) => len,
+                Err(e) => {
+                    malformed = Some(e.to_string());
+                    break;
+                }
+            };
+            if conn.inbound.len() - pos < HEADER_LEN + len {
+                break;
+            }
+            match decode_frame(
+                &conn.inbound[pos + HEADER_LEN..pos + HEADER_LEN + len],
+                &resource,
+            ) {
+                Ok(f) => frames.push(f),
+                Err(e) => {
+                    malformed = Some(e.to_string());
+                    break;
+                }
+            }
+            pos += HEADER_LEN + len;
+        }
+        conn.inbound.drain(..pos);
+        for frame in frames {
+            match frame {
+                Frame::Ack(a) => self.on_ack(a),
+                Frame::Reject(r) => self.on_reject(&r),
+                Frame::Error(e) => {
+                    self.on_error_frame(&e);
+                    self.disconnect();
+                    return true;
+                }
+                other => {
+                    malformed = Some(format!(
+                        "unexpected {:?} frame from the collector",
+                        other.frame_type()
+                    ));
+                }
+            }
+        }
+        if let Some(m) = malformed {
+            eprintln!(
+                "logbook: collector at {} sent a bad frame: {m}",
+                self.path.display()
+            );
+            self.disconnect();
+        } else if closed {
+            eprintln!(
+                "logbook: collector at {} closed the connection",
+                self.path.display()
+            );
+            self.disconnect();
+        }
+        read_any
     }
 
     fn send_gap_if_changed(&mut self) {
@@ -322,12 +423,12 @@ impl SocketSink {
         };
         let mut buf = Vec::new();
         encode_frame(&Frame::Gap(Gap { dropped }), &mut buf);
-        if conn.stream.write_all(&buf).is_ok() {
-            self.gap_sent = dropped;
-            self.gap_at = Instant::now();
-        } else {
-            self.disconnect();
-        }
+        conn.outbound.push_back((Arc::from(buf), 0));
+        // Counted as sent once queued: frames on a connection go out in order, and a
+        // lost connection resends nothing but batches, so the next gap repeats totals.
+        self.gap_sent = dropped;
+        self.gap_at = Instant::now();
+        self.write_outbound();
     }
 
     fn on_ack(&mut self, ack: Ack) {
@@ -335,11 +436,6 @@ impl SocketSink {
             return;
         };
         let b = self.unacked.remove(i).expect("position is in range");
-        if let Some(conn) = self.conn.as_mut() {
-            if i < conn.written {
-                conn.written -= 1;
-            }
-        }
         let stored = u64::from(ack.stored) + u64::from(ack.duplicates);
         let refused = u64::from(b.count).saturating_sub(stored);
         self.counters
@@ -362,15 +458,17 @@ impl SocketSink {
 }
 
 impl Sink for SocketSink {
-    fn push(&mut self, record: &Captured, id: RecordId, cost: usize) {
-        let level = record.level().index();
-        let head = record.head(id);
-        let fields = [&record.own];
+    fn push(&mut self, record: [&[u8]; 2], id: RecordId, level: Level) -> Result<(), Full> {
+        let cost = record[0].len() + record[1].len();
+        if !self.counters.try_acquire(cost) {
+            return Err(Full);
+        }
+        let level = level.index();
         loop {
             let open = self
                 .open
                 .get_or_insert_with(|| OpenBatch::next(&mut self.next_seq));
-            match open.enc.push_parts_bounded(&head, &fields, self.max_frame) {
+            match open.enc.push_encoded(record, id, self.max_frame) {
                 Ok(()) => {
                     open.cost += cost;
                     open.levels[level] += 1;
@@ -382,11 +480,11 @@ impl Sink for SocketSink {
                     let mut levels = [0; 5];
                     levels[level] = 1;
                     eprintln!(
-                        "logbook: dropped record {:?}: {} bytes encoded exceeds the collector's frame limit of {}",
-                        head.name, too_large.bytes, self.max_frame
+                        "logbook: dropped a record of {} bytes: larger than the collector's frame limit of {}",
+                        too_large.bytes, self.max_frame
                     );
                     self.counters.abandoned(&levels, cost);
-                    return;
+                    return Ok(());
                 }
             }
         }
@@ -396,6 +494,7 @@ impl Sink for SocketSink {
         {
             self.seal();
         }
+        Ok(())
     }
 
     fn seal(&mut self) {
@@ -404,37 +503,17 @@ impl Sink for SocketSink {
             return;
         }
         let flush_seq = open.seq;
-        self.unacked.push_back(sent(open, flush_seq));
-        self.write_pending();
+        let batch = sent(open, flush_seq);
+        if let Some(conn) = self.conn.as_mut() {
+            conn.outbound.push_back((Arc::clone(&batch.frame), 0));
+        }
+        self.unacked.push_back(batch);
+        self.write_outbound();
     }
 
     fn poll(&mut self) -> bool {
-        self.worker = thread::current();
-        let mut progress = false;
-        while let Ok(ev) = self.events_rx.try_recv() {
-            progress = true;
-            match ev {
-                ConnEvent::Ack(g, ack) if g == self.generation => self.on_ack(ack),
-                ConnEvent::Reject(g, r) if g == self.generation => self.on_reject(&r),
-                ConnEvent::Closed(g, error) if g == self.generation => {
-                    // The error counts even if a failed write already dropped the connection.
-                    match &error {
-                        Some(e) => self.on_error_frame(e),
-                        None if self.conn.is_some() => {
-                            eprintln!(
-                                "logbook: collector at {} closed the connection",
-                                self.path.display()
-                            );
-                        }
-                        None => {}
-                    }
-                    if self.conn.is_some() {
-                        self.disconnect();
-                    }
-                }
-                _ => {}
-            }
-        }
+        let mut progress = self.read_inbound();
+        progress |= self.write_outbound();
         if self.conn.is_none() && Instant::now() >= self.next_connect {
             match self.connect() {
                 Ok(()) => {
@@ -446,7 +525,7 @@ impl Sink for SocketSink {
                     self.gap_at = Instant::now()
                         .checked_sub(GAP_INTERVAL)
                         .unwrap_or(self.gap_at);
-                    self.write_pending();
+                    self.write_outbound();
                     progress = true;
                 }
                 Err(e) => {
@@ -492,64 +571,9 @@ impl Sink for SocketSink {
 }
 
 impl Drop for SocketSink {
-    /// Ends the connection, which also ends its reader thread.
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             let _ = conn.stream.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-fn sent(open: OpenBatch, flush_seq: u64) -> SentBatch {
-    SentBatch {
-        seq: open.seq,
-        flush_seq,
-        count: open.enc.count(),
-        frame: open.enc.finish(),
-        cost: open.cost,
-        levels: open.levels,
-        failures: 0,
-    }
-}
-
-/// The per-connection reader: forwards acknowledgements to the worker and wakes it.
-fn read_acks(mut stream: UnixStream, generation: u64, tx: &Sender<ConnEvent>, worker: &Thread) {
-    let _untraced = tracing_core::dispatcher::set_default(&Dispatch::none());
-    let resource = Arc::new(Resource::default());
-    let mut buf = Vec::new();
-    loop {
-        let event = match read_frame(&mut stream, DEFAULT_MAX_FRAME_BYTES, &mut buf) {
-            Ok(true) => match decode_frame(&buf, &resource) {
-                Ok(Frame::Ack(a)) => ConnEvent::Ack(generation, a),
-                Ok(Frame::Reject(r)) => ConnEvent::Reject(generation, r),
-                Ok(Frame::Error(e)) => ConnEvent::Closed(generation, Some(e)),
-                Ok(other) => ConnEvent::Closed(
-                    generation,
-                    Some(ErrorFrame {
-                        code: ErrorCode::ProtocolViolation,
-                        message: format!(
-                            "unexpected {:?} frame from the collector",
-                            other.frame_type()
-                        ),
-                    }),
-                ),
-                Err(e) => ConnEvent::Closed(
-                    generation,
-                    Some(ErrorFrame {
-                        code: ErrorCode::Malformed,
-                        message: e.to_string(),
-                    }),
-                ),
-            },
-            Ok(false) | Err(_) => ConnEvent::Closed(generation, None),
-        };
-        let closed = matches!(event, ConnEvent::Closed(..));
-        if tx.send(event).is_err() {
-            return;
-        }
-        worker.unpark();
-        if closed {
-            return;
         }
     }
 }

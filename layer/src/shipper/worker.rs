@@ -1,18 +1,18 @@
-//! The worker thread: takes captured records off the queue, stamps ids, hands them to
-//! a sink and answers flush requests. It runs with no subscriber, so nothing it does
-//! is traced.
+//! The worker thread: drains the rings, stamps ids, hands records to a sink and
+//! answers flush requests. It runs with no subscriber, so nothing it does is traced.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use crossbeam_queue::ArrayQueue;
-use logbook_proto::RecordId;
+use logbook_proto::wire::RECORD_LEVEL_OFFSET;
+use logbook_proto::{Level, RecordId};
 use tracing_core::Dispatch;
 
+use super::ring::{RingConsumer, LEN_PREFIX};
 use super::{Control, Counters, Identity};
-use crate::capture::Captured;
 
 /// A point in a sink's output: the last batch sealed and the drop totals at that time.
 /// A flush is answered once the sink has delivered up to its mark.
@@ -22,11 +22,18 @@ pub(crate) struct Mark {
     pub(crate) dropped: [u64; 5],
 }
 
+/// The sink has no room (its share of the budget is spent): the record stays in its
+/// ring for now.
+#[derive(Debug)]
+pub(crate) struct Full;
+
 /// Where the worker delivers records.
 pub(crate) trait Sink: Send {
-    /// Adds one record with its id, whose buffer charge is `cost`, to the batch being built.
-    fn push(&mut self, record: &Captured, id: RecordId, cost: usize);
-    /// Ends the batch being built: sends or stores it.
+    /// Takes one encoded record (in one or two pieces, as the ring holds it) and sets
+    /// its id. The sink reserves the record's bytes from the budget; `Err(Full)` when it
+    /// cannot. The worker has counted the record as taken (and uncounts it on `Full`).
+    fn push(&mut self, record: [&[u8]; 2], id: RecordId, level: Level) -> Result<(), Full>;
+    /// Ends the batch being built: sends or stores it (a sink may do this in steps).
     fn seal(&mut self);
     /// Periodic work (acknowledgements, reconnects, drop reports); true if it did any.
     fn poll(&mut self) -> bool;
@@ -45,10 +52,11 @@ pub(crate) struct NullSink {
 }
 
 impl Sink for NullSink {
-    fn push(&mut self, record: &Captured, _: RecordId, cost: usize) {
+    fn push(&mut self, _: [&[u8]; 2], _: RecordId, level: Level) -> Result<(), Full> {
         let mut levels = [0; 5];
-        levels[record.level().index()] = 1;
-        self.counters.abandoned(&levels, cost);
+        levels[level.index()] = 1;
+        self.counters.abandoned(&levels, 0);
+        Ok(())
     }
     fn seal(&mut self) {}
     fn poll(&mut self) -> bool {
@@ -65,20 +73,21 @@ impl Sink for NullSink {
     }
 }
 
-/// Shortest and longest sleep between polls of an idle queue. Emitting threads never
-/// wake the worker (that would cost them a system call); it polls instead, sleeping
-/// longer the longer the queue stays empty.
+/// Shortest and longest sleep between polls of idle rings. Emitting threads wake the
+/// worker only when a ring is half full; otherwise it polls, sleeping longer the
+/// longer the rings stay empty.
 const MIN_SLEEP: Duration = Duration::from_micros(500);
 const MAX_SLEEP: Duration = Duration::from_millis(50);
 
 /// How often the wall clock is measured against the monotonic one.
 const CLOCK_RESYNC: Duration = Duration::from_secs(1);
 
-/// Records taken per poll before the sink gets a chance to read acknowledgements.
-const DRAIN_CHUNK: usize = 4096;
+/// Bytes taken from one ring per pass, so every ring gets its turn.
+const DRAIN_BYTES: usize = 1 << 20;
 
 pub(crate) struct Worker {
-    rx: Receiver<Box<Captured>>,
+    rings_rx: Receiver<RingConsumer>,
+    rings: Vec<RingConsumer>,
     control: Receiver<Control>,
     sink: Box<dyn Sink>,
     counters: Arc<Counters>,
@@ -86,23 +95,20 @@ pub(crate) struct Worker {
     next_id: u64,
     flushes: Vec<(Sender<()>, Mark)>,
     exit_timeout: Duration,
-    /// Every emitting handle is gone: deliver what is left and stop.
-    disconnected: bool,
-    pool: Arc<ArrayQueue<Box<Captured>>>,
 }
 
 impl Worker {
     pub(crate) fn new(
-        rx: Receiver<Box<Captured>>,
+        rings_rx: Receiver<RingConsumer>,
         control: Receiver<Control>,
         sink: Box<dyn Sink>,
         counters: Arc<Counters>,
         identity: Identity,
         exit_timeout: Duration,
-        pool: Arc<ArrayQueue<Box<Captured>>>,
     ) -> Self {
         Self {
-            rx,
+            rings_rx,
+            rings: Vec::new(),
             control,
             sink,
             counters,
@@ -110,8 +116,6 @@ impl Worker {
             next_id: 1,
             flushes: Vec::new(),
             exit_timeout,
-            disconnected: false,
-            pool,
         }
     }
 
@@ -125,21 +129,28 @@ impl Worker {
                 crate::clock::resync();
                 synced = Instant::now();
             }
+            let gone = self.take_new_rings();
             let mut progress = false;
-            while let Ok(Control::Flush(reply)) = self.control.try_recv() {
-                // Everything queued before the flush call is in the channel now: take it,
-                // then wait only for that much, not for the queue to fall quiet.
-                self.drain();
-                self.flushes.push((reply, self.sink.mark()));
-                progress = true;
+            loop {
+                match self.control.try_recv() {
+                    Ok(Control::Flush(reply)) => {
+                        // Everything written before the flush call is in the rings now:
+                        // take it, then wait only for that much.
+                        self.drain();
+                        self.flushes.push((reply, self.sink.mark()));
+                        progress = true;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) if gone => {
+                        self.finish();
+                        return;
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                }
             }
             progress |= self.drain() > 0;
             progress |= self.sink.poll();
             self.answer_flushes();
-            if self.disconnected {
-                self.finish();
-                return;
-            }
             if progress {
                 sleep = MIN_SLEEP;
             } else {
@@ -149,44 +160,78 @@ impl Worker {
         }
     }
 
-    /// Moves queued records into the sink; returns how many. Notes when every emitting
-    /// handle is gone.
-    fn drain(&mut self) -> usize {
-        let mut taken = 0;
+    /// Adopts newly made rings; true when no more can come (the layer is gone).
+    fn take_new_rings(&mut self) -> bool {
         loop {
-            match self.rx.try_recv() {
-                Ok(cap) => {
-                    let cost = cap.cost();
-                    self.counters.taken(1);
-                    let id = RecordId::new(self.identity.instance, self.next_id);
-                    self.next_id += 1;
-                    self.sink.push(&cap, id, cost);
-                    self.recycle(cap);
-                    taken += 1;
-                    if taken % DRAIN_CHUNK == 0 {
-                        self.sink.seal();
-                        self.sink.poll();
-                    }
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    self.disconnected = true;
-                    break;
-                }
+            match self.rings_rx.try_recv() {
+                Ok(r) => self.rings.push(r),
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => return true,
             }
         }
+    }
+
+    /// Moves records from every ring into the sink, then seals; returns how many.
+    fn drain(&mut self) -> usize {
+        let mut taken = 0;
+        for i in 0..self.rings.len() {
+            taken += self.drain_ring(i);
+        }
+        // Rings of exited threads, once empty, give their bytes back.
+        self.rings.retain(|r| {
+            let done = r.consumer.is_abandoned() && r.consumer.is_empty();
+            if done {
+                self.counters.release(r.stats.reserved);
+            }
+            !done
+        });
         if taken > 0 {
             self.sink.seal();
         }
         taken
     }
 
-    /// Returns an emptied slot to the emitting threads (or frees it if the pool is full
-    /// or its buffer grew large).
-    fn recycle(&self, mut cap: Box<Captured>) {
-        if cap.recycle() {
-            let _ = self.pool.push(cap);
+    fn drain_ring(&mut self, i: usize) -> usize {
+        let ring = &mut self.rings[i];
+        ring.stats.wake.store(false, Ordering::Release);
+        let available = ring.consumer.slots().min(DRAIN_BYTES);
+        let Ok(chunk) = ring.consumer.read_chunk(available) else {
+            return 0;
+        };
+        let (a, b) = chunk.as_slices();
+        let (mut pos, mut taken) = (0, 0);
+        let total = a.len() + b.len();
+        while pos + LEN_PREFIX <= total {
+            let mut len_bytes = [0u8; LEN_PREFIX];
+            copy_out(a, b, pos, &mut len_bytes);
+            let len = u32::from_le_bytes(len_bytes) as usize;
+            let start = pos + LEN_PREFIX;
+            if start + len > total {
+                break;
+            }
+            // The record in one or two pieces, as the ring holds it.
+            let parts: [&[u8]; 2] = if start + len <= a.len() {
+                [&a[start..start + len], &[]]
+            } else if start >= a.len() {
+                [&b[start - a.len()..start - a.len() + len], &[]]
+            } else {
+                [&a[start..], &b[..start + len - a.len()]]
+            };
+            let level =
+                Level::from_code(byte_at(parts, RECORD_LEVEL_OFFSET)).unwrap_or(Level::Info);
+            let id = RecordId::new(self.identity.instance, self.next_id);
+            self.counters.taken(1);
+            if self.sink.push(parts, id, level).is_err() {
+                self.counters.untaken(1);
+                break;
+            }
+            self.next_id += 1;
+            taken += 1;
+            pos = start + len;
         }
+        chunk.commit(pos);
+        ring.stats.taken.fetch_add(taken as u64, Ordering::AcqRel);
+        taken
     }
 
     fn answer_flushes(&mut self) {
@@ -204,11 +249,47 @@ impl Worker {
     /// The layer is gone: deliver what is left, within the flush timeout.
     fn finish(&mut self) {
         let deadline = Instant::now() + self.exit_timeout;
-        while !self.sink.is_idle() && Instant::now() < deadline {
+        loop {
+            self.drain();
+            let idle = self.sink.is_idle() && self.rings.iter().all(|r| r.consumer.is_empty());
+            if idle || Instant::now() >= deadline {
+                break;
+            }
             if !self.sink.poll() {
                 thread::sleep(MIN_SLEEP * 4);
             }
         }
         self.answer_flushes();
+    }
+}
+
+/// Copies `out.len()` bytes starting at `pos` of the concatenation `a ++ b`.
+fn copy_out(a: &[u8], b: &[u8], pos: usize, out: &mut [u8]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        let p = pos + i;
+        *o = if p < a.len() { a[p] } else { b[p - a.len()] };
+    }
+}
+
+/// The byte at `at` of a record in pieces.
+fn byte_at(parts: [&[u8]; 2], at: usize) -> u8 {
+    if at < parts[0].len() {
+        parts[0][at]
+    } else {
+        parts[1].get(at - parts[0].len()).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_read_across_the_wrap() {
+        let mut out = [0u8; 4];
+        copy_out(&[1, 2, 3], &[4, 5, 6], 1, &mut out);
+        assert_eq!(out, [2, 3, 4, 5]);
+        assert_eq!(byte_at([&[9], &[7, 8]], 1), 7);
+        assert_eq!(byte_at([&[9, 1], &[]], 1), 1);
     }
 }

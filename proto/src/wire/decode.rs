@@ -267,6 +267,16 @@ pub fn decode_frame(body: &[u8], resource: &Arc<Resource>) -> Result<Frame, Deco
     }
 }
 
+/// Decodes one record encoded on its own (see `encode_record`), with `resource`.
+pub fn decode_record(bytes: &[u8], resource: &Arc<Resource>) -> Result<Record, DecodeError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let rec = decode_record_at(&mut r, 0, &mut None, resource)?;
+    match r.remaining() {
+        0 => Ok(rec),
+        n => Err(DecodeError::TrailingBytes(n)),
+    }
+}
+
 /// The fewest bytes one encoded record can take.
 const MIN_RECORD_BYTES: usize = 1 + 1 + 16 + 8 + 1 + 1 + 2 + 16 + 1;
 
@@ -277,13 +287,13 @@ fn decode_batch(r: &mut Reader<'_>, resource: &Arc<Resource>) -> Result<Batch, D
         Vec::with_capacity(r.capacity_for(u64::from(count), MIN_RECORD_BYTES, "record")?);
     let mut prev_scope: Option<Arc<Scope>> = None;
     for index in 0..count {
-        let rec = decode_record(r, index, &mut prev_scope, resource)?;
+        let rec = decode_record_at(r, index, &mut prev_scope, resource)?;
         records.push(rec);
     }
     Ok(Batch { seq, records })
 }
 
-fn decode_record(
+fn decode_record_at(
     r: &mut Reader<'_>,
     index: u32,
     prev_scope: &mut Option<Arc<Scope>>,

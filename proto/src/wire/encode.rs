@@ -191,9 +191,7 @@ impl BatchEncoder {
         self.push_with(head, |out| {
             put_varint(out, fields.iter().map(|f| u64::from(f.count())).sum());
             for f in fields {
-                for chunk in f.chunks() {
-                    out.extend_from_slice(chunk);
-                }
+                out.extend_from_slice(f.bytes());
             }
         });
     }
@@ -206,6 +204,28 @@ impl BatchEncoder {
         max_frame_bytes: usize,
     ) -> Result<(), RecordTooLarge> {
         self.bounded(max_frame_bytes, |enc| enc.push(r))
+    }
+
+    /// Appends one record already encoded on its own ([`encode_record`], split in up to
+    /// two pieces as a ring buffer returns it), setting its id. The record carries its
+    /// scope in full, so the next record will not refer to it.
+    pub fn push_encoded(
+        &mut self,
+        parts: [&[u8]; 2],
+        id: RecordId,
+        max_frame_bytes: usize,
+    ) -> Result<(), RecordTooLarge> {
+        let len = parts[0].len() + parts[1].len();
+        if self.frame_bytes() + len > max_frame_bytes {
+            return Err(RecordTooLarge { bytes: len });
+        }
+        let at = self.out.len();
+        self.out.extend_from_slice(parts[0]);
+        self.out.extend_from_slice(parts[1]);
+        self.out[at + RECORD_ID_OFFSET..at + RECORD_ID_OFFSET + 16].copy_from_slice(&id.0);
+        self.prev_scope = None;
+        self.count += 1;
+        Ok(())
     }
 
     /// [`BatchEncoder::push_parts`] within a frame limit, like [`BatchEncoder::push_bounded`].
@@ -267,8 +287,43 @@ impl BatchEncoder {
     }
 }
 
+/// Where a record's 16-byte id starts in its encoding (after kind and level).
+pub const RECORD_ID_OFFSET: usize = 2;
+
+/// Where a record's level byte is in its encoding.
+pub const RECORD_LEVEL_OFFSET: usize = 1;
+
+/// Encodes one record on its own (its scope in full) at the end of `out`: the form a
+/// sender can keep and later copy into a batch with [`BatchEncoder::push_encoded`].
+pub fn encode_record(out: &mut Vec<u8>, head: &RecordHead<'_>, fields: &[&EncodedFields]) {
+    encode_head(out, head, false);
+    put_varint(out, fields.iter().map(|f| u64::from(f.count())).sum());
+    for f in fields {
+        out.extend_from_slice(f.bytes());
+    }
+}
+
 /// Everything of a record before its field count.
 fn encode_head(out: &mut Vec<u8>, r: &RecordHead<'_>, same_scope: bool) {
+    // One pass over the scope for its mask and size, so the buffer grows once.
+    let slots = r.scope.slots();
+    let (mut mask, mut scope_bytes) = (0u16, 0usize);
+    for (i, v) in slots.iter().enumerate() {
+        if let Some(v) = v {
+            mask |= 1 << i;
+            scope_bytes += v.len() + 2;
+        }
+    }
+    let with_scope = !same_scope && mask != 0;
+    let opt_len = |s: Option<&str>| s.map_or(0, str::len);
+    out.reserve(
+        80 + r.name.len()
+            + r.target.len()
+            + opt_len(r.message)
+            + opt_len(r.file)
+            + opt_len(r.category)
+            + scope_bytes,
+    );
     out.push(r.kind.code());
     out.push(r.level.code());
     out.extend_from_slice(&r.id.0);
@@ -276,24 +331,19 @@ fn encode_head(out: &mut Vec<u8>, r: &RecordHead<'_>, same_scope: bool) {
     put_str(out, r.name);
     put_str(out, r.target);
 
-    let mut f = 0u16;
-    let mut set = |bit: u16, on: bool| {
-        if on {
-            f |= bit;
-        }
-    };
-    set(flags::MESSAGE, r.message.is_some());
-    set(flags::SPAN_ID, r.span_id.is_some());
-    set(flags::PARENT_SPAN_ID, r.parent_span_id.is_some());
-    set(flags::FILE, r.file.is_some());
-    set(flags::LINE, r.line.is_some());
-    set(flags::CATEGORY, r.category.is_some());
-    set(flags::STATUS, r.status.is_some());
-    set(flags::DURATION, r.duration_ns.is_some());
-    set(flags::BUSY, r.busy_ns.is_some());
-    set(flags::IDLE, r.idle_ns.is_some());
-    set(flags::SCOPE_SAME, same_scope);
-    set(flags::SCOPE, !same_scope && !r.scope.is_empty());
+    let bit = |on: bool, flag: u16| if on { flag } else { 0 };
+    let f = bit(r.message.is_some(), flags::MESSAGE)
+        | bit(r.span_id.is_some(), flags::SPAN_ID)
+        | bit(r.parent_span_id.is_some(), flags::PARENT_SPAN_ID)
+        | bit(r.file.is_some(), flags::FILE)
+        | bit(r.line.is_some(), flags::LINE)
+        | bit(r.category.is_some(), flags::CATEGORY)
+        | bit(r.status.is_some(), flags::STATUS)
+        | bit(r.duration_ns.is_some(), flags::DURATION)
+        | bit(r.busy_ns.is_some(), flags::BUSY)
+        | bit(r.idle_ns.is_some(), flags::IDLE)
+        | bit(same_scope, flags::SCOPE_SAME)
+        | bit(with_scope, flags::SCOPE);
     put_u16(out, f);
     out.extend_from_slice(&r.trace_id.0);
 
@@ -321,13 +371,9 @@ fn encode_head(out: &mut Vec<u8>, r: &RecordHead<'_>, same_scope: bool) {
     for v in [r.duration_ns, r.busy_ns, r.idle_ns].into_iter().flatten() {
         put_varint(out, v);
     }
-    if f & flags::SCOPE != 0 {
-        let mut mask = 0u16;
-        for (k, _) in r.scope.iter() {
-            mask |= 1 << (k as u16);
-        }
+    if with_scope {
         put_u16(out, mask);
-        for (_, v) in r.scope.iter() {
+        for v in slots.iter().flatten() {
             put_str(out, v);
         }
     }
@@ -402,6 +448,10 @@ pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
+    if s.len() < 0x80 {
+        out.push(s.len() as u8);
+    } else {
+        put_varint(out, s.len() as u64);
+    }
     out.extend_from_slice(s.as_bytes());
 }

@@ -14,8 +14,9 @@ use crate::value::{Fields, Value};
 pub struct EncodedFields {
     bytes: Vec<u8>,
     count: u32,
-    /// The message text is `bytes[start..end]`, between two field entries.
-    message: Option<(u32, u32)>,
+    /// The message text (its allocation is kept across `clear`).
+    message: String,
+    has_message: bool,
 }
 
 impl EncodedFields {
@@ -24,7 +25,8 @@ impl EncodedFields {
         Self {
             bytes: Vec::new(),
             count: 0,
-            message: None,
+            message: String::new(),
+            has_message: false,
         }
     }
 
@@ -32,8 +34,7 @@ impl EncodedFields {
     pub fn with_capacity(bytes: usize) -> Self {
         Self {
             bytes: Vec::with_capacity(bytes),
-            count: 0,
-            message: None,
+            ..Self::new()
         }
     }
 
@@ -42,7 +43,7 @@ impl EncodedFields {
         self.count
     }
 
-    /// Bytes held, message included.
+    /// Bytes of encoded fields.
     pub fn byte_len(&self) -> usize {
         self.bytes.len()
     }
@@ -112,7 +113,8 @@ impl EncodedFields {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.count = 0;
-        self.message = None;
+        self.message.clear();
+        self.has_message = false;
     }
 
     /// Starts a text field whose value is written with `fmt::Write` (no intermediate
@@ -131,35 +133,24 @@ impl EncodedFields {
 
     /// Starts the message text; replaces an earlier message.
     pub fn message(&mut self) -> MessageText<'_> {
-        if let Some((s, e)) = self.message.take() {
-            self.bytes.drain(s as usize..e as usize);
-        }
-        let start = self.bytes.len();
-        MessageText {
-            fields: self,
-            start,
-        }
+        self.message.clear();
+        self.has_message = false;
+        MessageText { fields: self }
     }
 
     /// The message text, if one was written.
     pub fn message_str(&self) -> Option<&str> {
-        let (s, e) = self.message?;
-        std::str::from_utf8(&self.bytes[s as usize..e as usize]).ok()
+        self.has_message.then_some(self.message.as_str())
     }
 
-    /// The encoded field entries, in at most two pieces (around the message text).
-    pub fn chunks(&self) -> [&[u8]; 2] {
-        match self.message {
-            Some((s, e)) => [&self.bytes[..s as usize], &self.bytes[e as usize..]],
-            None => [&self.bytes[..], &[]],
-        }
+    /// The encoded field entries.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// Appends another buffer's fields (not its message).
     pub fn append(&mut self, other: &EncodedFields) {
-        for c in other.chunks() {
-            self.bytes.extend_from_slice(c);
-        }
+        self.bytes.extend_from_slice(&other.bytes);
         self.count += other.count;
     }
 
@@ -171,15 +162,8 @@ impl EncodedFields {
         }
         let mut kept = Vec::with_capacity(self.bytes.len());
         let mut removed = 0;
-        let mut message = None;
         let mut pos = 0;
         while pos < self.bytes.len() {
-            if let Some((s, e)) = self.message.filter(|(s, _)| *s as usize == pos) {
-                message = Some((to_u32(kept.len()), to_u32(kept.len() + (e - s) as usize)));
-                kept.extend_from_slice(&self.bytes[s as usize..e as usize]);
-                pos = e as usize;
-                continue;
-            }
             let Some((key, end)) = super::decode::field_entry_at(&self.bytes, pos) else {
                 // Not ours to judge: keep the rest as it is.
                 kept.extend_from_slice(&self.bytes[pos..]);
@@ -193,14 +177,13 @@ impl EncodedFields {
             pos = end;
         }
         self.bytes = kept;
-        self.message = message;
         self.count -= to_u32(removed);
         removed
     }
 
     /// Decodes the fields (last value wins for a repeated key).
     pub fn decode(&self) -> Result<Fields, super::DecodeError> {
-        super::decode::decode_field_chunks(&self.chunks())
+        super::decode::decode_field_chunks(&[&self.bytes])
     }
 }
 
@@ -266,33 +249,28 @@ impl fmt::Write for TextField<'_> {
 /// The message text being written; see [`EncodedFields::message`].
 pub struct MessageText<'a> {
     fields: &'a mut EncodedFields,
-    start: usize,
 }
 
 impl MessageText<'_> {
     /// Completes the message, cut to `max_bytes` like a text field.
     pub fn finish(self, max_bytes: usize) {
-        let bytes = &mut self.fields.bytes;
-        if bytes.len() - self.start > max_bytes {
-            let mut cut = self.start + max_bytes;
-            while cut > self.start && (bytes[cut] & 0xc0) == 0x80 {
+        let m = &mut self.fields.message;
+        if m.len() > max_bytes {
+            let mut cut = max_bytes;
+            while !m.is_char_boundary(cut) {
                 cut -= 1;
             }
-            let dropped = bytes.len() - cut;
-            bytes.truncate(cut);
-            let _ = fmt::Write::write_fmt(
-                &mut Appender(bytes),
-                format_args!("…[truncated {dropped} bytes]"),
-            );
+            let dropped = m.len() - cut;
+            m.truncate(cut);
+            let _ = fmt::Write::write_fmt(m, format_args!("…[truncated {dropped} bytes]"));
         }
-        let end = bytes.len();
-        self.fields.message = Some((to_u32(self.start), to_u32(end)));
+        self.fields.has_message = true;
     }
 }
 
 impl fmt::Write for MessageText<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.fields.bytes.extend_from_slice(s.as_bytes());
+        self.fields.message.push_str(s);
         Ok(())
     }
 }

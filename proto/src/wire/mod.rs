@@ -11,8 +11,11 @@ mod decode;
 mod encode;
 mod fields;
 
-pub use decode::{decode_frame, frame_len, read_frame, DecodeError, ReadFrameError};
-pub use encode::{encode_frame, BatchEncoder, RecordHead, RecordTooLarge};
+pub use decode::{decode_frame, decode_record, frame_len, read_frame, DecodeError, ReadFrameError};
+pub use encode::{
+    encode_frame, encode_record, BatchEncoder, RecordHead, RecordTooLarge, RECORD_ID_OFFSET,
+    RECORD_LEVEL_OFFSET,
+};
 pub use fields::{EncodedFields, MessageText, TextField};
 
 use crate::ids::{InstanceId, RecordId};
