@@ -164,6 +164,7 @@ where
                 fields,
                 scratch,
                 rings,
+                callsites,
             } = local;
             fields.clear();
             fields.reserve(capacity_for(meta.fields().len()));
@@ -212,7 +213,8 @@ where
                 category,
                 ..head(meta, Kind::SpanStart, clock::wall(created), &scope)
             };
-            self.shipper.emit(scratch, rings, &start, &[fields]);
+            self.shipper
+                .emit(scratch, rings, &start, callsites.get(meta), &[fields]);
             // The span keeps an exact copy of its initial fields for its end record.
             let initial = fields.clone();
             SpanState::new(
@@ -304,10 +306,17 @@ where
         };
         // The initial fields, then the late ones (which win when decoded).
         let done = shipper::with_local(|local| {
+            let Local {
+                scratch,
+                rings,
+                callsites,
+                ..
+            } = local;
             self.shipper.emit(
-                &mut local.scratch,
-                &mut local.rings,
+                scratch,
+                rings,
                 &end,
+                callsites.get(meta),
                 &[&state.initial, &state.late],
             );
         });
@@ -326,6 +335,7 @@ where
                 fields,
                 scratch,
                 rings,
+                callsites,
             } = local;
             fields.clear();
             fields.reserve(capacity_for(meta.fields().len()));
@@ -363,7 +373,8 @@ where
                 status: error.then_some(Status::Error),
                 ..head(meta, Kind::Event, Timestamp::now(), &scope)
             };
-            self.shipper.emit(scratch, rings, &record, &[fields]);
+            self.shipper
+                .emit(scratch, rings, &record, callsites.get(meta), &[fields]);
         });
         if done.is_none() {
             self.shipper.drop_record(level_of(meta));

@@ -237,3 +237,22 @@ proptest! {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Records encoded with cached callsite parts are byte for byte the same.
+    #[test]
+    fn cached_callsite_parts_encode_identically(r in record(resource())) {
+        use logbook_proto::wire::{encode_record, encode_record_at, CallsiteBytes, EncodedFields};
+        let mut fields = EncodedFields::new();
+        for (k, v) in r.fields.iter() {
+            fields.push(k, v);
+        }
+        let callsite = CallsiteBytes::new(&r.name, &r.target, r.file.as_deref(), r.line);
+        let (mut plain, mut cached) = (Vec::new(), Vec::new());
+        encode_record(&mut plain, &r.head(), &[&fields]);
+        encode_record_at(&mut cached, &r.head(), &callsite, &[&fields]);
+        prop_assert_eq!(plain, cached);
+    }
+}

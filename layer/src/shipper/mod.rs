@@ -13,7 +13,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use logbook_proto::wire::{encode_record, EncodedFields, RecordHead};
+use logbook_proto::wire::{encode_record_at, CallsiteBytes, EncodedFields, RecordHead};
 use logbook_proto::{InstanceId, Level, Resource};
 
 pub(crate) use counters::{Counters, LevelCounts};
@@ -116,11 +116,12 @@ impl Shipper {
         scratch: &mut Vec<u8>,
         rings: &mut Vec<RingProducer>,
         head: &RecordHead<'_>,
+        callsite: &CallsiteBytes,
         fields: &[&EncodedFields],
     ) {
         scratch.clear();
         scratch.extend_from_slice(&[0; LEN_PREFIX]);
-        encode_record(scratch, head, fields);
+        encode_record_at(scratch, head, callsite, fields);
         let len = u32::try_from(scratch.len() - LEN_PREFIX).unwrap_or(u32::MAX);
         scratch[..LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
 

@@ -10,7 +10,8 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use logbook_proto::wire::EncodedFields;
+use logbook_proto::wire::{CallsiteBytes, EncodedFields};
+use tracing_core::Metadata;
 
 /// What both ends share about one ring.
 #[derive(Debug, Default)]
@@ -57,6 +58,33 @@ pub(crate) struct Local {
     /// Reused to encode every record.
     pub(crate) scratch: Vec<u8>,
     pub(crate) rings: Vec<RingProducer>,
+    /// Callsites' encoded name, target, file and line.
+    pub(crate) callsites: Callsites,
+}
+
+/// Slots in the per-thread callsite table.
+const CALLSITE_SLOTS: usize = 256;
+
+/// A direct-mapped table from a callsite's metadata to its encoded constant parts: a
+/// hot callsite is encoded once per thread, not once per record.
+#[derive(Default)]
+pub(crate) struct Callsites(Vec<Option<(usize, CallsiteBytes)>>);
+
+impl Callsites {
+    pub(crate) fn get(&mut self, meta: &'static Metadata<'static>) -> &CallsiteBytes {
+        if self.0.is_empty() {
+            self.0.resize_with(CALLSITE_SLOTS, || None);
+        }
+        let key = std::ptr::from_ref(meta) as usize;
+        let slot = &mut self.0[(key >> 4) % CALLSITE_SLOTS];
+        if slot.as_ref().is_none_or(|(k, _)| *k != key) {
+            *slot = Some((
+                key,
+                CallsiteBytes::new(meta.name(), meta.target(), meta.file(), meta.line()),
+            ));
+        }
+        &slot.as_ref().expect("filled above").1
+    }
 }
 
 thread_local! {

@@ -261,7 +261,7 @@ impl BatchEncoder {
             .prev_scope
             .as_ref()
             .is_some_and(|p| Arc::ptr_eq(p, head.scope) || **p == **head.scope);
-        encode_head(&mut self.out, head, same_scope);
+        encode_head(&mut self.out, head, same_scope, None);
         fields(&mut self.out);
         if !same_scope {
             self.prev_scope = Some(Arc::clone(head.scope));
@@ -293,10 +293,57 @@ pub const RECORD_ID_OFFSET: usize = 2;
 /// Where a record's level byte is in its encoding.
 pub const RECORD_LEVEL_OFFSET: usize = 1;
 
+/// The parts of a record that never change for a callsite (name and target; file and
+/// line), encoded once and copied into each record: what a sender caches per callsite.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallsiteBytes {
+    name_target: Vec<u8>,
+    file_line: Vec<u8>,
+    has_file: bool,
+    has_line: bool,
+}
+
+impl CallsiteBytes {
+    /// Encodes a callsite's name, target, file and line.
+    pub fn new(name: &str, target: &str, file: Option<&str>, line: Option<u32>) -> Self {
+        let mut name_target = Vec::with_capacity(name.len() + target.len() + 2);
+        put_str(&mut name_target, name);
+        put_str(&mut name_target, target);
+        let mut file_line = Vec::new();
+        if let Some(f) = file {
+            put_str(&mut file_line, f);
+        }
+        if let Some(l) = line {
+            put_varint(&mut file_line, u64::from(l));
+        }
+        Self {
+            name_target,
+            file_line,
+            has_file: file.is_some(),
+            has_line: line.is_some(),
+        }
+    }
+}
+
 /// Encodes one record on its own (its scope in full) at the end of `out`: the form a
 /// sender can keep and later copy into a batch with [`BatchEncoder::push_encoded`].
 pub fn encode_record(out: &mut Vec<u8>, head: &RecordHead<'_>, fields: &[&EncodedFields]) {
-    encode_head(out, head, false);
+    encode_head(out, head, false, None);
+    put_varint(out, fields.iter().map(|f| u64::from(f.count())).sum());
+    for f in fields {
+        out.extend_from_slice(f.bytes());
+    }
+}
+
+/// [`encode_record`] with the callsite's parts taken from `callsite` (which must encode
+/// `head`'s name, target, file and line) instead of encoded again.
+pub fn encode_record_at(
+    out: &mut Vec<u8>,
+    head: &RecordHead<'_>,
+    callsite: &CallsiteBytes,
+    fields: &[&EncodedFields],
+) {
+    encode_head(out, head, false, Some(callsite));
     put_varint(out, fields.iter().map(|f| u64::from(f.count())).sum());
     for f in fields {
         out.extend_from_slice(f.bytes());
@@ -304,7 +351,12 @@ pub fn encode_record(out: &mut Vec<u8>, head: &RecordHead<'_>, fields: &[&Encode
 }
 
 /// Everything of a record before its field count.
-fn encode_head(out: &mut Vec<u8>, r: &RecordHead<'_>, same_scope: bool) {
+fn encode_head(
+    out: &mut Vec<u8>,
+    r: &RecordHead<'_>,
+    same_scope: bool,
+    callsite: Option<&CallsiteBytes>,
+) {
     // One pass over the scope for its mask and size, so the buffer grows once.
     let slots = r.scope.slots();
     let (mut mask, mut scope_bytes) = (0u16, 0usize);
@@ -328,15 +380,23 @@ fn encode_head(out: &mut Vec<u8>, r: &RecordHead<'_>, same_scope: bool) {
     out.push(r.level.code());
     out.extend_from_slice(&r.id.0);
     out.extend_from_slice(&r.ts.0.to_le_bytes());
-    put_str(out, r.name);
-    put_str(out, r.target);
+    match callsite {
+        Some(c) => out.extend_from_slice(&c.name_target),
+        None => {
+            put_str(out, r.name);
+            put_str(out, r.target);
+        }
+    }
 
+    let (has_file, has_line) = callsite.map_or((r.file.is_some(), r.line.is_some()), |c| {
+        (c.has_file, c.has_line)
+    });
     let bit = |on: bool, flag: u16| if on { flag } else { 0 };
     let f = bit(r.message.is_some(), flags::MESSAGE)
         | bit(r.span_id.is_some(), flags::SPAN_ID)
         | bit(r.parent_span_id.is_some(), flags::PARENT_SPAN_ID)
-        | bit(r.file.is_some(), flags::FILE)
-        | bit(r.line.is_some(), flags::LINE)
+        | bit(has_file, flags::FILE)
+        | bit(has_line, flags::LINE)
         | bit(r.category.is_some(), flags::CATEGORY)
         | bit(r.status.is_some(), flags::STATUS)
         | bit(r.duration_ns.is_some(), flags::DURATION)
@@ -356,11 +416,16 @@ fn encode_head(out: &mut Vec<u8>, r: &RecordHead<'_>, same_scope: bool) {
     if let Some(s) = r.parent_span_id {
         out.extend_from_slice(&s.0);
     }
-    if let Some(file) = r.file {
-        put_str(out, file);
-    }
-    if let Some(line) = r.line {
-        put_varint(out, u64::from(line));
+    match callsite {
+        Some(c) => out.extend_from_slice(&c.file_line),
+        None => {
+            if let Some(file) = r.file {
+                put_str(out, file);
+            }
+            if let Some(line) = r.line {
+                put_varint(out, u64::from(line));
+            }
+        }
     }
     if let Some(c) = r.category {
         put_str(out, c);

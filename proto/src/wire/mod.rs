@@ -13,8 +13,8 @@ mod fields;
 
 pub use decode::{decode_frame, decode_record, frame_len, read_frame, DecodeError, ReadFrameError};
 pub use encode::{
-    encode_frame, encode_record, BatchEncoder, RecordHead, RecordTooLarge, RECORD_ID_OFFSET,
-    RECORD_LEVEL_OFFSET,
+    encode_frame, encode_record, encode_record_at, BatchEncoder, CallsiteBytes, RecordHead,
+    RecordTooLarge, RECORD_ID_OFFSET, RECORD_LEVEL_OFFSET,
 };
 pub use fields::{EncodedFields, MessageText, TextField};
 
