@@ -11,7 +11,7 @@ use logbook_proto::wire::RECORD_LEVEL_OFFSET;
 use logbook_proto::{Level, RecordId};
 use tracing_core::Dispatch;
 
-use super::ring::{RingConsumer, LEN_PREFIX};
+use super::ring::{RingConsumer, RingStats, LEN_PREFIX};
 use super::{Control, Counters, Identity};
 
 /// A point in a sink's output: the last batch sealed and the drop totals at that time.
@@ -85,6 +85,17 @@ const CLOCK_RESYNC: Duration = Duration::from_secs(1);
 /// Bytes taken from one ring per pass, so every ring gets its turn.
 const DRAIN_BYTES: usize = 1 << 20;
 
+/// A flush waits, first, until every ring is drained past what was written before it
+/// (a full budget may keep records in rings for a while), then until the sink has
+/// delivered the batches holding them.
+struct PendingFlush {
+    reply: Sender<()>,
+    /// Each ring's write count when the flush was asked for.
+    rings: Vec<(Arc<RingStats>, u64)>,
+    /// Set once the rings are drained that far.
+    mark: Option<Mark>,
+}
+
 pub(crate) struct Worker {
     rings_rx: Receiver<RingConsumer>,
     rings: Vec<RingConsumer>,
@@ -93,7 +104,7 @@ pub(crate) struct Worker {
     counters: Arc<Counters>,
     identity: Identity,
     next_id: u64,
-    flushes: Vec<(Sender<()>, Mark)>,
+    flushes: Vec<PendingFlush>,
     exit_timeout: Duration,
 }
 
@@ -135,9 +146,24 @@ impl Worker {
                 match self.control.try_recv() {
                     Ok(Control::Flush(reply)) => {
                         // Everything written before the flush call is in the rings now:
-                        // take it, then wait only for that much.
+                        // wait for that much, not for the rings to fall quiet.
+                        self.take_new_rings();
+                        let rings = self
+                            .rings
+                            .iter()
+                            .map(|r| {
+                                (
+                                    Arc::clone(&r.stats),
+                                    r.stats.written.load(Ordering::Acquire),
+                                )
+                            })
+                            .collect();
+                        self.flushes.push(PendingFlush {
+                            reply,
+                            rings,
+                            mark: None,
+                        });
                         self.drain();
-                        self.flushes.push((reply, self.sink.mark()));
                         progress = true;
                     }
                     Err(TryRecvError::Empty) => break,
@@ -235,14 +261,27 @@ impl Worker {
     }
 
     fn answer_flushes(&mut self) {
-        let sink = &self.sink;
-        self.flushes.retain(|(reply, mark)| {
-            if sink.reached(mark) {
-                let _ = reply.send(());
-                false
-            } else {
-                true
+        let drained = |f: &PendingFlush| {
+            f.rings
+                .iter()
+                .all(|(r, w)| r.taken.load(Ordering::Acquire) >= *w)
+        };
+        if self.flushes.iter().any(|f| f.mark.is_none() && drained(f)) {
+            self.sink.seal();
+            let mark = self.sink.mark();
+            for f in self.flushes.iter_mut().filter(|f| f.mark.is_none()) {
+                if drained(f) {
+                    f.mark = Some(mark);
+                }
             }
+        }
+        let sink = &self.sink;
+        self.flushes.retain(|f| match &f.mark {
+            Some(mark) if sink.reached(mark) => {
+                let _ = f.reply.send(());
+                false
+            }
+            _ => true,
         });
     }
 
