@@ -298,6 +298,30 @@ fn sqlite_reopens_idempotently_and_keeps_sequence_growing() {
 }
 
 #[test]
+fn emit_to_commit_latency_is_kept_including_the_last_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let now = Timestamp::now().as_nanos();
+    {
+        let mut store = SqliteStore::open(&path, Durability::Normal).unwrap();
+        // Emitted 50 ms before they are stored.
+        let batch: Vec<Record> = (1..=20)
+            .map(|i| event(i, now - 50_000_000, Level::Info, "r"))
+            .collect();
+        store.write(&batch[..10], &[]).unwrap();
+        store.write(&batch[10..], &[]).unwrap();
+        // The second commit's latencies are written when the store closes.
+    }
+    let ro = SqliteStore::open_read_only(&path).unwrap();
+    let h = ro.latency(Timestamp(now - 60_000_000_000)).unwrap();
+    assert_eq!(h.count(), 20);
+    let p50 = h.percentile_ms(50.0).unwrap();
+    assert!((50.0..200.0).contains(&p50), "{p50}");
+    let stats = ro.stats().unwrap();
+    assert_eq!(stats.latency_count, 20);
+}
+
+#[test]
 fn new_databases_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

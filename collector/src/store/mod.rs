@@ -1,6 +1,7 @@
 //! Storage behind one trait. Each backend owns its schema and migrations; the backend
 //! is chosen once, where the store is opened.
 
+pub mod latency;
 pub mod sqlite;
 
 use std::io;
@@ -148,6 +149,12 @@ pub struct StoreStats {
     pub newest: Option<Timestamp>,
     /// Drops reported by clients.
     pub client_drops: Vec<ClientDropRow>,
+    /// Records whose emit-to-commit latency was measured in the last ten minutes.
+    pub latency_count: u64,
+    /// Median emit-to-commit latency over the last ten minutes, in milliseconds.
+    pub latency_p50_ms: Option<f64>,
+    /// 99th percentile emit-to-commit latency over the last ten minutes, in milliseconds.
+    pub latency_p99_ms: Option<f64>,
 }
 
 impl StoreStats {
@@ -205,6 +212,9 @@ pub trait Store: Send {
 
     /// Store-wide numbers.
     fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Emit-to-commit latency of records committed at or after `since`.
+    fn latency(&self, since: Timestamp) -> Result<latency::Histogram, StoreError>;
 }
 
 /// The level index (0..5) for a stored level code, if valid.

@@ -7,6 +7,8 @@
 //! logbook-e2e-app stream RUN_ID COUNT US  COUNT events, one every US microseconds, in one span
 //! logbook-e2e-app burst COUNT             COUNT events as fast as possible, outside any span
 //! logbook-e2e-app panic RUN_ID            panics inside a run with the panic hook installed
+//! logbook-e2e-app pressure COUNT US       COUNT events in bursts of 1,000 every US microseconds,
+//!                                         timing each call and watching the layer's buffer
 //! ```
 
 use std::time::Duration;
@@ -92,12 +94,44 @@ fn panic_in_run(run_id: String) -> ! {
     panic!("index out of range: {} items", items.len());
 }
 
+/// What `pressure` saw: the slowest single call and the fullest the buffer got.
+#[derive(Default)]
+struct Pressure {
+    max_emit_us: u64,
+    max_buffered: usize,
+    capacity: usize,
+}
+
+fn pressure(handle: &logbook_layer::Handle, count: u64, pause: Duration) -> (u64, Pressure) {
+    let mut seen = Pressure {
+        capacity: handle.stats().buffer_capacity,
+        ..Pressure::default()
+    };
+    for n in 0..count {
+        let t = std::time::Instant::now();
+        info!(n, payload = "x".repeat(100), "pressure");
+        seen.max_emit_us = seen.max_emit_us.max(t.elapsed().as_micros() as u64);
+        if n % 1000 == 999 {
+            seen.max_buffered = seen.max_buffered.max(handle.stats().buffered_bytes);
+            std::thread::sleep(pause);
+        }
+    }
+    (count, seen)
+}
+
 #[tokio::main]
 async fn main() {
     let layer = logbook_layer::layer();
     let guard = layer.flush_guard();
+    let handle = layer.handle();
     tracing_subscriber::registry().with(layer).init();
+    let mut seen = Pressure::default();
     let emitted = match arg(1).as_str() {
+        "pressure" => {
+            let (n, p) = pressure(&handle, num(2), Duration::from_micros(num(3)));
+            seen = p;
+            n
+        }
         "panic" => panic_in_run(arg(2)),
         "roundtrip" => roundtrip(arg(2)).await,
         "stream" => stream(arg(2), num(3), Duration::from_micros(num(4))).await,
@@ -113,6 +147,9 @@ async fn main() {
             "dropped": report.dropped,
             "rejected": report.rejected,
             "undelivered": report.undelivered,
+            "max_emit_us": seen.max_emit_us,
+            "max_buffered": seen.max_buffered,
+            "capacity": seen.capacity,
         })
     );
 }

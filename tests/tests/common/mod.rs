@@ -208,6 +208,15 @@ pub struct AppReport {
     pub rejected: u64,
     /// Still pending when the flush deadline passed.
     pub undelivered: u64,
+    /// `pressure`: the slowest single `info!` call, in microseconds.
+    #[serde(default)]
+    pub max_emit_us: u64,
+    /// `pressure`: the most buffer bytes seen in use.
+    #[serde(default)]
+    pub max_buffered: usize,
+    /// The buffer's limit in bytes.
+    #[serde(default)]
+    pub capacity: usize,
 }
 
 /// Runs the test app with `args` and environment `env` and returns its report.

@@ -9,10 +9,11 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use logbook_proto::{Record, RecordId};
+use logbook_proto::{Record, RecordId, Timestamp};
 use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
+use super::latency::{Histogram, PendingLatency};
 use super::{ClientDrops, RunSummary, Store, StoreError, StoreStats};
 use crate::query::{Page, RecordFilter, RunFilter};
 
@@ -52,6 +53,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// The next sequence number to assign (writers only).
     next_seq: i64,
+    /// Latencies measured after commits, written with the next commit (or on drop).
+    latency: PendingLatency,
 }
 
 impl SqliteStore {
@@ -102,6 +105,7 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
             next_seq,
+            latency: PendingLatency::new(),
         })
     }
 
@@ -135,6 +139,7 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
             next_seq: 0,
+            latency: PendingLatency::new(),
         })
     }
 
@@ -155,7 +160,13 @@ impl Store for SqliteStore {
         records: &[Record],
         drops: &[ClientDrops],
     ) -> Result<Vec<bool>, StoreError> {
-        write::write(&mut self.conn, &mut self.next_seq, records, drops)
+        write::write(
+            &mut self.conn,
+            &mut self.next_seq,
+            records,
+            drops,
+            &mut self.latency,
+        )
     }
 
     fn query(&self, filter: &RecordFilter, page: &Page) -> Result<Vec<Record>, StoreError> {
@@ -205,5 +216,18 @@ impl Store for SqliteStore {
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
         read::stats(&self.conn, &self.path)
+    }
+
+    fn latency(&self, since: Timestamp) -> Result<Histogram, StoreError> {
+        read::latency(&self.conn, since)
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Writes the latencies of the last commit, which no later commit will carry.
+    fn drop(&mut self) {
+        if !self.latency.is_empty() {
+            let _ = write::persist_latency(&self.conn, &self.latency);
+        }
     }
 }

@@ -13,6 +13,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 
 use crate::query::{Page, RecordFilter, RunFilter};
+use crate::store::latency::Histogram;
 use crate::store::{level_index, ClientDropRow, RunSummary, StoreError, StoreStats};
 
 const COLUMNS: &str =
@@ -443,7 +444,22 @@ pub(super) fn stats(conn: &Connection, path: &Path) -> Result<StoreStats, StoreE
         })
     })?;
     s.client_drops = rows.collect::<Result<_, _>>()?;
+    let h = latency(conn, Timestamp((this_minute - 10) * 60_000_000_000))?;
+    s.latency_count = h.count();
+    s.latency_p50_ms = h.percentile_ms(50.0);
+    s.latency_p99_ms = h.percentile_ms(99.0);
     Ok(s)
+}
+
+/// Emit-to-commit latency of records committed in the minutes from `since` on.
+pub(super) fn latency(conn: &Connection, since: Timestamp) -> Result<Histogram, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT counts FROM ingest_latency WHERE minute >= ?1")?;
+    let mut rows = stmt.query([since.as_nanos() / 60_000_000_000])?;
+    let mut h = Histogram::default();
+    while let Some(row) = rows.next()? {
+        h.merge(&Histogram::from_bytes(&row.get::<_, Vec<u8>>(0)?));
+    }
+    Ok(h)
 }
 
 #[cfg(test)]

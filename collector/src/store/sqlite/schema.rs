@@ -147,6 +147,13 @@ CREATE TABLE IF NOT EXISTS client_drops (
     updated  INTEGER NOT NULL
 );
 "#,
+    // 2: emit-to-commit latency, a histogram per minute (see store::latency).
+    r#"
+CREATE TABLE IF NOT EXISTS ingest_latency (
+    minute INTEGER PRIMARY KEY,
+    counts BLOB NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.

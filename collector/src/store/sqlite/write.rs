@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use logbook_proto::{Kind, Record, ScopeKey, Status, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::store::latency::{Histogram, PendingLatency};
 use crate::store::{ClientDrops, StoreError};
 
 const INSERT_RECORD: &str = "INSERT OR IGNORE INTO records (
@@ -56,8 +57,11 @@ pub(super) fn write(
     next_seq: &mut i64,
     records: &[Record],
     drops: &[ClientDrops],
+    latency: &mut PendingLatency,
 ) -> Result<Vec<bool>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Latencies measured after earlier commits ride along with this one.
+    persist_latency(&tx, latency)?;
     let mut seq = *next_seq;
     let mut stored = Vec::with_capacity(records.len());
     let mut runs: HashMap<&str, RunDelta<'_>> = HashMap::new();
@@ -200,8 +204,44 @@ pub(super) fn write(
         }
     }
     tx.commit()?;
+    latency.clear();
     *next_seq = seq;
+    // Emit-to-commit latency, measured now that the commit is durable.
+    let now = Timestamp::now().as_nanos();
+    let minute = now / 60_000_000_000;
+    let h = latency.entry(minute).or_default();
+    for (r, new) in records.iter().zip(&stored) {
+        if *new {
+            h.record(now - r.ts.as_nanos());
+        }
+    }
+    if h.count() == 0 {
+        latency.remove(&minute);
+    }
     Ok(stored)
+}
+
+/// Adds pending latency histograms to their minutes' rows.
+pub(super) fn persist_latency(
+    conn: &Connection,
+    pending: &PendingLatency,
+) -> Result<(), StoreError> {
+    for (minute, h) in pending {
+        let old: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT counts FROM ingest_latency WHERE minute = ?1",
+                [minute],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut merged = old.map(|b| Histogram::from_bytes(&b)).unwrap_or_default();
+        merged.merge(h);
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO ingest_latency (minute, counts) VALUES (?1, ?2)",
+        )?
+        .execute(params![minute, merged.to_bytes()])?;
+    }
+    Ok(())
 }
 
 fn saturate(v: u64) -> i64 {
