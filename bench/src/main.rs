@@ -1,8 +1,13 @@
 //! logbook's benchmarks. `cargo run --release -p logbook-bench -- all` runs every one
 //! and prints the tables of BENCHMARKS.md; `--quick` runs each in seconds.
 
+mod dataset;
 mod hot_path;
+mod ingest;
+mod queries;
+mod records;
 mod stats;
+mod sustained;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -54,6 +59,42 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Records/s stored by a collector from an application logging flat out and at fixed
+    /// loads, with emit-to-commit latency and memory; and the ingest ceiling.
+    Sustained {
+        /// A few seconds instead of minutes.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Queries on generated stores of 1M and 10M records (100k with --quick), kept under
+    /// target/logbook-bench for later runs; and export.
+    Queries {
+        /// One small store and fewer parameter choices.
+        #[arg(long)]
+        quick: bool,
+        /// Store sizes, in records [default: 1000000,10000000].
+        #[arg(long, value_delimiter = ',')]
+        records: Vec<u64>,
+        /// Random parameter choices per query [default: 100].
+        #[arg(long)]
+        choices: Option<usize>,
+    },
+    /// The ingest ceiling alone.
+    Ceiling {
+        /// Records to insert.
+        #[arg(long, default_value_t = 500_000)]
+        records: u64,
+    },
+    /// Internal: the application of `sustained`.
+    #[command(hide = true)]
+    EmitChild {
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long)]
+        rate: f64,
+        #[arg(long)]
+        seconds: f64,
+    },
     /// Internal: the collector (`logbook ARGS…`), run from this binary.
     #[command(hide = true)]
     Collector {
@@ -62,10 +103,14 @@ enum Cmd {
     },
 }
 
+/// Set for `collector`: report the process's peak memory on stderr when done.
+pub(crate) const REPORT_PEAK_RSS: &str = "LOGBOOK_BENCH_REPORT_PEAK_RSS";
+
 /// A collector process for the benchmarks, stopped on drop.
 pub(crate) struct CollectorProcess {
     child: Child,
     pub(crate) socket: PathBuf,
+    pub(crate) db: PathBuf,
 }
 
 impl CollectorProcess {
@@ -89,7 +134,13 @@ impl CollectorProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Self { child, socket })
+        Ok(Self { child, socket, db })
+    }
+}
+
+impl CollectorProcess {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -115,12 +166,79 @@ fn main() -> anyhow::Result<()> {
             socket,
             dir,
         } => hot_path::child(config, scenario, iters, reps, socket.as_deref(), &dir),
+        Cmd::EmitChild {
+            socket,
+            rate,
+            seconds,
+        } => sustained::emit_child(&socket, rate, seconds),
+        Cmd::Ceiling { records } => {
+            let dir = hot_path::scratch_dir();
+            let c = ingest::run(&dir, records, 1)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            println!("{}", serde_json::to_string_pretty(&c)?);
+            Ok(())
+        }
+        Cmd::Sustained { quick } => {
+            let dir = hot_path::scratch_dir();
+            let ceiling = ingest::run(
+                &dir.join("ceiling"),
+                if quick { 100_000 } else { 1_000_000 },
+                if quick { 1 } else { 3 },
+            )?;
+            eprintln!("ingest ceiling: {ceiling:?}");
+            let mut runs = vec![sustained::run(
+                &dir,
+                "flat out",
+                0.0,
+                if quick { 2.0 } else { 10.0 },
+            )?];
+            for (share, secs) in [(0.25, 10.0), (0.5, 60.0), (0.75, 10.0)] {
+                let rate = (ceiling.plain_rps * share).round();
+                let label = format!("{}% of ceiling", (share * 100.0) as u32);
+                runs.push(sustained::run(
+                    &dir,
+                    &label,
+                    rate,
+                    if quick { 3.0 } else { secs },
+                )?);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            println!("{}", sustained_markdown(&ceiling, &runs));
+            Ok(())
+        }
+        Cmd::Queries {
+            quick,
+            records,
+            choices,
+        } => {
+            let sizes = match (records.is_empty(), quick) {
+                (false, _) => records,
+                (true, true) => vec![100_000],
+                (true, false) => vec![1_000_000, 10_000_000],
+            };
+            let choices = choices.unwrap_or(if quick { 20 } else { 100 });
+            let cache = std::env::current_exe()?
+                .parent()
+                .and_then(|p| p.parent())
+                .map_or_else(hot_path::scratch_dir, |t| t.join("logbook-bench"));
+            let mut runs = Vec::new();
+            for n in sizes {
+                runs.push(queries::run(&cache, n, choices)?);
+                eprintln!("{}", queries::markdown(&runs[runs.len() - 1..]));
+            }
+            println!("{}", queries::markdown(&runs));
+            Ok(())
+        }
         Cmd::Collector { args } => {
             use clap::Parser as _;
             let cli = logbook_collector::cli::Cli::parse_from(
                 std::iter::once("logbook".to_owned()).chain(args),
             );
-            cli.run()
+            let result = cli.run();
+            if std::env::var_os(REPORT_PEAK_RSS).is_some() {
+                eprintln!("peak_rss_kib={}", sustained::peak_rss_kib("self"));
+            }
+            result
         }
         Cmd::HotPath {
             quick,
@@ -142,4 +260,46 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn sustained_markdown(c: &ingest::Ceiling, runs: &[sustained::SustainedRun]) -> String {
+    let mut s = format!(
+        "Ingest ceiling ({} records into a fresh file, large transactions, same schema and \
+         pragmas; median of {} interleaved rounds, shares taken within each round):\n\n\
+         | writer | records/s | share of plain loop, median (min–max) |\n|---|---|---|\n\
+         | plain prepared-statement loop, `records` table | {:.0} | 1.000 |\n\
+         | plain loop, `records` and its text index | {:.0} | {} |\n\
+         | logbook's store (`SqliteStore::write`, no transport) | {:.0} | {} |\n\n",
+        c.records,
+        c.rounds,
+        c.plain_rps,
+        c.plain_with_text_rps,
+        c.text_share.show(3),
+        c.store_rps,
+        c.store_share.show(3),
+    );
+    s.push_str(
+        "| load | offered rec/s | seconds | emitted | stored | stored rec/s | share of ceiling | dropped | p50 ms | p99 ms | collector peak RSS MiB | layer max buffer MiB | app peak RSS MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in runs {
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+        s.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {} | {:.0} | {:.3} | {} | {} | {} | {:.1} | {:.2} | {:.1} |\n",
+            r.label,
+            if r.offered_rps > 0.0 { format!("{:.0}", r.offered_rps) } else { "max".to_owned() },
+            r.seconds,
+            r.app.emitted,
+            r.stored,
+            r.stored_rps,
+            r.stored_rps / c.plain_rps,
+            r.app.dropped,
+            ms(r.latency_p50_ms),
+            ms(r.latency_p99_ms),
+            r.collector_peak_rss_kib as f64 / 1024.0,
+            r.app.max_buffered as f64 / (1024.0 * 1024.0),
+            r.app.peak_rss_kib as f64 / 1024.0,
+        ));
+    }
+    s
 }

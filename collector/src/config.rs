@@ -47,6 +47,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "group commit: longest wait for more records before committing [default: 5]",
     ),
     (
+        "queue_records",
+        "most records received but not yet committed; beyond it, clients wait [default: 50000]",
+    ),
+    (
         "durability",
         "full (fsync every commit) or normal (fsync at checkpoints) [default: full]",
     ),
@@ -101,6 +105,8 @@ pub struct Config {
     pub commit_max_records: usize,
     /// Group commit: longest wait for more records, in milliseconds.
     pub commit_interval_ms: u64,
+    /// Most records received but not yet committed (bounds the collector's memory).
+    pub queue_records: usize,
     /// fsync policy.
     pub durability: Durability,
     /// Shared secret clients must present.
@@ -165,6 +171,7 @@ fn defaults() -> toml::Table {
     );
     t.insert("commit_max_records".into(), 20_000i64.into());
     t.insert("commit_interval_ms".into(), 5i64.into());
+    t.insert("queue_records".into(), 50_000i64.into());
     t.insert("durability".into(), "full".into());
     t.insert("log".into(), "info".into());
     t
@@ -250,6 +257,9 @@ impl Config {
         }
         if self.commit_max_records == 0 {
             bail!("configuration: commit_max_records must be at least 1");
+        }
+        if self.queue_records == 0 {
+            bail!("configuration: queue_records must be at least 1");
         }
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log.as_str()) {
             bail!(

@@ -103,6 +103,31 @@ fn story(store: &mut dyn Store) {
     );
 
     let f = |f: RecordFilter| store.count(&f).unwrap();
+    // Counts by level and kind alone come from the kept totals: they agree with a scan.
+    for min_level in [
+        None,
+        Some(Level::Debug),
+        Some(Level::Warn),
+        Some(Level::Error),
+    ] {
+        for kind in [
+            None,
+            Some(Kind::Event),
+            Some(Kind::SpanStart),
+            Some(Kind::SpanEnd),
+        ] {
+            let kept = RecordFilter {
+                min_level,
+                kind,
+                ..Default::default()
+            };
+            let scanned = RecordFilter {
+                since: Some(Timestamp(i64::MIN)),
+                ..kept.clone()
+            };
+            assert_eq!(f(kept.clone()), f(scanned), "{kept:?}");
+        }
+    }
     assert_eq!(
         f(RecordFilter {
             run_id: Some("r1".into()),
@@ -368,4 +393,67 @@ proptest! {
         prop_assert_eq!(seen.iter().map(|s| s.2).collect::<HashSet<_>>().len(), want);
         prop_assert!(seen.windows(2).all(|w| (w[0].0, w[0].1) > (w[1].0, w[1].1)));
     }
+}
+
+#[test]
+fn field_filters_match_every_value_type_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("f.db"), Durability::Normal).unwrap();
+    let values = [
+        ("model", Value::Str("gpt-4o".into())),
+        ("model", Value::Str("gpt-4o-mini".into())),
+        ("status", Value::U64(500)),
+        ("status", Value::Str("500".into())),
+        ("delta", Value::I64(-3)),
+        ("ratio", Value::F64(12.5)),
+        ("cached", Value::Bool(true)),
+        ("quote", Value::Str("say \"hi\"\\now".into())),
+        (
+            "tags",
+            Value::Json(logbook_proto::Json::parse("[1,2]").unwrap()),
+        ),
+        ("naïve key", Value::Str("ünïcode".into())),
+        (
+            "nested",
+            Value::Json(logbook_proto::Json::parse(r#"{"model":"gpt-4o"}"#).unwrap()),
+        ),
+    ];
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| {
+            let mut r = event(i as u64 + 1, T0 + i as i64, Level::Info, "f");
+            r.fields.set(*k, v.clone());
+            r
+        })
+        .collect();
+    store.write(&records, &[]).unwrap();
+    let matching = |k: &str, v: &str| {
+        let f = RecordFilter {
+            fields: vec![(k.into(), v.into())],
+            ..Default::default()
+        };
+        let mut got: Vec<u64> = store
+            .query(&f, &Page::default())
+            .unwrap()
+            .iter()
+            .map(|r| r.ts.as_nanos() as u64 - T0 as u64)
+            .collect();
+        got.sort_unstable();
+        assert_eq!(store.count(&f).unwrap(), got.len() as u64);
+        got
+    };
+    assert_eq!(matching("model", "gpt-4o"), [0]);
+    assert_eq!(matching("model", "gpt-4o-mini"), [1]);
+    assert_eq!(matching("model", "gpt"), Vec::<u64>::new());
+    assert_eq!(matching("status", "500"), [2, 3]);
+    assert_eq!(matching("delta", "-3"), [4]);
+    assert_eq!(matching("ratio", "12.5"), [5]);
+    assert_eq!(matching("cached", "true"), [6]);
+    assert_eq!(matching("cached", "1"), Vec::<u64>::new());
+    assert_eq!(matching("quote", "say \"hi\"\\now"), [7]);
+    assert_eq!(matching("tags", "[1,2]"), [8]);
+    assert_eq!(matching("naïve key", "ünïcode"), [9]);
+    assert_eq!(matching("nested", r#"{"model":"gpt-4o"}"#), [10]);
+    assert_eq!(matching("i", "1"), [0]);
 }

@@ -75,10 +75,17 @@ macro_rules! hex_id {
             }
         }
 
-        /// Serialized as lowercase hex.
+        /// Serialized as lowercase hex (built on the stack: exports write several ids
+        /// per record).
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.to_hex())
+                let mut buf = [0u8; 2 * $bytes];
+                for (pair, b) in buf.chunks_exact_mut(2).zip(self.0) {
+                    pair[0] = HEX[usize::from(b >> 4)];
+                    pair[1] = HEX[usize::from(b & 0xf)];
+                }
+                // Hex digits are ASCII.
+                s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
             }
         }
     };
@@ -148,12 +155,14 @@ fn hex_val(c: u8) -> Option<u8> {
 
 /// Appends the lowercase hex form of `bytes` to `out`.
 pub fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 0xf) as usize] as char);
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 0xf) as usize] as char);
     }
 }
+
+/// Lowercase hex digits.
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {

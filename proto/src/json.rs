@@ -19,20 +19,17 @@ impl Serialize for Record {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(keys::COLUMNS.len()))?;
         m.serialize_entry(keys::SCHEMA_VERSION, &SCHEMA_VERSION)?;
-        m.serialize_entry(keys::ID, &self.id.to_hex())?;
+        m.serialize_entry(keys::ID, &self.id)?;
         m.serialize_entry(keys::SEQ, &self.seq)?;
-        m.serialize_entry(keys::TS, &self.ts.to_rfc3339())?;
+        m.serialize_entry(keys::TS, &self.ts)?;
         m.serialize_entry(keys::KIND, self.kind.as_str())?;
         m.serialize_entry(keys::LEVEL, self.level.as_str())?;
         m.serialize_entry(keys::NAME, &self.name)?;
         m.serialize_entry(keys::TARGET, &self.target)?;
         m.serialize_entry(keys::MESSAGE, &self.message)?;
-        m.serialize_entry(keys::TRACE_ID, &self.trace_id.to_hex())?;
-        m.serialize_entry(keys::SPAN_ID, &self.span_id.map(|i| i.to_hex()))?;
-        m.serialize_entry(
-            keys::PARENT_SPAN_ID,
-            &self.parent_span_id.map(|i| i.to_hex()),
-        )?;
+        m.serialize_entry(keys::TRACE_ID, &self.trace_id)?;
+        m.serialize_entry(keys::SPAN_ID, &self.span_id)?;
+        m.serialize_entry(keys::PARENT_SPAN_ID, &self.parent_span_id)?;
         for key in ScopeKey::ALL {
             m.serialize_entry(key.as_str(), &self.scope.get(*key))?;
         }

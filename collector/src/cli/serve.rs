@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// Group commit: longest wait for more records before committing, in ms [default: 5].
     #[arg(long, value_name = "MS")]
     commit_interval_ms: Option<u64>,
+    /// Most records received but not yet committed; beyond it connections stop reading
+    /// and clients buffer [default: 50000].
+    #[arg(long, value_name = "N")]
+    queue_records: Option<usize>,
     /// full: fsync every commit; normal: fsync at checkpoints [default: full].
     #[arg(long, value_name = "MODE")]
     durability: Option<Durability>,
@@ -65,6 +69,7 @@ impl ServeArgs {
             "commit_interval_ms",
             self.commit_interval_ms.map(|v| v.to_string()),
         );
+        put("queue_records", self.queue_records.map(|v| v.to_string()));
         put(
             "durability",
             self.durability.map(|d| match d {

@@ -55,6 +55,13 @@ impl StatsArgs {
             "ingest rate   {:.1} records/s over the last minute, {:.1}/s over 10 minutes",
             s.rate_1m, s.rate_10m
         )?;
+        if let (Some(p50), Some(p99)) = (s.latency_p50_ms, s.latency_p99_ms) {
+            writeln!(
+                out,
+                "commit delay  p50 {p50:.1} ms, p99 {p99:.1} ms from emit to commit, {} records over 10 minutes",
+                s.latency_count
+            )?;
+        }
         writeln!(
             out,
             "client drops  {} from {} clients",

@@ -11,7 +11,7 @@ use logbook_proto::Resource;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, warn};
 
 use super::writer::{Outgoing, WriteRequest};
@@ -31,6 +31,11 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct Shared {
     pub(crate) pipeline: Pipeline,
     pub(crate) writer: mpsc::Sender<WriteRequest>,
+    /// Records received but not yet committed, bounded: a connection that cannot take
+    /// permits for its batch stops reading, and its client buffers.
+    pub(crate) queue: Arc<Semaphore>,
+    /// The semaphore's size: a larger batch takes all of it.
+    pub(crate) queue_records: usize,
     pub(crate) max_frame_bytes: u32,
     pub(crate) token: Option<SensitiveString>,
 }
@@ -244,12 +249,19 @@ async fn read_loop(
                         records,
                     })));
                 }
+                let permits =
+                    u32::try_from(ok.len().clamp(1, shared.queue_records)).unwrap_or(u32::MAX);
+                let permit = Arc::clone(&shared.queue)
+                    .acquire_many_owned(permits)
+                    .await
+                    .map_err(|_| unavailable())?;
                 shared
                     .writer
                     .send(WriteRequest::Batch {
                         seq: batch.seq,
                         records: ok,
                         reply: out.clone(),
+                        permit,
                     })
                     .await
                     .map_err(|_| unavailable())?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -55,6 +55,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shared = Arc::new(connection::Shared {
         pipeline: Pipeline::default(),
         writer: write_tx,
+        queue: Arc::new(Semaphore::new(config.queue_records)),
+        queue_records: config.queue_records,
         max_frame_bytes: config.max_frame_bytes,
         token: config.token.clone(),
     });

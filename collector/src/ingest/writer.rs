@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use logbook_proto::wire::{Ack, ErrorCode, ErrorFrame, Frame};
 use logbook_proto::Record;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
-use tracing::{error, info};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tracing::{debug, error, info};
 
 use crate::store::{ClientDrops, Store};
 
@@ -25,6 +25,8 @@ pub(crate) enum WriteRequest {
         seq: u64,
         records: Vec<Record>,
         reply: mpsc::UnboundedSender<Outgoing>,
+        /// The batch's share of the record queue, returned once it is committed.
+        permit: OwnedSemaphorePermit,
     },
     /// A client's drop totals.
     Drops(ClientDrops),
@@ -76,7 +78,15 @@ pub(crate) fn spawn(
                     n += records_in(&req);
                     group.push(req);
                 }
-                total += commit(store.as_mut(), group);
+                let started = Instant::now();
+                let stored = commit(store.as_mut(), group);
+                debug!(
+                    records = n,
+                    stored,
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "Committed a group."
+                );
+                total += stored;
             }
             info!(records = total, "Writer stopped.");
             total
@@ -109,13 +119,16 @@ fn commit(store: &mut dyn Store, group: Vec<WriteRequest>) -> u64 {
     let mut records = Vec::new();
     let mut drops = Vec::new();
     let mut replies = Vec::new();
+    let mut permits = Vec::new();
     for req in group {
         match req {
             WriteRequest::Batch {
                 seq,
                 records: rs,
                 reply,
+                permit,
             } => {
+                permits.push(permit);
                 replies.push(Reply::Ack {
                     seq,
                     len: rs.len(),
@@ -129,7 +142,11 @@ fn commit(store: &mut dyn Store, group: Vec<WriteRequest>) -> u64 {
     }
     // A closed connection just loses its replies; the client resends unacknowledged
     // batches and the resends are recognised as duplicates.
-    match store.write(&records, &drops) {
+    let result = store.write(&records, &drops);
+    let total = records.len();
+    drop(records);
+    drop(permits);
+    match result {
         Ok(stored) => {
             let mut at = 0;
             for r in replies {
@@ -152,7 +169,7 @@ fn commit(store: &mut dyn Store, group: Vec<WriteRequest>) -> u64 {
             stored.iter().filter(|s| **s).count() as u64
         }
         Err(e) => {
-            error!(error = %e, records = records.len(), "Commit failed; clients will resend.");
+            error!(error = %e, records = total, "Commit failed; clients will resend.");
             for r in replies {
                 let (error, reply) = match r {
                     Reply::Ack { reply, .. } => (

@@ -10,7 +10,7 @@ use logbook_proto::{
     Timestamp, TraceId,
 };
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use crate::query::{Page, RecordFilter, RunFilter};
 use crate::store::latency::Histogram;
@@ -47,7 +47,17 @@ impl Where {
             w.push("ts < ?", [SqlValue::Integer(t.as_nanos())]);
         }
         if let Some(l) = f.min_level.filter(|l| *l > Level::Trace) {
-            w.push("level >= ?", [SqlValue::Integer(l.code().into())]);
+            if l >= Level::Warn {
+                // Spelled out (the codes are ours, not user text) so the planner can
+                // prove the partial index records_severe (WHERE level >= 4) holds every
+                // match; a bound parameter cannot.
+                w.push("level >= 4", []);
+                if l > Level::Warn {
+                    w.push(&format!("level >= {}", l.code()), []);
+                }
+            } else {
+                w.push("level >= ?", [SqlValue::Integer(l.code().into())]);
+            }
         }
         for (col, v) in [
             ("run_id", &f.run_id),
@@ -81,10 +91,17 @@ impl Where {
             );
         }
         if let Some(text) = &f.text {
+            let q = TextQuery::parse(text);
             w.push(
                 "seq IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)",
-                [Self::text(&fts_query(text))],
+                [Self::text(&q.fts)],
             );
+            for word in &q.substrings {
+                w.push(
+                    "(instr(lower(coalesce(message, '')), ?) > 0 OR instr(lower(fields), ?) > 0)",
+                    [Self::text(word), Self::text(word)],
+                );
+            }
         }
         for (key, value) in &f.fields {
             if key.contains(['"', '\\']) {
@@ -95,6 +112,14 @@ impl Where {
                     [Self::text(key), Self::text(value)],
                 );
                 continue;
+            }
+            // Cheap necessary conditions on the stored JSON text first (SQLite checks
+            // terms in order): most rows fail them without being parsed.
+            if !key.chars().any(char::is_control) {
+                w.push("instr(fields, ?) > 0", [Self::text(&format!("\"{key}\":"))]);
+            }
+            if let Some(needle) = value_needle(value) {
+                w.push("instr(fields, ?) > 0", [Self::text(needle)]);
             }
             let path = json_path(key);
             w.push(
@@ -115,18 +140,56 @@ impl Where {
     }
 }
 
-/// Every word must occur: each becomes a quoted FTS5 string, so user text can never
-/// be read as query syntax.
-fn fts_query(text: &str) -> String {
-    let words: Vec<String> = text
-        .split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
-    if words.is_empty() {
-        "\"\"".into()
-    } else {
-        words.join(" ")
+/// A `--text` search: the FTS5 query and the words to check in the row itself.
+#[derive(Debug, PartialEq)]
+struct TextQuery {
+    /// Every token of every word, each a quoted FTS5 string (so user text can never be
+    /// read as query syntax), all required.
+    fts: String,
+    /// Words of several tokens (`gpt-4o`, `a.b`), lowercased: the index keeps no
+    /// positions (detail = none), so their tokens' order and adjacency are checked as
+    /// a substring of the message or fields. Only ASCII words: SQLite's `lower` folds
+    /// ASCII alone, and a looser match beats a missed one.
+    substrings: Vec<String>,
+}
+
+impl TextQuery {
+    fn parse(text: &str) -> Self {
+        let mut tokens = Vec::new();
+        let mut substrings = Vec::new();
+        for word in text.split_whitespace() {
+            // unicode61's token characters: letters and numbers; the rest separate.
+            let parts: Vec<&str> = word
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if parts.len() > 1 && word.is_ascii() {
+                substrings.push(word.to_ascii_lowercase());
+            }
+            tokens.extend(parts.into_iter().map(|t| format!("\"{t}\"")));
+        }
+        Self {
+            // An empty string matches nothing, as a search for no word should.
+            fts: if tokens.is_empty() {
+                "\"\"".into()
+            } else {
+                tokens.join(" ")
+            },
+            substrings,
+        }
     }
+}
+
+/// Text that the stored fields JSON must contain when a field equals `value` as
+/// `--field` compares (a string of that text, an integer, `true` or `false`): the value
+/// itself, if JSON writes it unchanged. None for values JSON could spell differently
+/// (escapes, floats, exponents).
+fn value_needle(value: &str) -> Option<&str> {
+    let escaped = value
+        .chars()
+        .any(|c| c == '"' || c == '\\' || c.is_control());
+    let float_like = value.parse::<f64>().is_ok() && value.parse::<i128>().is_err();
+    (!value.is_empty() && !escaped && !float_like).then_some(value)
 }
 
 /// A JSON path for a top-level key that may contain dots: `$."gen_ai.request.model"`.
@@ -140,6 +203,12 @@ pub(super) fn query(
     f: &RecordFilter,
     page: &Page,
 ) -> Result<Vec<Record>, StoreError> {
+    let (sql, params) = query_sql(f, page);
+    collect(conn, &sql, params)
+}
+
+/// A page of records matching `f`, newest first.
+fn query_sql(f: &RecordFilter, page: &Page) -> (String, Vec<SqlValue>) {
     let mut w = Where::from_filter(f);
     if let Some(c) = page.before {
         w.push(
@@ -156,10 +225,24 @@ pub(super) fn query(
         w.sql(),
         page.limit
     );
-    collect(conn, &sql, w.params)
+    (sql, w.params)
 }
 
 pub(super) fn count(conn: &Connection, f: &RecordFilter) -> Result<u64, StoreError> {
+    let by_level_and_kind_only = RecordFilter {
+        min_level: None,
+        kind: None,
+        ..f.clone()
+    } == RecordFilter::default();
+    if by_level_and_kind_only {
+        // Kept per (kind, level) by every write: no scan of the records at all.
+        let n: i64 = conn.query_row(
+            "SELECT coalesce(sum(n), 0) FROM record_counts WHERE level >= ?1 AND (?2 IS NULL OR kind = ?2)",
+            params![f.min_level.map_or(0, Level::code), f.kind.map(Kind::code)],
+            |r| r.get(0),
+        )?;
+        return Ok(n.max(0) as u64);
+    }
     let w = Where::from_filter(f);
     let sql = format!("SELECT count(*) FROM records{}", w.sql());
     let n: i64 = conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?;
@@ -238,9 +321,13 @@ fn id_bytes<const N: usize>(
     seq: i64,
     what: &str,
 ) -> Result<Option<[u8; N]>, StoreError> {
-    let v: Option<Vec<u8>> = row.get(i)?;
+    // Borrowed from the row: no allocation per id.
+    let v = row
+        .get_ref(i)?
+        .as_blob_or_null()
+        .map_err(rusqlite::Error::from)?;
     v.map(|b| {
-        <[u8; N]>::try_from(b.as_slice()).map_err(|_| StoreError::Corrupt {
+        <[u8; N]>::try_from(b).map_err(|_| StoreError::Corrupt {
             seq,
             message: format!("{what} has {} bytes, expected {N}", b.len()),
         })
@@ -307,9 +394,9 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, StoreError> {
     r.duration_ns = nanos(28)?;
     r.busy_ns = nanos(29)?;
     r.idle_ns = nanos(30)?;
-    let fields: String = row.get(31)?;
+    let fields = row.get_ref(31)?.as_str().map_err(rusqlite::Error::from)?;
     r.fields =
-        serde_json::from_str::<Fields>(&fields).map_err(|e| corrupt(format!("fields: {e}")))?;
+        serde_json::from_str::<Fields>(fields).map_err(|e| corrupt(format!("fields: {e}")))?;
     Ok(r)
 }
 
@@ -467,13 +554,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fts_query_quotes_every_word() {
-        assert_eq!(fts_query("rate limit"), r#""rate" "limit""#);
-        assert_eq!(
-            fts_query(r#"say "hi" OR x*"#),
-            r#""say" """hi""" "OR" "x*""#
-        );
-        assert_eq!(fts_query("  "), r#""""#);
+    fn text_queries_quote_every_token() {
+        let q = |t: &str| TextQuery::parse(t);
+        assert_eq!(q("rate limit").fts, r#""rate" "limit""#);
+        assert_eq!(q(r#"say "hi" OR x*"#).fts, r#""say" "hi" "OR" "x""#);
+        assert_eq!(q("  ").fts, r#""""#);
+        assert_eq!(q("--").fts, r#""""#);
+        let model = q("GPT-4o résumé-x");
+        assert_eq!(model.fts, r#""GPT" "4o" "résumé" "x""#);
+        assert_eq!(model.substrings, ["gpt-4o"]);
+    }
+
+    /// The index SQLite picks for the first page under `f`.
+    fn plan(f: &RecordFilter) -> String {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let (sql, params) = query_sql(f, &Page::default());
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map(params_from_iter(params), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn severe_levels_use_the_partial_index() {
+        for level in [Level::Warn, Level::Error] {
+            let f = RecordFilter {
+                min_level: Some(level),
+                ..RecordFilter::default()
+            };
+            assert!(plan(&f).contains("records_severe"), "{level}: {}", plan(&f));
+        }
+        let info = RecordFilter {
+            min_level: Some(Level::Info),
+            ..RecordFilter::default()
+        };
+        assert!(plan(&info).contains("records_ts"), "{}", plan(&info));
     }
 
     #[test]

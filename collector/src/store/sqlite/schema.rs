@@ -154,6 +154,29 @@ CREATE TABLE IF NOT EXISTS ingest_latency (
     counts BLOB NOT NULL
 );
 "#,
+    // 3: cheaper level and kind indexes. A kind has three common values and INFO and
+    // DEBUG are common levels: newest-first scans of records_ts find a page of them at
+    // once. Only WARN and ERROR are rare enough to need an index: a partial one, in
+    // page order (ts, seq), that also holds the level so that counts never visit rows.
+    // And a text index without token positions (detail = none): a fraction of the
+    // writes. Words of several tokens are checked against the row instead (read.rs).
+    r#"
+DROP INDEX IF EXISTS records_kind;
+DROP INDEX IF EXISTS records_level;
+CREATE INDEX IF NOT EXISTS records_severe ON records (ts, seq, level) WHERE level >= 4;
+DROP TABLE IF EXISTS records_fts;
+CREATE VIRTUAL TABLE records_fts USING fts5 (
+    message, fields, content = '', contentless_delete = 1, detail = none, tokenize = 'unicode61'
+);
+INSERT INTO records_fts (rowid, message, fields)
+SELECT seq, message, text FROM (
+    SELECT seq, message,
+           (SELECT group_concat(CASE type WHEN 'null' THEN 'null' ELSE value END, ' ')
+              FROM json_each(records.fields)
+             WHERE type IN ('text', 'object', 'array', 'null')) AS text
+      FROM records
+) WHERE message IS NOT NULL OR text IS NOT NULL;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -175,4 +198,50 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn search(conn: &Connection, q: &str) -> Vec<i64> {
+        let mut stmt = conn
+            .prepare("SELECT rowid FROM records_fts WHERE records_fts MATCH ? ORDER BY rowid")
+            .unwrap();
+        let rows = stmt.query_map([q], |r| r.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn version_3_rebuilds_the_text_index_of_existing_records() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO records (seq, id, ts, kind, level, name, target, message, trace_id,
+                                    service, host, pid, fields) VALUES
+               (1, x'01', 1, 1, 3, 'e', 't', 'rate limited', x'01', 's', 'h', 1,
+                '{"model":"gpt-4o","n":5,"tags":["alpha"],"ok":true}'),
+               (2, x'02', 2, 1, 4, 'e', 't', NULL, x'01', 's', 'h', 1, '{"tool":"web search"}'),
+               (3, x'03', 3, 1, 3, 'e', 't', NULL, x'01', 's', 'h', 1, '{"n":7}');"#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(search(&conn, r#""rate" "limited""#), [1]);
+        assert_eq!(search(&conn, r#""gpt" "4o""#), [1]);
+        assert_eq!(search(&conn, r#""alpha""#), [1]);
+        assert_eq!(search(&conn, r#""web""#), [2]);
+        // Numbers and booleans are not text.
+        assert!(search(&conn, r#""7""#).is_empty());
+        assert!(search(&conn, r#""true""#).is_empty());
+        // Applied once: a second run changes nothing.
+        migrate(&mut conn).unwrap();
+        assert_eq!(search(&conn, r#""web""#), [2]);
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
 }

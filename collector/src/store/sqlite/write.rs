@@ -69,12 +69,13 @@ pub(super) fn write(
     {
         let mut insert = tx.prepare_cached(INSERT_RECORD)?;
         let mut text = tx.prepare_cached(INSERT_TEXT)?;
-        let mut fields_json = String::new();
+        let mut fields_json = Vec::with_capacity(512);
         let mut field_text = String::new();
         for r in records {
             fields_json.clear();
-            // Serializing our own Fields cannot fail.
-            fields_json.push_str(&serde_json::to_string(&r.fields).unwrap_or_else(|_| "{}".into()));
+            // Serializing our own Fields into a Vec cannot fail, and yields UTF-8.
+            let _ = serde_json::to_writer(&mut fields_json, &r.fields);
+            let fields_text = std::str::from_utf8(&fields_json).unwrap_or("{}");
             let s = &r.scope;
             let n = insert.execute(params![
                 seq,
@@ -108,7 +109,7 @@ pub(super) fn write(
                 r.duration_ns.map(saturate),
                 r.busy_ns.map(saturate),
                 r.idle_ns.map(saturate),
-                fields_json.as_str(),
+                fields_text,
             ])?;
             if n == 0 {
                 stored.push(false);
