@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Deserializer};
 
-use crate::store::Durability;
+use logbook_proto::ScopeKey;
+
+use crate::audit::AuditRules;
+use crate::retention::Retention;
+use crate::store::{Durability, StoreOptions};
 
 /// Environment variable naming the configuration file.
 pub const ENV_CONFIG: &str = "LOGBOOK_CONFIG";
@@ -61,6 +65,42 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "log",
         "the collector's own log level: error, warn, info, debug, trace [default: info]",
+    ),
+    (
+        "required_scope",
+        "scope fields every record must carry, e.g. [\"tenant\", \"env\"]; others are quarantined [default: none]",
+    ),
+    (
+        "audit_categories",
+        "categories whose records are audit records [default: [\"audit\", \"security\"]]",
+    ),
+    (
+        "audit_targets",
+        "targets (and their children) whose records are audit records [default: none]",
+    ),
+    (
+        "key_dir",
+        "directory of the chain, signing and pseudonym keys, made 0600 on first start [default: keys/ beside the database]",
+    ),
+    (
+        "checkpoint_file",
+        "where signed audit checkpoints are appended; copy it off the host [default: the database path with .checkpoints]",
+    ),
+    (
+        "checkpoint_records",
+        "a signed checkpoint after this many audit records [default: 1000]",
+    ),
+    (
+        "checkpoint_interval_secs",
+        "a signed checkpoint at least this often, also when idle [default: 60]",
+    ),
+    (
+        "redaction",
+        "table: redaction rules, actions and allowed keys (see README) [default: built-in rules, mask]",
+    ),
+    (
+        "retention",
+        "table: retention policies by age and count (see README) [default: ops 30d, audit 365d]",
     ),
 ];
 
@@ -114,6 +154,69 @@ pub struct Config {
     pub token: Option<SensitiveString>,
     /// The collector's own log level.
     pub log: String,
+    /// Scope fields every record must carry.
+    #[serde(default)]
+    pub required_scope: Vec<String>,
+    /// Categories whose records are audit records.
+    pub audit_categories: Vec<String>,
+    /// Targets whose records are audit records.
+    #[serde(default)]
+    pub audit_targets: Vec<String>,
+    /// Key directory.
+    #[serde(default)]
+    pub key_dir: Option<PathBuf>,
+    /// Checkpoint file.
+    #[serde(default)]
+    pub checkpoint_file: Option<PathBuf>,
+    /// A checkpoint after this many audit records.
+    pub checkpoint_records: u64,
+    /// A checkpoint at least this often, in seconds.
+    pub checkpoint_interval_secs: u64,
+    /// Redaction rules.
+    #[serde(default)]
+    pub redaction: toml::Table,
+    /// Retention policies.
+    #[serde(default)]
+    pub retention: Retention,
+    /// The configuration file read, if any.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The store options this configuration asks for.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            durability: self.durability,
+            key_dir: self.key_dir.clone(),
+            checkpoint_file: self.checkpoint_file.clone(),
+            checkpoint_records: self.checkpoint_records,
+            checkpoint_interval: std::time::Duration::from_secs(self.checkpoint_interval_secs),
+            audit: AuditRules {
+                categories: self.audit_categories.clone(),
+                targets: self.audit_targets.clone(),
+            },
+        }
+    }
+
+    /// The scope keys of `required_scope`.
+    pub fn required_scope_keys(&self) -> anyhow::Result<Vec<ScopeKey>> {
+        self.required_scope
+            .iter()
+            .map(|k| {
+                ScopeKey::from_name(k).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "configuration: required_scope: `{k}` is not a scope field (one of {})",
+                        ScopeKey::ALL
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 fn octal_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -174,6 +277,12 @@ fn defaults() -> toml::Table {
     t.insert("queue_records".into(), 50_000i64.into());
     t.insert("durability".into(), "full".into());
     t.insert("log".into(), "info".into());
+    t.insert(
+        "audit_categories".into(),
+        toml::Value::Array(vec!["audit".into(), "security".into()]),
+    );
+    t.insert("checkpoint_records".into(), 1000i64.into());
+    t.insert("checkpoint_interval_secs".into(), 60i64.into());
     t
 }
 
@@ -245,8 +354,9 @@ impl Config {
         for (key, v) in &sources.flags {
             merged.insert((*key).to_owned(), scalar(v));
         }
-        let config = Config::deserialize(toml::Value::Table(merged))
+        let mut config = Config::deserialize(toml::Value::Table(merged))
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config.file = file;
         config.check()?;
         Ok(config)
     }
@@ -260,6 +370,10 @@ impl Config {
         }
         if self.queue_records == 0 {
             bail!("configuration: queue_records must be at least 1");
+        }
+        self.required_scope_keys()?;
+        if self.checkpoint_interval_secs == 0 {
+            bail!("configuration: checkpoint_interval_secs must be at least 1");
         }
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log.as_str()) {
             bail!(

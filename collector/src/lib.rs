@@ -4,9 +4,11 @@
 //! The library without its default `server` feature is the pipeline and the stores,
 //! which `logbook-layer`'s `embedded` feature runs in-process.
 
+pub mod audit;
 pub mod embedded;
 pub mod pipeline;
 pub mod query;
+pub mod retention;
 pub mod store;
 
 #[cfg(feature = "server")]

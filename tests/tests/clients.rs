@@ -34,7 +34,9 @@ fn many_concurrent_clients_all_delivered() {
     }
     let out = collector.cli(&["stats", "--json"]);
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(stats["records"], 16 * 502);
+    // And the collector's own audit record of its configuration load.
+    assert_eq!(stats["records"], 16 * 502 + 1);
+    assert_eq!(stats["audit_records"], 1);
     assert_eq!(stats["runs"], 16);
 }
 

@@ -184,7 +184,9 @@ fn filters_narrow_the_query() {
             .query(&[&["--limit", "1000"], args].concat())
             .len()
     };
-    assert_eq!(count(&[]), 24);
+    // 24 from the apps, and the collector's audit record of its configuration.
+    assert_eq!(count(&[]), 25);
+    assert_eq!(count(&["--category", "audit"]), 1);
     assert_eq!(count(&["--run", "run-b"]), 12);
     assert_eq!(count(&["--project", "p2"]), 12);
     assert_eq!(count(&["--level", "error"]), 2);
@@ -214,7 +216,7 @@ fn filters_narrow_the_query() {
         0,
         "a target prefix matches whole module segments"
     );
-    assert_eq!(count(&["--since", "1h"]), 24);
+    assert_eq!(count(&["--since", "1h"]), 25);
     assert_eq!(count(&["--until", "1h"]), 0);
     let trace = collector.query(&["--run", "run-a", "--name", "job", "--kind", "span_start"])[0]
         .trace_id

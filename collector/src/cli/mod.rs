@@ -2,6 +2,7 @@
 //! a `run` method.
 
 mod args;
+mod audit;
 mod output;
 mod records;
 mod runs;
@@ -51,8 +52,12 @@ pub enum Command {
     Tail(records::TailArgs),
     /// Write every matching record, oldest first, as CSV, JSON Lines or text.
     Export(records::ExportArgs),
-    /// Counts by level and kind, database size, ingest rate and client drops.
+    /// Counts by level and kind, database size, ingest rate, client drops, audit,
+    /// quarantine and redaction counts.
     Stats(stats::StatsArgs),
+    /// Check the audit chain: every hash, every signed checkpoint; name the first bad
+    /// sequence number (exit 1).
+    Verify(audit::VerifyArgs),
 }
 
 impl Cli {
@@ -87,6 +92,7 @@ impl Cli {
             Command::Tail(a) => a.run(&self.read_store()?),
             Command::Export(a) => a.run(&self.read_store()?),
             Command::Stats(a) => a.run(&self.read_store()?),
+            Command::Verify(a) => a.run(&self.config()?),
         }
     }
 }

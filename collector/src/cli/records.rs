@@ -28,10 +28,17 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    /// Show quarantined records (refused by validation, e.g. a missing required scope
+    /// field), newest first, with the reason, instead of stored ones.
+    #[arg(long)]
+    quarantine: bool,
 }
 
 impl QueryArgs {
     pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
+        if self.quarantine {
+            return self.quarantine(store);
+        }
         let page = Page {
             limit: self.limit as usize,
             before: self.before,
@@ -54,6 +61,57 @@ impl QueryArgs {
                 );
             }
         }
+        Ok(())
+    }
+}
+
+impl QueryArgs {
+    fn quarantine(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let rows = store.quarantined(self.limit as usize)?;
+        let mut out = BufWriter::new(io::stdout().lock());
+        match self.format {
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut out, &rows)?;
+                writeln!(out)?;
+            }
+            Format::Jsonl => {
+                for r in &rows {
+                    serde_json::to_writer(&mut out, r)?;
+                    writeln!(out)?;
+                }
+            }
+            Format::Table | Format::Csv => {
+                if self.format == Format::Csv {
+                    writeln!(out, "received,reason,service,name,record")?;
+                }
+                for r in &rows {
+                    let text = |k: &str| r.record.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                    if self.format == Format::Csv {
+                        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+                        writeln!(
+                            out,
+                            "{},{},{},{},{}",
+                            r.received,
+                            quote(&r.reason),
+                            quote(text("service")),
+                            quote(text("name")),
+                            quote(&r.record.to_string())
+                        )?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{}  {}  {} {}: {}",
+                            r.received,
+                            text("service"),
+                            text("name"),
+                            text("message"),
+                            r.reason
+                        )?;
+                    }
+                }
+            }
+        }
+        out.flush()?;
         Ok(())
     }
 }

@@ -92,6 +92,17 @@ impl StatsArgs {
                 c.updated
             )?;
         }
+        writeln!(out, "audit records {} in the chain", s.audit_records)?;
+        writeln!(
+            out,
+            "quarantined   {} (logbook query --quarantine)",
+            s.quarantined
+        )?;
+        let redacted: u64 = s.redactions.iter().map(|(_, n)| n).sum();
+        writeln!(out, "redactions    {redacted}")?;
+        for (rule, n) in &s.redactions {
+            writeln!(out, "  {rule:<20} {n}")?;
+        }
         Ok(())
     }
 }

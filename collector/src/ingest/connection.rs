@@ -7,7 +7,7 @@ use logbook_proto::wire::{
     decode_frame, encode_frame, frame_len, ErrorCode, ErrorFrame, Frame, Hello, RecordReject,
     Reject, Welcome, HEADER_LEN, PROTOCOL_VERSION,
 };
-use logbook_proto::Resource;
+use logbook_proto::{Resource, Timestamp, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 use super::writer::{Outgoing, WriteRequest};
 use crate::config::SensitiveString;
 use crate::pipeline::Pipeline;
-use crate::store::{ClientDrops, ClientInfo};
+use crate::store::{ClientDrops, ClientInfo, Quarantined};
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -190,6 +190,19 @@ async fn handshake(
             .as_deref()
             .is_some_and(|t| constant_time_eq(t.as_bytes(), token.expose().as_bytes()))
         {
+            let audit = crate::audit::admin_record(
+                "auth_failure",
+                format!(
+                    "A client ({} on {}, pid {}) presented a missing or wrong token.",
+                    hello.service, hello.host, hello.pid
+                ),
+                vec![
+                    ("client.service", Value::Str(hello.service.clone())),
+                    ("client.host", Value::Str(hello.host.clone())),
+                    ("client.pid", Value::I64(i64::from(hello.pid))),
+                ],
+            );
+            let _ = shared.writer.send(WriteRequest::Audit(audit)).await;
             return Err(ErrorFrame {
                 code: ErrorCode::Unauthorized,
                 message: "missing or wrong token".into(),
@@ -235,13 +248,22 @@ async fn read_loop(
         match decode_frame(&buf, &client.resource) {
             Ok(Frame::Batch(batch)) => {
                 let (ok, rejected) = shared.pipeline.process(batch.records);
+                let mut quarantined = Vec::with_capacity(rejected.len());
                 if !rejected.is_empty() {
+                    let received = Timestamp::now();
                     let records = rejected
                         .into_iter()
-                        .map(|r| RecordReject {
-                            index: r.index,
-                            id: r.id,
-                            reason: r.reason,
+                        .map(|r| {
+                            quarantined.push(Quarantined {
+                                received,
+                                reason: r.reason.clone(),
+                                record: r.record,
+                            });
+                            RecordReject {
+                                index: r.index,
+                                id: r.id,
+                                reason: r.reason,
+                            }
                         })
                         .collect();
                     let _ = out.send(Outgoing::Frame(Frame::Reject(Reject {
@@ -260,6 +282,8 @@ async fn read_loop(
                     .send(WriteRequest::Batch {
                         seq: batch.seq,
                         records: ok,
+                        quarantined,
+                        redactions: Vec::new(),
                         reply: out.clone(),
                         permit,
                     })

@@ -16,10 +16,52 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::pipeline::Pipeline;
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, Store};
 
 /// Batches waiting for the writer before connections stop reading (backpressure).
 const WRITE_QUEUE: usize = 256;
+
+/// The audit record of a configuration load: which file, its SHA-256, and the settings
+/// that decide what is kept and how.
+fn config_load_record(config: &Config) -> logbook_proto::Record {
+    use logbook_proto::Value;
+    use sha2::{Digest, Sha256};
+    let file_hash = config
+        .file
+        .as_ref()
+        .and_then(|f| std::fs::read(f).ok())
+        .map(|b| crate::audit::to_hex(&Sha256::digest(&b)));
+    let mut fields = vec![
+        ("db", Value::Str(config.db.display().to_string())),
+        ("socket", Value::Str(config.socket.display().to_string())),
+        (
+            "durability",
+            Value::Str(format!("{:?}", config.durability).to_lowercase()),
+        ),
+        (
+            "required_scope",
+            Value::Str(config.required_scope.join(",")),
+        ),
+        ("token_set", Value::Bool(config.token.is_some())),
+    ];
+    if let Some(f) = &config.file {
+        fields.push(("config.file", Value::Str(f.display().to_string())));
+    }
+    if let Some(h) = file_hash {
+        fields.push(("config.sha256", Value::Str(h)));
+    }
+    crate::audit::admin_record(
+        "config_load",
+        format!(
+            "Collector started with configuration {}.",
+            config
+                .file
+                .as_ref()
+                .map_or_else(|| "defaults".to_owned(), |f| f.display().to_string())
+        ),
+        fields,
+    )
+}
 
 /// Runs the collector until SIGINT or SIGTERM; then stops accepting, commits and
 /// acknowledges everything already received, and returns.
@@ -34,8 +76,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&config.db, config.durability)
+    let mut store = SqliteStore::open_with(&config.db, &config.store_options())
         .with_context(|| format!("opening database {}", config.db.display()))?;
+    store
+        .write(&[config_load_record(&config)], &[])
+        .context("writing the config-load audit record")?;
     let (listener, inode) = socket::bind(&config.socket, config.socket_mode)?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -52,8 +97,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         limits,
         tokio::runtime::Handle::current(),
     )?;
+    let ticker = {
+        let write_tx = write_tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                if write_tx.send(writer::WriteRequest::Tick).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
     let shared = Arc::new(connection::Shared {
-        pipeline: Pipeline::default(),
+        pipeline: Pipeline::default().require_scope(config.required_scope_keys()?),
         writer: write_tx,
         queue: Arc::new(Semaphore::new(config.queue_records)),
         queue_records: config.queue_records,
@@ -95,6 +153,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     socket::remove_if_ours(&config.socket, inode);
     let _ = stop.send(true);
     while connections.join_next().await.is_some() {}
+    ticker.abort();
+    let _ = ticker.await;
     drop(shared);
     let stored = tokio::task::spawn_blocking(move || writer.join())
         .await

@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tracing::{debug, error, info};
 
-use crate::store::{ClientDrops, Store};
+use crate::store::{Batch, ClientDrops, Quarantined, Store};
 
 /// What a connection sends its peer: frames, or a last error frame before closing.
 #[derive(Debug)]
@@ -24,12 +24,20 @@ pub(crate) enum WriteRequest {
     Batch {
         seq: u64,
         records: Vec<Record>,
+        /// Refused records of the batch, kept in quarantine.
+        quarantined: Vec<Quarantined>,
+        /// Values the redaction rules replaced in the batch.
+        redactions: Vec<(String, u64)>,
         reply: mpsc::UnboundedSender<Outgoing>,
         /// The batch's share of the record queue, returned once it is committed.
         permit: OwnedSemaphorePermit,
     },
     /// A client's drop totals.
     Drops(ClientDrops),
+    /// An audit record of the collector's own (e.g. a client failing authentication).
+    Audit(Record),
+    /// Time passed: upkeep that is due (checkpoints).
+    Tick,
     /// A connection's last word: sent after the acks of every batch read before it, so
     /// the client knows which of its batches the error is about.
     Fatal {
@@ -96,7 +104,8 @@ pub(crate) fn spawn(
 fn records_in(r: &WriteRequest) -> usize {
     match r {
         WriteRequest::Batch { records, .. } => records.len(),
-        WriteRequest::Drops(_) | WriteRequest::Fatal { .. } => 0,
+        WriteRequest::Audit(_) => 1,
+        WriteRequest::Drops(_) | WriteRequest::Fatal { .. } | WriteRequest::Tick => 0,
     }
 }
 
@@ -118,17 +127,29 @@ enum Reply {
 fn commit(store: &mut dyn Store, group: Vec<WriteRequest>) -> u64 {
     let mut records = Vec::new();
     let mut drops = Vec::new();
+    let mut quarantine = Vec::new();
+    let mut redactions: Vec<(String, u64)> = Vec::new();
     let mut replies = Vec::new();
     let mut permits = Vec::new();
+    let mut tick = false;
     for req in group {
         match req {
             WriteRequest::Batch {
                 seq,
                 records: rs,
+                quarantined,
+                redactions: counts,
                 reply,
                 permit,
             } => {
                 permits.push(permit);
+                quarantine.extend(quarantined);
+                for (rule, n) in counts {
+                    match redactions.iter_mut().find(|(r, _)| *r == rule) {
+                        Some((_, total)) => *total += n,
+                        None => redactions.push((rule, n)),
+                    }
+                }
                 replies.push(Reply::Ack {
                     seq,
                     len: rs.len(),
@@ -137,12 +158,27 @@ fn commit(store: &mut dyn Store, group: Vec<WriteRequest>) -> u64 {
                 records.extend(rs);
             }
             WriteRequest::Drops(d) => drops.push(d),
+            WriteRequest::Audit(r) => records.push(r),
+            WriteRequest::Tick => tick = true,
             WriteRequest::Fatal { error, reply } => replies.push(Reply::Fatal { error, reply }),
         }
     }
     // A closed connection just loses its replies; the client resends unacknowledged
     // batches and the resends are recognised as duplicates.
-    let result = store.write(&records, &drops);
+    if tick {
+        if let Err(e) = store.tick() {
+            error!(error = %e, "Could not write an audit checkpoint.");
+        }
+    }
+    if records.is_empty() && drops.is_empty() && quarantine.is_empty() && replies.is_empty() {
+        return 0;
+    }
+    let result = store.write_batch(&Batch {
+        records: &records,
+        drops: &drops,
+        quarantined: &quarantine,
+        redactions: &redactions,
+    });
     let total = records.len();
     drop(records);
     drop(permits);

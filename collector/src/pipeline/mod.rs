@@ -4,7 +4,7 @@
 mod category;
 mod validate;
 
-use logbook_proto::{Record, RecordId};
+use logbook_proto::{Record, RecordId, ScopeKey};
 
 pub use category::{
     derive_category, CATEGORY_AGENT, CATEGORY_ERROR, CATEGORY_LLM_CALL, CATEGORY_LOG, CATEGORY_RUN,
@@ -21,18 +21,30 @@ pub struct Rejected {
     pub id: RecordId,
     /// One line: why.
     pub reason: String,
+    /// The record, kept in quarantine.
+    pub record: Record,
 }
 
 /// The ingest pipeline.
 #[derive(Clone, Debug, Default)]
 pub struct Pipeline {
     limits: Limits,
+    required_scope: Vec<ScopeKey>,
 }
 
 impl Pipeline {
     /// A pipeline with these limits.
     pub fn new(limits: Limits) -> Self {
-        Self { limits }
+        Self {
+            limits,
+            required_scope: Vec::new(),
+        }
+    }
+
+    /// Refuses records that lack any of these scope fields (`required_scope`).
+    pub fn require_scope(mut self, keys: Vec<ScopeKey>) -> Self {
+        self.required_scope = keys;
+        self
     }
 
     /// Validates each record and derives its category. Returns the records to store, in
@@ -41,7 +53,17 @@ impl Pipeline {
         let mut ok = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
         for (i, mut r) in records.into_iter().enumerate() {
-            match validate(&r, &self.limits) {
+            let checked = validate(&r, &self.limits).and_then(|()| {
+                match self
+                    .required_scope
+                    .iter()
+                    .find(|k| r.scope.get(**k).is_none())
+                {
+                    Some(k) => Err(format!("missing required scope field `{}`", k.as_str())),
+                    None => Ok(()),
+                }
+            });
+            match checked {
                 Ok(()) => {
                     if r.category.is_none() {
                         r.category = Some(derive_category(&r).into());
@@ -52,6 +74,7 @@ impl Pipeline {
                     index: u32::try_from(i).unwrap_or(u32::MAX),
                     id: r.id,
                     reason,
+                    record: r,
                 }),
             }
         }

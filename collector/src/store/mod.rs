@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::query::{Page, RecordFilter, RunFilter};
 
-pub use sqlite::{Durability, SqliteStore};
+pub use sqlite::{Durability, SqliteStore, StoreOptions};
 
 /// A storage failure.
 #[derive(Debug, Error)]
@@ -66,6 +66,30 @@ pub struct ClientDrops {
     pub client: ClientInfo,
     /// Totals since the client started, indexed by [`Level::index`].
     pub dropped: [u64; 5],
+}
+
+/// A record validation refused, kept in quarantine with the reason.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quarantined {
+    /// When the collector received it.
+    pub received: Timestamp,
+    /// Why it was refused (as sent back to the client).
+    pub reason: String,
+    /// The record, redacted.
+    pub record: Record,
+}
+
+/// What one write stores, in one transaction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Batch<'a> {
+    /// Records to store (a record whose id is stored already is skipped).
+    pub records: &'a [Record],
+    /// Clients' drop totals.
+    pub drops: &'a [ClientDrops],
+    /// Refused records to keep in quarantine.
+    pub quarantined: &'a [Quarantined],
+    /// Values replaced, by redaction rule, to add to the counts.
+    pub redactions: &'a [(String, u64)],
 }
 
 /// A run as kept current at ingest.
@@ -155,6 +179,25 @@ pub struct StoreStats {
     pub latency_p50_ms: Option<f64>,
     /// 99th percentile emit-to-commit latency over the last ten minutes, in milliseconds.
     pub latency_p99_ms: Option<f64>,
+    /// Records refused and kept in quarantine.
+    pub quarantined: u64,
+    /// Rows of the audit chain.
+    pub audit_records: u64,
+    /// Values replaced, by redaction rule.
+    pub redactions: Vec<(String, u64)>,
+}
+
+/// A quarantined record.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct QuarantineRow {
+    /// Its row number.
+    pub id: u64,
+    /// When it was received.
+    pub received: Timestamp,
+    /// Why it was refused.
+    pub reason: String,
+    /// The record (contract JSON, redacted).
+    pub record: serde_json::Value,
 }
 
 impl StoreStats {
@@ -170,8 +213,27 @@ pub trait Store: Send {
     /// Stores records (a record whose id is already stored is skipped) and client drop
     /// totals, in one transaction, keeping the runs view current. Returns, per record,
     /// whether it was newly stored.
-    fn write(&mut self, records: &[Record], drops: &[ClientDrops])
-        -> Result<Vec<bool>, StoreError>;
+    fn write(
+        &mut self,
+        records: &[Record],
+        drops: &[ClientDrops],
+    ) -> Result<Vec<bool>, StoreError> {
+        self.write_batch(&Batch {
+            records,
+            drops,
+            ..Batch::default()
+        })
+    }
+
+    /// Stores a batch in one transaction: records (chaining the audit ones), drop
+    /// totals, quarantined records and redaction counts. Returns, per record, whether
+    /// it was newly stored.
+    fn write_batch(&mut self, batch: &Batch<'_>) -> Result<Vec<bool>, StoreError>;
+
+    /// Periodic upkeep by the writer (about once a second): checkpoints that are due.
+    fn tick(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// One page of records matching `filter`, newest first.
     fn query(&self, filter: &RecordFilter, page: &Page) -> Result<Vec<Record>, StoreError>;
@@ -212,6 +274,9 @@ pub trait Store: Send {
 
     /// Store-wide numbers.
     fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Quarantined records, newest first.
+    fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError>;
 
     /// Emit-to-commit latency of records committed at or after `since`.
     fn latency(&self, since: Timestamp) -> Result<latency::Histogram, StoreError>;

@@ -8,13 +8,19 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use logbook_proto::{Record, RecordId, Timestamp};
 use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
 use super::latency::{Histogram, PendingLatency};
-use super::{ClientDrops, RunSummary, Store, StoreError, StoreStats};
+use super::{Batch, RunSummary, Store, StoreError, StoreStats};
+use crate::audit::{
+    default_checkpoint_file, default_key_dir, AuditRules, Checkpoint, CheckpointKind,
+    CheckpointPolicy, Keys,
+};
 use crate::query::{Page, RecordFilter, RunFilter};
 
 pub(crate) use schema::SCHEMA_VERSION;
@@ -47,14 +53,56 @@ impl FromStr for Durability {
     }
 }
 
+/// How a store is opened for writing.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// fsync policy.
+    pub durability: Durability,
+    /// Where the chain, signing and pseudonym keys live (made on first open)
+    /// [default: a `keys` directory beside the database].
+    pub key_dir: Option<PathBuf>,
+    /// Where signed checkpoints are appended [default: the database path with the
+    /// extension `.checkpoints`].
+    pub checkpoint_file: Option<PathBuf>,
+    /// A checkpoint after this many audit records.
+    pub checkpoint_records: u64,
+    /// A checkpoint at least this often, also when idle.
+    pub checkpoint_interval: Duration,
+    /// Which records are audit records.
+    pub audit: AuditRules,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Full,
+            key_dir: None,
+            checkpoint_file: None,
+            checkpoint_records: 1000,
+            checkpoint_interval: Duration::from_secs(60),
+            audit: AuditRules::default(),
+        }
+    }
+}
+
+/// A writer's audit state.
+struct Trust {
+    keys: Arc<Keys>,
+    rules: AuditRules,
+    policy: CheckpointPolicy,
+    /// Audit records appended since the last checkpoint.
+    since: u64,
+    last: Instant,
+}
+
 /// A logbook database in one SQLite file.
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
-    /// The next sequence number to assign (writers only).
-    next_seq: i64,
     /// Latencies measured after commits, written with the next commit (or on drop).
     latency: PendingLatency,
+    /// Keys and checkpoint state (writers only).
+    trust: Option<Trust>,
 }
 
 impl SqliteStore {
@@ -63,6 +111,19 @@ impl SqliteStore {
     /// (SQLite gives its journal files the same permissions): records hold prompts,
     /// user ids and other things other local users should not read.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        Self::open_with(
+            path,
+            &StoreOptions {
+                durability,
+                ..StoreOptions::default()
+            },
+        )
+    }
+
+    /// [`SqliteStore::open`] with every option: also loads (or makes) the keys and
+    /// sets the checkpoint policy.
+    pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        let durability = options.durability;
         let io = |context: String| move |source| StoreError::Io { context, source };
         if let Some(dir) = path
             .parent()
@@ -88,6 +149,12 @@ impl SqliteStore {
         }
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version == 0 {
+            // Only takes effect before the first table: purges then give pages back
+            // to the file system (`PRAGMA incremental_vacuum`).
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(
             None,
@@ -100,13 +167,58 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         schema::migrate(&mut conn)?;
-        let next_seq = write::load_next_seq(&conn)?;
+        let key_dir = options
+            .key_dir
+            .clone()
+            .unwrap_or_else(|| default_key_dir(path));
+        let keys = Arc::new(Keys::load_or_create(&key_dir)?);
         Ok(Self {
             conn,
             path: path.to_owned(),
-            next_seq,
             latency: PendingLatency::new(),
+            trust: Some(Trust {
+                keys,
+                rules: options.audit.clone(),
+                policy: CheckpointPolicy {
+                    file: options
+                        .checkpoint_file
+                        .clone()
+                        .unwrap_or_else(|| default_checkpoint_file(path)),
+                    every_records: options.checkpoint_records.max(1),
+                    every: options.checkpoint_interval,
+                },
+                since: 0,
+                last: Instant::now(),
+            }),
         })
+    }
+
+    /// The keys, for a store opened for writing.
+    pub fn keys(&self) -> Option<&Arc<Keys>> {
+        self.trust.as_ref().map(|t| &t.keys)
+    }
+
+    /// The checkpoint file, for a store opened for writing.
+    pub fn checkpoint_file(&self) -> Option<&Path> {
+        self.trust.as_ref().map(|t| t.policy.file.as_path())
+    }
+
+    /// Signs the chain's head now and appends the checkpoint to the file and the
+    /// database.
+    pub fn checkpoint(&mut self) -> Result<Checkpoint, StoreError> {
+        let Some(trust) = self.trust.as_mut() else {
+            return Err(read_only());
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (n, chain) = crate::audit::chain_head(&tx)?;
+        let c = Checkpoint::sign(&trust.keys, CheckpointKind::Checkpoint, n, chain, 0);
+        c.save(&tx, &trust.policy.file)?;
+        tx.commit()?;
+        trust.since = 0;
+        trust.last = Instant::now();
+        Ok(c)
     }
 
     /// Opens an existing database for reading only; never creates or migrates one.
@@ -138,8 +250,8 @@ impl SqliteStore {
         Ok(Self {
             conn,
             path: path.to_owned(),
-            next_seq: 0,
             latency: PendingLatency::new(),
+            trust: None,
         })
     }
 
@@ -154,19 +266,43 @@ impl SqliteStore {
     }
 }
 
+fn read_only() -> StoreError {
+    StoreError::Io {
+        context: "the database was opened read-only".into(),
+        source: io::Error::from(io::ErrorKind::PermissionDenied),
+    }
+}
+
 impl Store for SqliteStore {
-    fn write(
-        &mut self,
-        records: &[Record],
-        drops: &[ClientDrops],
-    ) -> Result<Vec<bool>, StoreError> {
-        write::write(
+    fn write_batch(&mut self, batch: &Batch<'_>) -> Result<Vec<bool>, StoreError> {
+        let Some(trust) = self.trust.as_mut() else {
+            return Err(read_only());
+        };
+        let written = write::write(
             &mut self.conn,
-            &mut self.next_seq,
-            records,
-            drops,
+            batch,
             &mut self.latency,
-        )
+            &write::Chaining {
+                rules: &trust.rules,
+                key: trust.keys.chain_key(),
+            },
+        )?;
+        trust.since += written.chained;
+        if trust.since >= trust.policy.every_records {
+            self.checkpoint()?;
+        }
+        Ok(written.stored)
+    }
+
+    fn tick(&mut self) -> Result<(), StoreError> {
+        if self
+            .trust
+            .as_ref()
+            .is_some_and(|t| t.last.elapsed() >= t.policy.every)
+        {
+            self.checkpoint()?;
+        }
+        Ok(())
     }
 
     fn query(&self, filter: &RecordFilter, page: &Page) -> Result<Vec<Record>, StoreError> {
@@ -218,6 +354,10 @@ impl Store for SqliteStore {
         read::stats(&self.conn, &self.path)
     }
 
+    fn quarantined(&self, limit: usize) -> Result<Vec<super::QuarantineRow>, StoreError> {
+        read::quarantined(&self.conn, limit)
+    }
+
     fn latency(&self, since: Timestamp) -> Result<Histogram, StoreError> {
         read::latency(&self.conn, since)
     }
@@ -225,9 +365,15 @@ impl Store for SqliteStore {
 
 impl Drop for SqliteStore {
     /// Writes the latencies of the last commit, which no later commit will carry.
+    /// And signs the chain's head if audit records came since the last checkpoint.
     fn drop(&mut self) {
         if !self.latency.is_empty() {
             let _ = write::persist_latency(&self.conn, &self.latency);
+        }
+        if self.trust.as_ref().is_some_and(|t| t.since > 0) {
+            if let Err(e) = self.checkpoint() {
+                tracing::error!(error = %e, "Could not write the closing checkpoint.");
+            }
         }
     }
 }

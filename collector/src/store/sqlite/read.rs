@@ -14,7 +14,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use crate::query::{Page, RecordFilter, RunFilter};
 use crate::store::latency::Histogram;
-use crate::store::{level_index, ClientDropRow, RunSummary, StoreError, StoreStats};
+use crate::store::{level_index, ClientDropRow, QuarantineRow, RunSummary, StoreError, StoreStats};
 
 const COLUMNS: &str =
     "seq, id, ts, kind, level, name, target, message, trace_id, span_id, parent_span_id,
@@ -535,7 +535,40 @@ pub(super) fn stats(conn: &Connection, path: &Path) -> Result<StoreStats, StoreE
     s.latency_count = h.count();
     s.latency_p50_ms = h.percentile_ms(50.0);
     s.latency_p99_ms = h.percentile_ms(99.0);
+    // Tables of schema version 4; a file not yet opened by a writer of it has none.
+    if conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? >= 4 {
+        s.quarantined = conn.query_row("SELECT count(*) FROM quarantine", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64;
+        s.audit_records = conn.query_row("SELECT count(*) FROM audit_chain", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64;
+        let mut stmt = conn.prepare_cached("SELECT rule, n FROM redaction_counts ORDER BY rule")?;
+        s.redactions = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+            .collect::<Result<_, _>>()?;
+    }
     Ok(s)
+}
+
+/// Quarantined records, newest first.
+pub(super) fn quarantined(
+    conn: &Connection,
+    limit: usize,
+) -> Result<Vec<QuarantineRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, received, reason, record FROM quarantine ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        let record: String = r.get(3)?;
+        Ok(QuarantineRow {
+            id: r.get::<_, i64>(0)? as u64,
+            received: Timestamp(r.get(1)?),
+            reason: r.get(2)?,
+            record: serde_json::from_str(&record).unwrap_or(serde_json::Value::String(record)),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Emit-to-commit latency of records committed in the minutes from `since` on.

@@ -177,6 +177,87 @@ SELECT seq, message, text FROM (
       FROM records
 ) WHERE message IS NOT NULL OR text IS NOT NULL;
 "#,
+    // 4: trust. Storage classes (0 ops, 1 audit), the audit chain and its signed
+    // checkpoints, append-only triggers, quarantined records, redaction counts.
+    r#"
+ALTER TABLE records ADD COLUMN class INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS records_audit ON records (seq) WHERE class = 1;
+
+-- One row per audit record, in chain order (see collector/src/audit/chain.rs):
+-- n is dense from 1 (or from the newest anchor), content_hash the SHA-256 of the
+-- record's row, chain_hash the keyed HMAC linking it to row n - 1.
+CREATE TABLE IF NOT EXISTS audit_chain (
+    n            INTEGER PRIMARY KEY,
+    record_seq   INTEGER NOT NULL UNIQUE,
+    content_hash BLOB NOT NULL,
+    chain_hash   BLOB NOT NULL,
+    tombstone    INTEGER NOT NULL DEFAULT 0
+);
+
+-- Signed checkpoints and anchors, as also appended to the checkpoint file.
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    id         INTEGER PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    n          INTEGER NOT NULL,
+    chain_hash BLOB NOT NULL,
+    ts         INTEGER NOT NULL,
+    pruned     INTEGER NOT NULL,
+    signature  BLOB NOT NULL
+);
+
+-- Audit rows change only inside the retention and DSAR paths, which hold the
+-- 'audit_unlock' row of meta for the length of their transaction.
+CREATE TRIGGER IF NOT EXISTS records_audit_no_update BEFORE UPDATE ON records
+WHEN OLD.class = 1 AND NOT EXISTS (SELECT 1 FROM meta WHERE key = 'audit_unlock')
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS records_audit_no_delete BEFORE DELETE ON records
+WHEN OLD.class = 1 AND NOT EXISTS (SELECT 1 FROM meta WHERE key = 'audit_unlock')
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_chain_no_update BEFORE UPDATE ON audit_chain
+WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'audit_unlock')
+BEGIN SELECT RAISE(ABORT, 'the audit chain is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_chain_no_delete BEFORE DELETE ON audit_chain
+WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'audit_unlock')
+BEGIN SELECT RAISE(ABORT, 'the audit chain is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+
+-- Records refused by validation (e.g. a missing required scope field), kept with the
+-- reason instead of being dropped. record is the contract JSON, redacted.
+CREATE TABLE IF NOT EXISTS quarantine (
+    id        INTEGER PRIMARY KEY,
+    received  INTEGER NOT NULL,
+    reason    TEXT NOT NULL,
+    record_id BLOB,
+    service   TEXT,
+    record    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine (received);
+
+-- How many values each redaction rule replaced (never the values).
+CREATE TABLE IF NOT EXISTS redaction_counts (
+    rule TEXT PRIMARY KEY,
+    n    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+DROP VIEW IF EXISTS records_view;
+CREATE VIEW records_view AS
+SELECT seq,
+       lower(hex(id)) AS id,
+       strftime('%Y-%m-%dT%H:%M:%f', ts / 1000000000.0, 'unixepoch') || 'Z' AS time,
+       CASE kind WHEN 1 THEN 'event' WHEN 2 THEN 'span_start' WHEN 3 THEN 'span_end' END AS kind,
+       CASE level WHEN 1 THEN 'TRACE' WHEN 2 THEN 'DEBUG' WHEN 3 THEN 'INFO' WHEN 4 THEN 'WARN' WHEN 5 THEN 'ERROR' END AS level,
+       name, target, message,
+       lower(hex(trace_id)) AS trace_id, lower(hex(span_id)) AS span_id, lower(hex(parent_span_id)) AS parent_span_id,
+       run_id, step_id, tenant, env, project, app, surface, user_id, session_id, request_id,
+       service, host, pid, file, line, category,
+       CASE status WHEN 1 THEN 'ok' WHEN 2 THEN 'error' END AS status,
+       duration_ns, busy_ns, idle_ns, fields,
+       CASE class WHEN 1 THEN 'audit' ELSE 'ops' END AS class
+FROM records;
+"#,
 ];
 
 /// The schema version this build writes.

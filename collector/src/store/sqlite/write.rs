@@ -6,15 +6,16 @@ use std::collections::HashMap;
 use logbook_proto::{Kind, Record, ScopeKey, Status, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::audit::{append_chain, AuditRules, CLASS_AUDIT, CLASS_OPS};
 use crate::store::latency::{Histogram, PendingLatency};
-use crate::store::{ClientDrops, StoreError};
+use crate::store::{Batch, StoreError};
 
 const INSERT_RECORD: &str = "INSERT OR IGNORE INTO records (
     seq, id, ts, kind, level, name, target, message, trace_id, span_id, parent_span_id,
     run_id, step_id, tenant, env, project, app, surface, user_id, session_id, request_id,
-    service, host, pid, file, line, category, status, duration_ns, busy_ns, idle_ns, fields
+    service, host, pid, file, line, category, status, duration_ns, busy_ns, idle_ns, fields, class
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)";
 
 const INSERT_TEXT: &str = "INSERT INTO records_fts (rowid, message, fields) VALUES (?1, ?2, ?3)";
 
@@ -52,17 +53,39 @@ pub(super) fn load_next_seq(conn: &Connection) -> Result<i64, StoreError> {
     Ok(max_seq.map_or(1, |m| m + 1).max(saved.unwrap_or(1)))
 }
 
+/// What the audit chain needs of a write.
+pub(super) struct Chaining<'a> {
+    pub(super) rules: &'a AuditRules,
+    pub(super) key: &'a [u8; 32],
+}
+
+/// What one write did.
+pub(super) struct Written {
+    /// Per record: newly stored.
+    pub(super) stored: Vec<bool>,
+    /// Audit records appended to the chain.
+    pub(super) chained: u64,
+}
+
 pub(super) fn write(
     conn: &mut Connection,
-    next_seq: &mut i64,
-    records: &[Record],
-    drops: &[ClientDrops],
+    batch: &Batch<'_>,
     latency: &mut PendingLatency,
-) -> Result<Vec<bool>, StoreError> {
+    chaining: &Chaining<'_>,
+) -> Result<Written, StoreError> {
+    let Batch {
+        records,
+        drops,
+        quarantined,
+        redactions,
+    } = *batch;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Latencies measured after earlier commits ride along with this one.
     persist_latency(&tx, latency)?;
-    let mut seq = *next_seq;
+    // Read inside the transaction: admin commands (purge, DSAR, restore) write from
+    // other processes, and the write lock orders them with this one.
+    let mut seq = load_next_seq(&tx)?;
+    let mut audit_seqs = Vec::new();
     let mut stored = Vec::with_capacity(records.len());
     let mut runs: HashMap<&str, RunDelta<'_>> = HashMap::new();
     let mut counts = [[0i64; 5]; 3];
@@ -77,6 +100,11 @@ pub(super) fn write(
             let _ = serde_json::to_writer(&mut fields_json, &r.fields);
             let fields_text = std::str::from_utf8(&fields_json).unwrap_or("{}");
             let s = &r.scope;
+            let class = if chaining.rules.is_audit(r) {
+                CLASS_AUDIT
+            } else {
+                CLASS_OPS
+            };
             let n = insert.execute(params![
                 seq,
                 &r.id.0[..],
@@ -110,12 +138,16 @@ pub(super) fn write(
                 r.busy_ns.map(saturate),
                 r.idle_ns.map(saturate),
                 fields_text,
+                class,
             ])?;
             if n == 0 {
                 stored.push(false);
                 continue;
             }
             stored.push(true);
+            if class == CLASS_AUDIT {
+                audit_seqs.push(seq);
+            }
             field_text.clear();
             searchable_text(r, &mut field_text);
             if r.message.is_some() || !field_text.is_empty() {
@@ -204,9 +236,34 @@ pub(super) fn write(
             ])?;
         }
     }
+    append_chain(&tx, chaining.key, &audit_seqs)?;
+    let chained = audit_seqs.len() as u64;
+    if !quarantined.is_empty() {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO quarantine (received, reason, record_id, service, record)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for q in quarantined {
+            insert.execute(params![
+                q.received.as_nanos(),
+                q.reason,
+                &q.record.id.0[..],
+                q.record.resource.service,
+                serde_json::to_string(&q.record).unwrap_or_default(),
+            ])?;
+        }
+    }
+    if !redactions.is_empty() {
+        let mut count = tx.prepare_cached(
+            "INSERT INTO redaction_counts (rule, n) VALUES (?1, ?2)
+             ON CONFLICT (rule) DO UPDATE SET n = n + excluded.n",
+        )?;
+        for (rule, n) in redactions {
+            count.execute(params![rule, saturate(*n)])?;
+        }
+    }
     tx.commit()?;
     latency.clear();
-    *next_seq = seq;
     // Emit-to-commit latency, measured now that the commit is durable.
     let now = Timestamp::now().as_nanos();
     let minute = now / 60_000_000_000;
@@ -219,7 +276,7 @@ pub(super) fn write(
     if h.count() == 0 {
         latency.remove(&minute);
     }
-    Ok(stored)
+    Ok(Written { stored, chained })
 }
 
 /// Adds pending latency histograms to their minutes' rows.

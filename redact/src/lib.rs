@@ -1,0 +1,1 @@
+//! Redaction engine (in progress).
