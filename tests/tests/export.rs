@@ -56,7 +56,8 @@ fn export_streams_100k_records_in_every_format() {
         header.starts_with("schema_version,id,seq,ts,kind,level,name,target,message,trace_id"),
         "{header}"
     );
-    assert_eq!(lines.count(), 100_000);
+    // And the audit record the jsonl export left (exports are audited).
+    assert_eq!(lines.count(), 100_001);
     assert!(
         text.contains(r#""{""i"":0,""label"":""item, \""0\""""}""#),
         "fields JSON quoted per RFC 4180"
@@ -65,7 +66,17 @@ fn export_streams_100k_records_in_every_format() {
     let txt = dir.path().join("out.txt");
     export(&big, "text", &txt);
     let text = std::fs::read_to_string(&txt).unwrap();
-    assert_eq!(text.lines().count(), 100_000);
+    assert_eq!(
+        text.lines().count(),
+        100_002,
+        "and two exports' audit records"
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("logbook::admin: Exported 100000 records."))
+            .count(),
+        1
+    );
     let first = text.lines().next().unwrap();
     assert!(first.contains(" WARN filler::work: record number 0 i=0 label=\"item, \\\"0\\\"\" {run_id=fill-0 tenant=t0 trace="), "{first}");
 }

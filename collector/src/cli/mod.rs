@@ -1,6 +1,7 @@
 //! The `logbook` command line: one module per command, each a clap `Args` struct with
 //! a `run` method.
 
+mod admin;
 mod args;
 mod audit;
 mod output;
@@ -58,6 +59,13 @@ pub enum Command {
     /// Check the audit chain: every hash, every signed checkpoint; name the first bad
     /// sequence number (exit 1).
     Verify(audit::VerifyArgs),
+    /// Delete records by the retention policies, or older than an age; optionally
+    /// archive them first. Audited.
+    Purge(admin::PurgeArgs),
+    /// Restore archived records.
+    Archive(admin::ArchiveArgs),
+    /// Data subject requests: export or delete a user's or tenant's records. Audited.
+    Dsar(admin::DsarArgs),
 }
 
 impl Cli {
@@ -90,9 +98,12 @@ impl Cli {
             Command::Run(a) => a.run(&self.read_store()?),
             Command::Query(a) => a.run(&self.read_store()?),
             Command::Tail(a) => a.run(&self.read_store()?),
-            Command::Export(a) => a.run(&self.read_store()?),
+            Command::Export(a) => a.run(&self.read_store()?, &self.config()?),
             Command::Stats(a) => a.run(&self.read_store()?),
             Command::Verify(a) => a.run(&self.config()?),
+            Command::Purge(a) => a.run(&self.config()?),
+            Command::Archive(a) => a.run(&self.config()?),
+            Command::Dsar(a) => a.run(&self.config()?),
         }
     }
 }

@@ -12,6 +12,10 @@ use clap::Args;
 use super::args::{ExportFormat, FilterArgs, Format};
 use super::output;
 use crate::query::{Cursor, Page};
+use logbook_proto::Value;
+
+use crate::audit::admin_record;
+use crate::config::Config;
 use crate::store::Store;
 
 /// Arguments of `logbook query`.
@@ -216,7 +220,7 @@ pub struct ExportArgs {
 }
 
 impl ExportArgs {
-    pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
+    pub(crate) fn run(&self, store: &dyn Store, config: &Config) -> anyhow::Result<()> {
         let sink: Box<dyn Write> = match &self.output {
             Some(path) => Box::new(
                 File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -224,10 +228,38 @@ impl ExportArgs {
             None => Box::new(io::stdout().lock()),
         };
         let mut out = output::for_export(self.format, BufWriter::with_capacity(256 * 1024, sink));
-        let n = store.scan(&self.filter.to_filter(), &mut |r| out.write(&r))?;
+        let filter = self.filter.to_filter();
+        let n = store.scan(&filter, &mut |r| out.write(&r))?;
         out.finish()?;
         if let Some(path) = &self.output {
             eprintln!("exported {n} records to {}", path.display());
+        }
+        // An export takes data out of the collector: audited, with what and how much.
+        let audit = admin_record(
+            "export",
+            format!("Exported {n} records."),
+            vec![
+                ("records", Value::U64(n)),
+                (
+                    "format",
+                    Value::Str(format!("{:?}", self.format).to_lowercase()),
+                ),
+                ("filter", Value::Str(format!("{filter:?}"))),
+                (
+                    "destination",
+                    Value::Str(
+                        self.output
+                            .as_ref()
+                            .map_or_else(|| "stdout".to_owned(), |p| p.display().to_string()),
+                    ),
+                ),
+            ],
+        );
+        match super::admin::write_store(config).and_then(|mut s| Ok(s.write(&[audit], &[])?)) {
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("logbook: warning: could not write the export's audit record: {e:#}")
+            }
         }
         Ok(())
     }

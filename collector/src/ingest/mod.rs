@@ -63,6 +63,51 @@ fn config_load_record(config: &Config) -> logbook_proto::Record {
     )
 }
 
+/// The scheduled retention job: a thread with its own connection that applies the
+/// policies at start and then every `retention.interval`, in short transactions beside
+/// the writer. Dropping the returned sender stops it.
+fn spawn_retention(
+    config: &Config,
+) -> anyhow::Result<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>> {
+    let specs = config.retention.specs();
+    let Some(interval) = config.retention.interval.0 else {
+        return Ok(None);
+    };
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let mut store = SqliteStore::open_with(&config.db, &config.store_options())
+        .context("opening the database for the retention job")?;
+    let archive_dir = config.retention.archive_dir.clone();
+    let (wake, sleep) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("logbook-retention".into())
+        .spawn(move || loop {
+            let opts = crate::store::PurgeOptions {
+                dry_run: false,
+                archive_dir: archive_dir.clone(),
+                origin: "schedule".into(),
+            };
+            match store.purge(&specs, logbook_proto::Timestamp::now(), &opts) {
+                Ok(r) if r.ops + r.audit > 0 => {
+                    info!(
+                        ops = r.ops,
+                        audit = r.audit,
+                        runs = r.runs,
+                        "Retention purge."
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "Retention purge failed; will retry."),
+            }
+            match sleep.recv_timeout(interval) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => break,
+            }
+        })?;
+    Ok(Some((wake, thread)))
+}
+
 /// Runs the collector until SIGINT or SIGTERM; then stops accepting, commits and
 /// acknowledges everything already received, and returns.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -118,6 +163,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_frame_bytes: config.max_frame_bytes,
         token: config.token.clone(),
     });
+    let retention = spawn_retention(&config)?;
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     loop {
@@ -155,6 +201,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     while connections.join_next().await.is_some() {}
     ticker.abort();
     let _ = ticker.await;
+    if let Some((wake, thread)) = retention {
+        drop(wake);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     drop(shared);
     let stored = tokio::task::spawn_blocking(move || writer.join())
         .await

@@ -12,7 +12,10 @@ use thiserror::Error;
 
 use crate::query::{Page, RecordFilter, RunFilter};
 
-pub use sqlite::{Durability, SqliteStore, StoreOptions};
+pub use sqlite::{
+    ArchiveFile, ArchiveReport, DsarReport, Durability, PurgeOptions, PurgeReport, SqliteStore,
+    StoreOptions, Subject,
+};
 
 /// A storage failure.
 #[derive(Debug, Error)]

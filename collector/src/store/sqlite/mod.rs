@@ -1,8 +1,11 @@
 //! The SQLite backend: one file, WAL, one writer, any number of readers.
 
+mod admin;
 mod read;
 mod schema;
 mod write;
+
+pub use admin::{ArchiveFile, ArchiveReport, DsarReport, PurgeOptions, PurgeReport, Subject};
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -266,7 +269,7 @@ impl SqliteStore {
     }
 }
 
-fn read_only() -> StoreError {
+pub(super) fn read_only() -> StoreError {
     StoreError::Io {
         context: "the database was opened read-only".into(),
         source: io::Error::from(io::ErrorKind::PermissionDenied),

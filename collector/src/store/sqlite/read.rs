@@ -16,7 +16,7 @@ use crate::query::{Page, RecordFilter, RunFilter};
 use crate::store::latency::Histogram;
 use crate::store::{level_index, ClientDropRow, QuarantineRow, RunSummary, StoreError, StoreStats};
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "seq, id, ts, kind, level, name, target, message, trace_id, span_id, parent_span_id,
     run_id, step_id, tenant, env, project, app, surface, user_id, session_id, request_id,
     service, host, pid, file, line, category, status, duration_ns, busy_ns, idle_ns, fields";
@@ -335,7 +335,7 @@ fn id_bytes<const N: usize>(
     .transpose()
 }
 
-fn record_from_row(row: &Row<'_>) -> Result<Record, StoreError> {
+pub(super) fn record_from_row(row: &Row<'_>) -> Result<Record, StoreError> {
     let seq: i64 = row.get(0)?;
     let corrupt = |message: String| StoreError::Corrupt { seq, message };
     let kind_code: i64 = row.get(3)?;

@@ -1,0 +1,313 @@
+//! Purges, archives, restores and DSAR requests on a real SQLite file: what they
+//! delete, what they keep consistent, and that the audit chain verifies after each.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use logbook_collector::audit::{verify, Keys, VerifyOptions, VerifyReport};
+use logbook_collector::query::{RecordFilter, RunFilter};
+use logbook_collector::retention::{PurgeSpec, Selector, StorageClass};
+use logbook_collector::store::{PurgeOptions, SqliteStore, Store, StoreOptions, Subject};
+use logbook_proto::{
+    InstanceId, Kind, Level, Record, RecordId, Resource, Scope, ScopeKey, Str, Timestamp, TraceId,
+    Value,
+};
+
+const DAY: i64 = 86_400_000_000_000;
+
+struct Db {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+impl Db {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("l.db");
+        Self { dir, db }
+    }
+
+    fn options(&self) -> StoreOptions {
+        StoreOptions {
+            checkpoint_records: 5,
+            checkpoint_interval: Duration::from_secs(3600),
+            ..StoreOptions::default()
+        }
+    }
+
+    fn open(&self) -> SqliteStore {
+        SqliteStore::open_with(&self.db, &self.options()).unwrap()
+    }
+
+    fn verify(&self) -> VerifyReport {
+        let keys = Keys::load(&self.dir.path().join("keys")).unwrap();
+        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        verify(
+            &conn,
+            &VerifyOptions {
+                chain_key: *keys.chain_key(),
+                public: keys.public(),
+                checkpoint_file: self.db.with_extension("checkpoints"),
+            },
+        )
+        .unwrap()
+    }
+}
+
+fn record(i: u64, ts: i64, tenant: &str, user: &str, audit: bool) -> Record {
+    let mut r = Record::new(
+        RecordId::new(InstanceId::from_random(5), i),
+        Timestamp(ts),
+        Kind::Event,
+        Level::Info,
+        if audit { "payment.approved" } else { "request" },
+    );
+    r.trace_id = TraceId::from_random(2, i);
+    r.resource = Arc::new(Resource {
+        service: "shop".into(),
+        host: "h".into(),
+        pid: 1,
+    });
+    r.scope = Arc::new(
+        Scope::new()
+            .with(ScopeKey::Tenant, tenant)
+            .with(ScopeKey::UserId, user)
+            .with(ScopeKey::RunId, format!("run-{}", i % 7)),
+    );
+    r.message = Some(format!("{user} did thing {i}"));
+    r.fields.set("i", Value::U64(i));
+    if audit {
+        r.category = Some(Str::Borrowed("audit"));
+    }
+    r
+}
+
+/// 200 records a day for 10 days ending now; every 10th an audit record; two tenants,
+/// four users.
+fn fill(store: &mut SqliteStore, now: i64) {
+    let mut batch = Vec::new();
+    for i in 0..2000u64 {
+        let ts = now - 10 * DAY + i as i64 * (DAY / 200);
+        let tenant = if i % 2 == 0 { "acme" } else { "globex" };
+        let user = format!("u{}", i % 4);
+        batch.push(record(i, ts, tenant, &user, i % 10 == 0));
+    }
+    for chunk in batch.chunks(100) {
+        store.write(chunk, &[]).unwrap();
+    }
+}
+
+fn count(store: &SqliteStore, f: RecordFilter) -> u64 {
+    store.count(&f).unwrap()
+}
+
+#[test]
+fn purge_by_age_archives_anchors_and_restores() {
+    let db = Db::new();
+    let now = Timestamp::now().as_nanos();
+    let mut store = db.open();
+    fill(&mut store, now);
+    assert!(db.verify().ok());
+    let size_before = std::fs::metadata(&db.db).unwrap().len();
+
+    // Ops older than 5 days, and audit older than 7 days, archived first.
+    let specs = [
+        PurgeSpec {
+            class: StorageClass::Ops,
+            max_age: Some(Duration::from_secs(5 * 86_400)),
+            ..PurgeSpec::default()
+        },
+        PurgeSpec {
+            class: StorageClass::Audit,
+            max_age: Some(Duration::from_secs(7 * 86_400)),
+            ..PurgeSpec::default()
+        },
+    ];
+    let archive = db.dir.path().join("archive");
+    let dry = store
+        .purge(
+            &specs,
+            Timestamp(now),
+            &PurgeOptions {
+                dry_run: true,
+                ..PurgeOptions::default()
+            },
+        )
+        .unwrap();
+    let report = store
+        .purge(
+            &specs,
+            Timestamp(now),
+            &PurgeOptions {
+                archive_dir: Some(archive.clone()),
+                origin: "test".into(),
+                ..PurgeOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((dry.ops, dry.audit), (report.ops, report.audit));
+    // Days 0..5 hold 1000 records, 100 of them audit; days 0..3, 60 audit.
+    assert_eq!(report.ops, 900, "{report:?}");
+    assert_eq!(report.audit, 60, "{report:?}");
+    assert_eq!(report.anchor, Some(60));
+    let all = RecordFilter::default();
+    // 2000 - 960, plus the purge's own audit record.
+    assert_eq!(count(&store, all.clone()), 1041);
+    assert_eq!(store.stats().unwrap().records, 1041);
+    // Runs view consistent with what is left.
+    let runs = store
+        .runs(&RunFilter {
+            limit: 100,
+            ..RunFilter::default()
+        })
+        .unwrap();
+    let total: u64 = runs.iter().map(|r| r.records).sum();
+    assert_eq!(total, 1040);
+
+    // The chain resumes after the anchor.
+    let v = db.verify();
+    assert!(v.ok(), "{:?}", v.problem);
+    assert_eq!(v.anchor.map(|a| a.0), Some(60));
+    assert_eq!(v.first_n, 61);
+
+    // The archive: a manifest with counts and hashes, one file per day and tenant.
+    let a = report.archive.unwrap();
+    let archived: u64 = a.files.iter().map(|f| f.records).sum();
+    assert_eq!(archived, 960);
+    assert!(a.files.iter().any(|f| f.path.ends_with("/acme.jsonl.gz")));
+    assert!(a.files.iter().any(|f| f.path.ends_with("/globex.jsonl.gz")));
+
+    // The file shrinks once freed pages are given back.
+    drop(store);
+    let size_after = std::fs::metadata(&db.db).unwrap().len();
+    assert!(size_after < size_before, "{size_after} < {size_before}");
+
+    // Restore brings every record back; twice is harmless.
+    let mut store = db.open();
+    let (read, stored) = store.restore_archive(&a.dir.join("manifest.json")).unwrap();
+    assert_eq!((read, stored), (960, 960));
+    let (_, again) = store
+        .restore_archive(&a.dir.join(&a.files[0].path))
+        .unwrap();
+    assert_eq!(again, 0);
+    // 1041 + 960 + 2 restore audit records.
+    assert_eq!(count(&store, all), 2003);
+    let v = db.verify();
+    assert!(v.ok(), "{:?}", v.problem);
+
+    // An altered archive file is refused.
+    let f = a.dir.join(&a.files[0].path);
+    let mut bytes = std::fs::read(&f).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&f, bytes).unwrap();
+    let e = store.restore_archive(&f).unwrap_err().to_string();
+    assert!(e.contains("SHA-256"), "{e}");
+}
+
+#[test]
+fn purge_by_count_and_tenant_rule() {
+    let db = Db::new();
+    let now = Timestamp::now().as_nanos();
+    let mut store = db.open();
+    fill(&mut store, now);
+    let acme_ops = RecordFilter {
+        tenant: Some("acme".into()),
+        ..RecordFilter::default()
+    };
+    let before_acme = count(&store, acme_ops.clone());
+    // Keep the newest 100 globex ops records; acme is excluded by an earlier rule.
+    let specs = [
+        PurgeSpec {
+            class: StorageClass::Ops,
+            selector: Selector {
+                tenant: Some("globex".into()),
+                ..Selector::default()
+            },
+            max_count: Some(100),
+            ..PurgeSpec::default()
+        },
+        PurgeSpec {
+            class: StorageClass::Ops,
+            except: vec![Selector {
+                tenant: Some("acme".into()),
+                ..Selector::default()
+            }],
+            max_age: Some(Duration::from_secs(86_400)),
+            ..PurgeSpec::default()
+        },
+    ];
+    let r = store
+        .purge(&specs, Timestamp(now), &PurgeOptions::default())
+        .unwrap();
+    // globex has the odd records: 1000, all ops (audit ones are i % 10 == 0).
+    assert_eq!(r.ops, 900, "{r:?}");
+    assert_eq!(count(&store, acme_ops), before_acme);
+    let globex = RecordFilter {
+        tenant: Some("globex".into()),
+        ..RecordFilter::default()
+    };
+    assert_eq!(count(&store, globex), 100);
+    assert!(db.verify().ok());
+}
+
+#[test]
+fn dsar_export_and_delete_keep_the_chain_verifiable() {
+    let db = Db::new();
+    let now = Timestamp::now().as_nanos();
+    let mut store = db.open();
+    fill(&mut store, now);
+    let u1 = RecordFilter {
+        user_id: Some("u1".into()),
+        ..RecordFilter::default()
+    };
+    assert_eq!(count(&store, u1.clone()), 500);
+
+    let mut out = Vec::new();
+    let n = store
+        .dsar_export(&Subject::User("u1".into()), &mut out)
+        .unwrap();
+    assert_eq!(n, 500);
+    assert_eq!(String::from_utf8(out).unwrap().lines().count(), 500);
+
+    // u1 has i % 4 == 1, so never i % 10 == 0: give them audit records too.
+    let extra: Vec<Record> = (5000..5010)
+        .map(|i| record(i, now - DAY, "acme", "u1", true))
+        .collect();
+    store.write(&extra, &[]).unwrap();
+
+    let r = store.dsar_delete(&Subject::User("u1".into())).unwrap();
+    assert_eq!((r.deleted, r.tombstoned), (500, 10));
+    assert_eq!(count(&store, u1), 0);
+    let text = RecordFilter {
+        text: Some("u1".into()),
+        ..RecordFilter::default()
+    };
+    assert_eq!(count(&store, text), 0, "gone from the text index too");
+    let v = db.verify();
+    assert!(v.ok(), "{:?}", v.problem);
+    assert_eq!(v.tombstoned, 10);
+    // The DSAR audit records name how many, never whom.
+    let conn = rusqlite::Connection::open(&db.db).unwrap();
+    let fields: String = conn
+        .query_row(
+            "SELECT fields FROM records WHERE name = 'logbook.dsar.delete'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!fields.contains("u1"), "{fields}");
+    assert!(fields.contains("\"tombstoned.audit\":10"), "{fields}");
+
+    // A tombstone no DSAR record accounts for is tampering.
+    conn.execute_batch(
+        "DROP TRIGGER audit_chain_no_update;
+         UPDATE audit_chain SET tombstone = 1 WHERE n = 3;",
+    )
+    .unwrap();
+    let p = db.verify().problem.unwrap();
+    assert_eq!(p.n, Some(3), "{p}");
+}
