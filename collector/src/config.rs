@@ -199,6 +199,18 @@ impl Config {
         }
     }
 
+    /// The `[redaction]` table as the redaction engine's configuration.
+    pub fn redaction_config(&self) -> anyhow::Result<logbook_redact::Config> {
+        logbook_redact::Config::deserialize(toml::Value::Table(self.redaction.clone()))
+            .map_err(|e| anyhow::anyhow!("configuration: redaction: {e}"))
+    }
+
+    /// The redactor of this configuration, keying pseudonyms with `pseudonym_key`.
+    pub fn redactor(&self, pseudonym_key: &[u8]) -> anyhow::Result<logbook_redact::Redactor> {
+        logbook_redact::Redactor::new(&self.redaction_config()?, Some(pseudonym_key))
+            .map_err(|e| anyhow::anyhow!("configuration: redaction: {e}"))
+    }
+
     /// The scope keys of `required_scope`.
     pub fn required_scope_keys(&self) -> anyhow::Result<Vec<ScopeKey>> {
         self.required_scope
@@ -372,6 +384,8 @@ impl Config {
             bail!("configuration: queue_records must be at least 1");
         }
         self.required_scope_keys()?;
+        // Rules compile (patterns, names) before anything starts.
+        self.redactor(&[0; 32])?;
         if self.checkpoint_interval_secs == 0 {
             bail!("configuration: checkpoint_interval_secs must be at least 1");
         }

@@ -6,7 +6,9 @@ use std::path::Path;
 use logbook_proto::Record;
 
 use crate::pipeline::{Pipeline, Rejected};
-use crate::store::{ClientDrops, ClientInfo, Durability, SqliteStore, Store, StoreError};
+use crate::store::{
+    Batch, ClientDrops, ClientInfo, Durability, Quarantined, SqliteStore, Store, StoreError,
+};
 
 /// What became of one ingested batch.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -36,8 +38,28 @@ impl Embedded {
 
     /// Validates, categorises and stores `records` in one transaction.
     pub fn ingest(&mut self, records: Vec<Record>) -> Result<IngestOutcome, StoreError> {
-        let (ok, rejected) = self.pipeline.process(records);
-        let stored = self.store.write(&ok, &[])?;
+        let mut counts = logbook_redact::Counts::new();
+        let (ok, rejected) = self.pipeline.process_counted(records, &mut counts);
+        let received = logbook_proto::Timestamp::now();
+        let quarantined: Vec<Quarantined> = rejected
+            .iter()
+            .map(|r| Quarantined {
+                received,
+                reason: r.reason.clone(),
+                record: r.record.clone(),
+            })
+            .collect();
+        let redactions: Vec<(String, u64)> = counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.to_owned(), n))
+            .collect();
+        let stored = self.store.write_batch(&Batch {
+            records: &ok,
+            quarantined: &quarantined,
+            redactions: &redactions,
+            ..Batch::default()
+        })?;
         let new = stored.iter().filter(|s| **s).count();
         Ok(IngestOutcome {
             stored: u32::try_from(new).unwrap_or(u32::MAX),

@@ -28,6 +28,9 @@ pub const ENV_BUFFER: &str = "LOGBOOK_BUFFER";
 pub const ENV_FLUSH_TIMEOUT: &str = "LOGBOOK_FLUSH_TIMEOUT";
 /// `LOGBOOK_TOKEN`: the collector's shared secret, if it requires one.
 pub const ENV_TOKEN: &str = "LOGBOOK_TOKEN";
+/// `builtin`: redact every record with the built-in rules before it leaves the process
+/// (see [`Builder::with_redaction`]).
+pub const ENV_REDACTION: &str = "LOGBOOK_REDACTION";
 /// Prefix of the default-scope variables: `LOGBOOK_TENANT`, `LOGBOOK_ENV`,
 /// `LOGBOOK_PROJECT`, `LOGBOOK_APP`, `LOGBOOK_SURFACE`, … (any scope field, uppercased).
 pub const ENV_SCOPE_PREFIX: &str = "LOGBOOK_";
@@ -128,6 +131,7 @@ pub struct Builder {
     reconnect_min: Duration,
     reconnect_max: Duration,
     token: Option<String>,
+    redactor: Option<Arc<logbook_redact::Redactor>>,
     env_error: Option<EnvError>,
 }
 
@@ -144,6 +148,7 @@ impl Default for Builder {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
             token: None,
+            redactor: None,
             env_error: None,
         }
     }
@@ -189,6 +194,19 @@ impl Builder {
         }
         if let Some(v) = var(ENV_TOKEN).filter(|v| !v.is_empty()) {
             self.token = Some(v);
+        }
+        match var(ENV_REDACTION).as_deref() {
+            None | Some("" | "off") => {}
+            Some("builtin" | "on") => {
+                self.redactor = Some(Arc::new(logbook_redact::Redactor::builtin()));
+            }
+            Some(v) => {
+                return Err(EnvError {
+                    var: ENV_REDACTION,
+                    value: v.to_owned(),
+                    expected: "builtin (redact with the built-in rules before sending) or off",
+                })
+            }
         }
         for key in ScopeKey::ALL {
             let name = format!("{ENV_SCOPE_PREFIX}{}", key.as_str().to_ascii_uppercase());
@@ -275,6 +293,15 @@ impl Builder {
         self
     }
 
+    /// Redacts every record on the worker thread, before it leaves the process, with
+    /// `redactor` (e.g. `logbook_redact::Redactor::builtin()`, the collector's default
+    /// rules). The emitting thread pays nothing for it; the collector redacts again
+    /// (already-redacted values are left as they are).
+    pub fn with_redaction(mut self, redactor: logbook_redact::Redactor) -> Self {
+        self.redactor = Some(Arc::new(redactor));
+        self
+    }
+
     /// The shared secret the collector requires (default: `LOGBOOK_TOKEN`).
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
@@ -294,6 +321,7 @@ impl Builder {
                 host: host_name(),
                 pid: std::process::id(),
             }),
+            redactor: self.redactor.clone(),
         };
         let sink: Box<dyn Sink> = match &self.endpoint {
             Endpoint::Unix(path) => Box::new(SocketSink::new(
@@ -359,6 +387,7 @@ impl Builder {
                 let identity = Identity {
                     instance: InstanceId::from_random(rng::next_u64()),
                     resource: Arc::new(Resource::default()),
+                    redactor: None,
                 };
                 let sink = Box::new(NullSink {
                     counters: Arc::clone(&counters),

@@ -68,12 +68,14 @@ use std::time::Duration;
 
 pub use config::{
     BuildError, Builder, Endpoint, EnvError, ENV_BUFFER, ENV_ENDPOINT, ENV_FLUSH_TIMEOUT,
-    ENV_SCOPE_PREFIX, ENV_SERVICE, ENV_SOCKET, ENV_TOKEN,
+    ENV_REDACTION, ENV_SCOPE_PREFIX, ENV_SERVICE, ENV_SOCKET, ENV_TOKEN,
 };
 pub use guard::{flush, FlushGuard, FlushReport, Handle, Stats};
 pub use json::{json, Json};
 pub use layer::LogbookLayer;
 pub use logbook_proto::{ScopeKey, SpanId, TraceId};
+/// The redaction engine, for [`Builder::with_redaction`].
+pub use logbook_redact as redact;
 pub use span_state::parse_traceparent;
 
 /// The layer, configured from `LOGBOOK_*` environment variables. If the environment is

@@ -208,3 +208,54 @@ fn batches_sealed_for_a_larger_limit_are_resplit_on_connect() {
     assert_eq!((report.delivered, report.dropped), (2000, 0), "{report:?}");
     assert_eq!(got.lock().unwrap().len(), 2000);
 }
+
+/// One planted secret of each kind the redaction engine knows, and where it goes.
+const SECRETS: &[&str] = &[
+    "hunter2-Secret!",
+    "4111 1111 1111 1111",
+    "123-45-6789",
+    "alice.smith@example.com",
+    "GB82 WEST 1234 5698 7654 32",
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "AKIAIOSFODNN7EXAMPLE",
+    "ghp_1234567890abcdefghijklmnopqrstuvwxyz",
+    "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
+    "sk-ant-api03-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAAAA",
+];
+
+#[test]
+fn with_redaction_secrets_never_leave_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peer.sock");
+    let got = peer(&path);
+    let layer = logbook_layer::builder()
+        .with_socket(&path)
+        .with_redaction(logbook_layer::redact::Redactor::builtin())
+        .try_build()
+        .unwrap();
+    let handle = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let _s = info_span!("login", api_key = "k-9f8e7d6c5b4a3").entered();
+        info!(
+            password = SECRETS[0],
+            card = SECRETS[1],
+            note = format!("ssn {} mail {}", SECRETS[2], SECRETS[3]).as_str(),
+            body = logbook_layer::json(serde_json::json!({
+                "payment": {"iban": SECRETS[4], "headers": {"Authorization": format!("Bearer {}", SECRETS[5])}}
+            })),
+            "gen_ai.input.messages" = serde_json::json!([{"role": "user", "content": format!("my key is {}", SECRETS[6])}]).to_string().as_str(),
+            "keys {} {} {}",
+            SECRETS[7],
+            SECRETS[8],
+            SECRETS[9]
+        );
+    });
+    assert!(handle.flush(Duration::from_secs(10)).complete);
+    let records = got.lock().unwrap().clone();
+    let text = serde_json::to_string(&records).unwrap();
+    for s in SECRETS.iter().chain(&["k-9f8e7d6c5b4a3"]) {
+        assert!(!text.contains(s), "{s} left the process: {text}");
+    }
+    assert!(text.contains("[REDACTED:password]"), "{text}");
+    assert!(text.contains("[REDACTED:api_key]"), "{text}");
+}

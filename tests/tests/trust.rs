@@ -170,3 +170,71 @@ fn admin_actions_are_audited_and_verify_passes_after_each() {
         "{err}"
     );
 }
+
+/// The values `logbook-e2e-app secrets` plants (see its source).
+const SECRETS: &[&str] = &[
+    "hunter2-Secret!",
+    "4111 1111 1111 1111",
+    "123-45-6789",
+    "alice.smith@example.com",
+    "GB82 WEST 1234 5698 7654 32",
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9",
+    "AKIAIOSFODNN7EXAMPLE",
+    "ghp_1234567890abcdefghijklmnopqrstuvwxyz",
+    "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
+    "sk-ant-api03-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAAAA",
+    "dXNlcjpodW50ZXIy",
+    "Tr0ub4dor-and-3",
+    "k-9f8e7d6c5b4a3",
+    "7fakekeymaterialXYZ",
+];
+
+fn assert_absent(what: &str, bytes: &[u8]) {
+    for s in SECRETS {
+        let found = bytes.windows(s.len()).any(|w| w == s.as_bytes());
+        assert!(!found, "{s:?} found in {what}");
+    }
+}
+
+#[test]
+fn secrets_sent_through_the_layer_never_reach_the_disk_or_the_output() {
+    for layer_redaction in ["off", "builtin"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut collector = Collector::start_with(dir.path(), &["--log", "debug"]);
+        let ep = collector.endpoint();
+        let r = run_app(
+            &["secrets"],
+            &[
+                ("LOGBOOK_ENDPOINT", &ep),
+                ("LOGBOOK_REDACTION", layer_redaction),
+            ],
+        );
+        assert_eq!(r.delivered, 4, "{r:?}");
+        let db = dir.path().join("logbook.db");
+        // While the collector runs, the newest pages are in the write-ahead log.
+        let wal = std::fs::read(dir.path().join("logbook.db-wal")).unwrap();
+        assert!(!wal.is_empty());
+        assert_absent("the WAL", &wal);
+        assert_absent("the database file", &std::fs::read(&db).unwrap());
+        let out = ok(&collector.cli(&["export", "--format", "jsonl"]));
+        assert_absent("an export", out.as_bytes());
+        assert!(out.contains("[REDACTED:password]"), "{out}");
+        assert!(out.contains("[REDACTED:private_key]"), "{out}");
+        let stats: serde_json::Value =
+            serde_json::from_str(&ok(&collector.cli(&["stats", "--json"]))).unwrap();
+        let rules: Vec<&str> = stats["redactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[0].as_str().unwrap())
+            .collect();
+        if layer_redaction == "off" {
+            for rule in ["password", "credit_card", "email", "iban", "openai_key"] {
+                assert!(rules.contains(&rule), "{rule} counted in {rules:?}");
+            }
+        }
+        collector.stop();
+        assert_absent("the database file", &std::fs::read(&db).unwrap());
+        assert_absent("the collector's output", collector.log_text().as_bytes());
+    }
+}

@@ -247,7 +247,13 @@ async fn read_loop(
         }
         match decode_frame(&buf, &client.resource) {
             Ok(Frame::Batch(batch)) => {
-                let (ok, rejected) = shared.pipeline.process(batch.records);
+                let mut counts = logbook_redact::Counts::new();
+                let (ok, rejected) = shared.pipeline.process_counted(batch.records, &mut counts);
+                let redactions = counts
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(r, n)| (r.to_owned(), n))
+                    .collect();
                 let mut quarantined = Vec::with_capacity(rejected.len());
                 if !rejected.is_empty() {
                     let received = Timestamp::now();
@@ -283,7 +289,7 @@ async fn read_loop(
                         seq: batch.seq,
                         records: ok,
                         quarantined,
-                        redactions: Vec::new(),
+                        redactions,
                         reply: out.clone(),
                         permit,
                     })

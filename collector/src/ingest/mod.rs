@@ -126,6 +126,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     store
         .write(&[config_load_record(&config)], &[])
         .context("writing the config-load audit record")?;
+    let redactor = config.redactor(
+        store
+            .keys()
+            .context("the store has no keys")?
+            .pseudonym_key(),
+    )?;
     let (listener, inode) = socket::bind(&config.socket, config.socket_mode)?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -156,7 +162,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         })
     };
     let shared = Arc::new(connection::Shared {
-        pipeline: Pipeline::default().require_scope(config.required_scope_keys()?),
+        pipeline: Pipeline::default()
+            .require_scope(config.required_scope_keys()?)
+            .with_redactor(Arc::new(redactor)),
         writer: write_tx,
         queue: Arc::new(Semaphore::new(config.queue_records)),
         queue_records: config.queue_records,

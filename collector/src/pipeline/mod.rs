@@ -4,7 +4,10 @@
 mod category;
 mod validate;
 
+use std::sync::Arc;
+
 use logbook_proto::{Record, RecordId, ScopeKey};
+use logbook_redact::{Counts, Redactor};
 
 pub use category::{
     derive_category, CATEGORY_AGENT, CATEGORY_ERROR, CATEGORY_LLM_CALL, CATEGORY_LOG, CATEGORY_RUN,
@@ -30,6 +33,7 @@ pub struct Rejected {
 pub struct Pipeline {
     limits: Limits,
     required_scope: Vec<ScopeKey>,
+    redactor: Arc<Redactor>,
 }
 
 impl Pipeline {
@@ -38,7 +42,14 @@ impl Pipeline {
         Self {
             limits,
             required_scope: Vec::new(),
+            redactor: Arc::default(),
         }
+    }
+
+    /// Redacts with `redactor` instead of the built-in rules.
+    pub fn with_redactor(mut self, redactor: Arc<Redactor>) -> Self {
+        self.redactor = redactor;
+        self
     }
 
     /// Refuses records that lack any of these scope fields (`required_scope`).
@@ -47,12 +58,22 @@ impl Pipeline {
         self
     }
 
-    /// Validates each record and derives its category. Returns the records to store, in
-    /// order, and the refused ones.
+    /// Redacts and validates each record and derives its category. Returns the records
+    /// to store, in order, and the refused ones (redacted too).
     pub fn process(&self, records: Vec<Record>) -> (Vec<Record>, Vec<Rejected>) {
+        self.process_counted(records, &mut Counts::new())
+    }
+
+    /// [`Pipeline::process`], adding the redactions made to `counts`.
+    pub fn process_counted(
+        &self,
+        records: Vec<Record>,
+        counts: &mut Counts,
+    ) -> (Vec<Record>, Vec<Rejected>) {
         let mut ok = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
         for (i, mut r) in records.into_iter().enumerate() {
+            self.redactor.redact_record(&mut r, counts);
             let checked = validate(&r, &self.limits).and_then(|()| {
                 match self
                     .required_scope

@@ -39,6 +39,8 @@ const MAX_RING_SHARE: usize = 4;
 pub(crate) struct Identity {
     pub(crate) instance: InstanceId,
     pub(crate) resource: Arc<Resource>,
+    /// Applied by the worker to every record before it leaves the process.
+    pub(crate) redactor: Option<Arc<logbook_redact::Redactor>>,
 }
 
 /// Requests to the worker that are not records.

@@ -7,8 +7,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use logbook_proto::wire::RECORD_LEVEL_OFFSET;
-use logbook_proto::{Level, RecordId};
+use logbook_proto::wire::{decode_record, encode_record, EncodedFields, RECORD_LEVEL_OFFSET};
+use logbook_proto::{Level, RecordId, Resource};
+use logbook_redact::{Counts, Redactor};
 use tracing_core::Dispatch;
 
 use super::ring::{RingConsumer, RingStats, LEN_PREFIX};
@@ -106,6 +107,10 @@ pub(crate) struct Worker {
     next_id: u64,
     flushes: Vec<PendingFlush>,
     exit_timeout: Duration,
+    /// Reused by redaction: the record's bytes in one piece, and its redacted form.
+    scratch: Vec<u8>,
+    redacted: Vec<u8>,
+    counts: Counts,
 }
 
 impl Worker {
@@ -127,6 +132,9 @@ impl Worker {
             next_id: 1,
             flushes: Vec::new(),
             exit_timeout,
+            scratch: Vec::new(),
+            redacted: Vec::new(),
+            counts: Counts::new(),
         }
     }
 
@@ -245,6 +253,21 @@ impl Worker {
             };
             let level =
                 Level::from_code(byte_at(parts, RECORD_LEVEL_OFFSET)).unwrap_or(Level::Info);
+            let parts = match &self.identity.redactor {
+                Some(redactor)
+                    if redact(
+                        redactor,
+                        parts,
+                        &self.identity.resource,
+                        &mut self.scratch,
+                        &mut self.counts,
+                        &mut self.redacted,
+                    ) =>
+                {
+                    [&self.redacted[..], &[][..]]
+                }
+                _ => parts,
+            };
             let id = RecordId::new(self.identity.instance, self.next_id);
             self.counters.taken(1);
             if self.sink.push(parts, id, level).is_err() {
@@ -303,6 +326,36 @@ impl Worker {
 }
 
 /// Copies `out.len()` bytes starting at `pos` of the concatenation `a ++ b`.
+/// Redacts one encoded record into `out`; false (and `out` untouched) when nothing in
+/// it needed redacting, or it does not decode (the collector will say why).
+fn redact(
+    redactor: &Redactor,
+    parts: [&[u8]; 2],
+    resource: &Arc<Resource>,
+    scratch: &mut Vec<u8>,
+    counts: &mut Counts,
+    out: &mut Vec<u8>,
+) -> bool {
+    scratch.clear();
+    scratch.extend_from_slice(parts[0]);
+    scratch.extend_from_slice(parts[1]);
+    let Ok(mut r) = decode_record(scratch, resource) else {
+        return false;
+    };
+    counts.clear();
+    redactor.redact_record(&mut r, counts);
+    if counts.total() == 0 {
+        return false;
+    }
+    let mut fields = EncodedFields::with_capacity(scratch.len());
+    for (k, v) in r.fields.iter() {
+        fields.push(k, v);
+    }
+    out.clear();
+    encode_record(out, &r.head(), &[&fields]);
+    true
+}
+
 fn copy_out(a: &[u8], b: &[u8], pos: usize, out: &mut [u8]) {
     for (i, o) in out.iter_mut().enumerate() {
         let p = pos + i;

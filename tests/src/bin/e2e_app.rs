@@ -119,6 +119,52 @@ fn pressure(handle: &logbook_layer::Handle, count: u64, pause: Duration) -> (u64
     (count, seen)
 }
 
+/// Every kind of secret the redaction rules know, in a message, fields, nested JSON and
+/// JSON inside a string field. The tests look for each value in the database file.
+pub const SECRETS: &[&str] = &[
+    "hunter2-Secret!",
+    "4111 1111 1111 1111",
+    "123-45-6789",
+    "alice.smith@example.com",
+    "GB82 WEST 1234 5698 7654 32",
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "AKIAIOSFODNN7EXAMPLE",
+    "ghp_1234567890abcdefghijklmnopqrstuvwxyz",
+    "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
+    "sk-ant-api03-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAAAA",
+    "dXNlcjpodW50ZXIy",
+    "Tr0ub4dor-and-3",
+    "k-9f8e7d6c5b4a3",
+];
+
+fn secrets() -> u64 {
+    let s = SECRETS;
+    let span = info_span!("login", run_id = "run-secrets", api_key = s[12]);
+    span.in_scope(|| {
+        info!(
+            password = s[0],
+            card = s[1],
+            note = format!("ssn {} mail {}", s[2], s[3]).as_str(),
+            body = logbook_layer::json(serde_json::json!({
+                "payment": {"iban": s[4], "headers": {"Authorization": format!("Bearer {}", s[5])}}
+            })),
+            "gen_ai.input.messages" = serde_json::json!([
+                {"role": "user", "content": format!("my key is {} and {}", s[6], s[7])}
+            ])
+            .to_string()
+            .as_str(),
+            "calling with {} {}, Authorization: Basic {}, db password={}",
+            s[8],
+            s[9],
+            s[10],
+            s[11]
+        );
+        let cert = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7fakekeymaterialXYZ\n-----END RSA PRIVATE KEY-----";
+        info!(tls.key = cert, "loaded a key");
+    });
+    4
+}
+
 #[tokio::main]
 async fn main() {
     let layer = logbook_layer::layer();
@@ -136,6 +182,7 @@ async fn main() {
         "roundtrip" => roundtrip(arg(2)).await,
         "stream" => stream(arg(2), num(3), Duration::from_micros(num(4))).await,
         "burst" => burst(num(2)),
+        "secrets" => secrets(),
         other => panic!("unknown scenario {other}"),
     };
     let report = guard.flush();
