@@ -198,6 +198,15 @@ pub(crate) struct Dataset {
     pub(crate) projects: usize,
     pub(crate) users: usize,
     pub(crate) seconds_to_generate: f64,
+    /// Time in the redaction rules alone (on copies of the batches).
+    #[serde(default)]
+    pub(crate) redact_seconds: f64,
+    /// Time in the collector's pipeline (redaction, validation, category).
+    #[serde(default)]
+    pub(crate) pipeline_seconds: f64,
+    /// Time in `SqliteStore::write`.
+    #[serde(default)]
+    pub(crate) store_seconds: f64,
 }
 
 /// The store of `n` records under `dir`, generated unless a previous run left it there.
@@ -225,6 +234,7 @@ struct Generator {
     rng: Rng,
     vocab: Vec<String>,
     pipeline: Pipeline,
+    redactor: logbook_redact::Redactor,
     store: SqliteStore,
     batch: Vec<Record>,
     instance: InstanceId,
@@ -235,7 +245,7 @@ struct Generator {
     d: Dataset,
 }
 
-fn generate(db: &Path, total: u64) -> anyhow::Result<Dataset> {
+pub(crate) fn generate(db: &Path, total: u64) -> anyhow::Result<Dataset> {
     let started = Instant::now();
     let t0 = Timestamp::now().as_nanos() - SPAN_NS;
     let scale = total.max(100_000);
@@ -243,6 +253,7 @@ fn generate(db: &Path, total: u64) -> anyhow::Result<Dataset> {
         rng: Rng::new(0x10_6b00c),
         vocab: vocabulary(),
         pipeline: Pipeline::default(),
+        redactor: logbook_redact::Redactor::builtin(),
         store: SqliteStore::open(db, Durability::Normal).context("creating the query store")?,
         batch: Vec::with_capacity(BATCH),
         instance: InstanceId::from_random(0xbe0c),
@@ -271,6 +282,9 @@ fn generate(db: &Path, total: u64) -> anyhow::Result<Dataset> {
             projects: (scale / 50_000).clamp(4, 200) as usize,
             users: (scale / 500).clamp(200, 20_000) as usize,
             seconds_to_generate: 0.0,
+            redact_seconds: 0.0,
+            pipeline_seconds: 0.0,
+            store_seconds: 0.0,
         },
     };
     // One in ten records belongs to a large run, up to 100 of them.
@@ -332,13 +346,26 @@ impl Generator {
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
+        // The rules alone, on a copy (the pipeline below redacts the batch itself).
+        let mut copy = self.batch.clone();
+        let mut counts = logbook_redact::Counts::new();
+        let t = Instant::now();
+        for r in &mut copy {
+            self.redactor.redact_record(r, &mut counts);
+        }
+        self.d.redact_seconds += t.elapsed().as_secs_f64();
+        drop(copy);
+        let t = Instant::now();
         let (ok, rejected) = self.pipeline.process(std::mem::take(&mut self.batch));
+        self.d.pipeline_seconds += t.elapsed().as_secs_f64();
         anyhow::ensure!(
             rejected.is_empty(),
             "generated records rejected: {:?}",
             rejected[0].reason
         );
+        let t = Instant::now();
         self.store.write(&ok, &[])?;
+        self.d.store_seconds += t.elapsed().as_secs_f64();
         Ok(())
     }
 

@@ -79,6 +79,16 @@ enum Cmd {
         #[arg(long)]
         choices: Option<usize>,
     },
+    /// What redaction costs the collector: the generated agent and service records of
+    /// `queries`, written through the pipeline and the store, each part timed.
+    Redaction {
+        /// Records [default: 500000; 50000 with --quick].
+        #[arg(long)]
+        records: Option<u64>,
+        /// A run of seconds.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The ingest ceiling alone.
     Ceiling {
         /// Records to insert.
@@ -171,6 +181,9 @@ fn main() -> anyhow::Result<()> {
             rate,
             seconds,
         } => sustained::emit_child(&socket, rate, seconds),
+        Cmd::Redaction { records, quick } => {
+            redaction(records.unwrap_or(if quick { 50_000 } else { 500_000 }))
+        }
         Cmd::Ceiling { records } => {
             let dir = hot_path::scratch_dir();
             let c = ingest::run(&dir, records, 1)?;
@@ -260,6 +273,31 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn redaction(records: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dataset::generate(&dir.path().join("redaction.db"), records)?;
+    let share = |part: f64| part / (part + d.store_seconds);
+    println!(
+        "Redaction on {} generated records (agent runs with LLM and tool calls, HTTP \
+         requests; the `queries` data), built-in rules:\n\n\
+         | part | seconds | µs per record | share of ingest time (part / (part + store write)) |\n\
+         |---|---|---|---|\n\
+         | `SqliteStore::write` | {:.2} | {:.2} | |\n\
+         | redaction rules alone | {:.2} | {:.2} | {:.3} |\n\
+         | whole pipeline (redact, validate, category) | {:.2} | {:.2} | {:.3} |\n",
+        d.records,
+        d.store_seconds,
+        d.store_seconds * 1e6 / d.records as f64,
+        d.redact_seconds,
+        d.redact_seconds * 1e6 / d.records as f64,
+        share(d.redact_seconds),
+        d.pipeline_seconds,
+        d.pipeline_seconds * 1e6 / d.records as f64,
+        share(d.pipeline_seconds),
+    );
+    Ok(())
 }
 
 fn sustained_markdown(c: &ingest::Ceiling, runs: &[sustained::SustainedRun]) -> String {
