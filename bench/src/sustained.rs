@@ -143,7 +143,9 @@ pub(crate) fn run(
     // A graceful stop writes the last commit's latencies.
     drop(collector);
     let store = SqliteStore::open_read_only(&db)?;
-    let stored = store.stats()?.records;
+    // The application's records: less the collector's own audit records (its start).
+    let stats = store.stats()?;
+    let stored = stats.records - stats.audit_records;
     // Not timings but correctness: every record is accounted for, and what the layer
     // counts as delivered is what the database holds.
     if app.max_buffered > app.buffer_capacity {
