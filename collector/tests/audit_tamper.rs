@@ -228,19 +228,27 @@ fn two_swapped_rows_are_detected() {
     assert_fails_at(&check(&f), 8, "record was modified");
 }
 
+/// SQL inserting a copy of record `seq` as record 100000 with a new id and message.
+fn forged_copy(seq: i64) -> String {
+    format!(
+        "INSERT INTO records SELECT 100000, x'00112233445566778899aabbccddeeff', ts, kind, level,
+                name, target, 'forged', trace_id, span_id, parent_span_id, run_id, step_id,
+                tenant, env, project, app, surface, user_id, session_id, request_id, service,
+                host, pid, file, line, category, status, duration_ns, busy_ns, idle_ns, fields,
+                class FROM records WHERE seq = {seq};"
+    )
+}
+
 #[test]
 fn a_forged_inserted_row_is_detected() {
     let f = fixture();
     let seq = record_seq(&f, 20);
+    let forged = forged_copy(seq);
     // A copy of a genuine row, inserted into the chain at 21 with made-up hashes.
     tamper(
         &f,
         &format!(
-            "INSERT INTO records SELECT 100000, x'00112233445566778899aabbccddeeff', ts, kind, level,
-                    name, target, 'forged', trace_id, span_id, parent_span_id, run_id, step_id,
-                    tenant, env, project, app, surface, user_id, session_id, request_id, service,
-                    host, pid, file, line, category, status, duration_ns, busy_ns, idle_ns, fields,
-                    class FROM records WHERE seq = {seq};
+            "{forged}
              UPDATE audit_chain SET n = n + 1000 WHERE n > 20;
              UPDATE audit_chain SET n = n - 999 WHERE n > 1000;
              INSERT INTO audit_chain (n, record_seq, content_hash, chain_hash)
@@ -252,16 +260,7 @@ fn a_forged_inserted_row_is_detected() {
     // A record marked audit but never chained.
     let f = fixture();
     let seq = record_seq(&f, 20);
-    tamper(
-        &f,
-        &format!(
-            "INSERT INTO records SELECT 100000, x'00112233445566778899aabbccddeeff', ts, kind, level,
-                    name, target, 'forged', trace_id, span_id, parent_span_id, run_id, step_id,
-                    tenant, env, project, app, surface, user_id, session_id, request_id, service,
-                    host, pid, file, line, category, status, duration_ns, busy_ns, idle_ns, fields,
-                    class FROM records WHERE seq = {seq};"
-        ),
-    );
+    tamper(&f, &forged_copy(seq));
     let r = check(&f);
     let p = r.problem.unwrap();
     assert_eq!(p.record_seq, Some(100000), "{p}");
