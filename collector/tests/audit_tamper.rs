@@ -56,15 +56,20 @@ fn options(f: &Fixture) -> StoreOptions {
     }
 }
 
-/// 35 audit records among 70 ops records; checkpoints at 10, 20, 30 and, on close, 35.
-fn fixture() -> Fixture {
+/// Paths in a new directory; no database yet.
+fn empty_fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let f = Fixture {
+    Fixture {
         db: dir.path().join("t.db"),
         keys: dir.path().join("keys"),
         checkpoints: dir.path().join("t.checkpoints"),
         _dir: dir,
-    };
+    }
+}
+
+/// 35 audit records among 70 ops records; checkpoints at 10, 20, 30 and, on close, 35.
+fn fixture() -> Fixture {
+    let f = empty_fixture();
     write_audit(&f, 1..=35);
     f
 }
@@ -332,13 +337,7 @@ fn a_tail_truncated_before_the_last_checkpoint_is_detected() {
 
 #[test]
 fn a_table_replaced_by_an_older_copy_is_detected() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Fixture {
-        db: dir.path().join("t.db"),
-        keys: dir.path().join("keys"),
-        checkpoints: dir.path().join("t.checkpoints"),
-        _dir: dir,
-    };
+    let f = empty_fixture();
     write_audit(&f, 1..=20);
     let old = copy_db(&f.db);
     write_audit(&f, 21..=35);

@@ -224,19 +224,10 @@ fn walk(
             ),
         )));
     }
-    report.checkpoints = (db_checkpoints.len() + file_checkpoints.len()
-        - file_checkpoints
-            .iter()
-            .filter(|c| db_checkpoints.iter().any(|d| d.sig == c.sig))
-            .count()) as u64;
-    // Every signed statement, once; the ones made after the snapshot began may cover
-    // rows it cannot see.
-    let mut signed: Vec<Checkpoint> = file_checkpoints;
-    for c in db_checkpoints {
-        if !in_file.contains(&c.sig) {
-            signed.push(c);
-        }
-    }
+    // The file now holds every signed statement the database does. Those made after
+    // the snapshot began may cover rows it cannot see.
+    report.checkpoints = file_checkpoints.len() as u64;
+    let mut signed = file_checkpoints;
     signed.retain(|c| c.ts < snapshot);
     let anchor = signed
         .iter()
