@@ -15,11 +15,13 @@ use logbook_proto::{
 };
 
 /// Bump when the generated data changes, so cached stores are rebuilt.
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 /// Records per write, as the collector's group commit makes them.
 const BATCH: usize = 20_000;
-/// The week the records span, ending at generation time.
+/// The week the records span, ending an hour before generation time so that no span's
+/// end lies in the future.
 const SPAN_NS: i64 = 7 * 24 * 3_600 * 1_000_000_000;
+const END_BEFORE_NOW_NS: i64 = 3_600 * 1_000_000_000;
 /// Spans in each of the large runs.
 pub(crate) const BIG_RUN_SPANS: usize = 1_000;
 
@@ -247,7 +249,7 @@ struct Generator {
 
 pub(crate) fn generate(db: &Path, total: u64) -> anyhow::Result<Dataset> {
     let started = Instant::now();
-    let t0 = Timestamp::now().as_nanos() - SPAN_NS;
+    let t0 = Timestamp::now().as_nanos() - SPAN_NS - END_BEFORE_NOW_NS;
     let scale = total.max(100_000);
     let mut g = Generator {
         rng: Rng::new(0x10_6b00c),

@@ -4,6 +4,7 @@
 mod dataset;
 mod hot_path;
 mod ingest;
+mod purge;
 mod queries;
 mod records;
 mod stats;
@@ -88,6 +89,19 @@ enum Cmd {
         /// A run of seconds.
         #[arg(long)]
         quick: bool,
+    },
+    /// Ingest latency at half the ceiling while `logbook purge` deletes 1M records
+    /// (100k with --quick) beside the collector, against the same load without a purge.
+    Purge {
+        /// A run of seconds.
+        #[arg(long)]
+        quick: bool,
+        /// Records to purge [default: 1000000; 100000 with --quick].
+        #[arg(long)]
+        records: Option<u64>,
+        /// Seconds the application logs in each run [default: 120; 15 with --quick].
+        #[arg(long)]
+        seconds: Option<f64>,
     },
     /// The ingest ceiling alone.
     Ceiling {
@@ -184,6 +198,34 @@ fn main() -> anyhow::Result<()> {
         Cmd::Redaction { records, quick } => {
             redaction(records.unwrap_or(if quick { 50_000 } else { 500_000 }))
         }
+        Cmd::Purge {
+            quick,
+            records,
+            seconds,
+        } => {
+            let records = records.unwrap_or(if quick { 100_000 } else { 1_000_000 });
+            let seconds = seconds.unwrap_or(if quick { 15.0 } else { 120.0 });
+            let dir = hot_path::scratch_dir();
+            let ceiling = ingest::run(
+                &dir.join("ceiling"),
+                if quick { 100_000 } else { 500_000 },
+                1,
+            )?;
+            let rate = (ceiling.plain_rps * 0.5).round();
+            let (base, d) = if quick {
+                let db = dir.join("purge-base.db");
+                (db.clone(), dataset::generate(&db, records)?)
+            } else {
+                dataset::ensure(&bench_cache()?, records)?
+            };
+            let runs = [false, true]
+                .into_iter()
+                .map(|with| purge::run(&dir, &base, &d, rate, seconds, with))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let _ = std::fs::remove_dir_all(&dir);
+            println!("{}", purge::markdown(&d, rate, ceiling.plain_rps, &runs));
+            Ok(())
+        }
         Cmd::Ceiling { records } => {
             let dir = hot_path::scratch_dir();
             let c = ingest::run(&dir, records, 1)?;
@@ -230,10 +272,7 @@ fn main() -> anyhow::Result<()> {
                 (true, false) => vec![1_000_000, 10_000_000],
             };
             let choices = choices.unwrap_or(if quick { 20 } else { 100 });
-            let cache = std::env::current_exe()?
-                .parent()
-                .and_then(|p| p.parent())
-                .map_or_else(hot_path::scratch_dir, |t| t.join("logbook-bench"));
+            let cache = bench_cache()?;
             let mut runs = Vec::new();
             for n in sizes {
                 runs.push(queries::run(&cache, n, choices)?);
@@ -273,6 +312,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Where generated stores are kept between runs: `target/logbook-bench`.
+fn bench_cache() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()?
+        .parent()
+        .and_then(|p| p.parent())
+        .map_or_else(hot_path::scratch_dir, |t| t.join("logbook-bench")))
 }
 
 fn redaction(records: u64) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 //! fixed offered loads, into a collector on this machine.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -121,60 +121,101 @@ pub(crate) fn run(
     let cdir = dir.join(format!("sustained-{}", label.replace([' ', '%', '/'], "_")));
     let _ = std::fs::remove_dir_all(&cdir);
     let collector = CollectorProcess::start(&cdir, &[])?;
-    let started = Timestamp::now();
-    let out = Command::new(std::env::current_exe()?)
-        .args(["emit-child", "--socket"])
-        .arg(&collector.socket)
-        .args([
-            "--rate",
-            &rate.to_string(),
-            "--seconds",
-            &seconds.to_string(),
-        ])
-        .output()
-        .context("running the emitter")?;
-    if !out.status.success() {
-        bail!("emitter failed: {}", String::from_utf8_lossy(&out.stderr));
+    let emitter = Emitter::start(&collector, rate, seconds)?;
+    emitter.finish(label, collector, 0)
+}
+
+/// The emitting child, running against a collector.
+pub(crate) struct Emitter {
+    child: Child,
+    started: Timestamp,
+    rate: f64,
+    seconds: f64,
+}
+
+impl Emitter {
+    /// Starts emitting `rate` records/s (0: flat out) for `seconds` into `collector`.
+    pub(crate) fn start(
+        collector: &CollectorProcess,
+        rate: f64,
+        seconds: f64,
+    ) -> anyhow::Result<Self> {
+        let started = Timestamp::now();
+        let child = Command::new(std::env::current_exe()?)
+            .args(["emit-child", "--socket"])
+            .arg(&collector.socket)
+            .args([
+                "--rate",
+                &rate.to_string(),
+                "--seconds",
+                &seconds.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running the emitter")?;
+        Ok(Self {
+            child,
+            started,
+            rate,
+            seconds,
+        })
     }
-    let app: EmitReport = serde_json::from_slice(out.stdout.trim_ascii())
-        .with_context(|| format!("emitter output: {}", String::from_utf8_lossy(&out.stdout)))?;
-    let collector_peak_rss_kib = peak_rss_kib(&collector.pid().to_string());
-    let db = collector.db.clone();
-    // A graceful stop writes the last commit's latencies.
-    drop(collector);
-    let store = SqliteStore::open_read_only(&db)?;
-    // The application's records: less the collector's own audit records (its start).
-    let stats = store.stats()?;
-    let stored = stats.records - stats.audit_records;
-    // Not timings but correctness: every record is accounted for, and what the layer
-    // counts as delivered is what the database holds.
-    if app.max_buffered > app.buffer_capacity {
-        bail!(
-            "{label}: the layer held {} bytes, over its {}-byte buffer",
-            app.max_buffered,
-            app.buffer_capacity
-        );
+
+    /// Waits for the emitter, stops the collector and checks that every record is
+    /// accounted for. `others` is how many of the database's ops records the
+    /// application did not emit (records that were there before, less those deleted).
+    pub(crate) fn finish(
+        self,
+        label: &str,
+        collector: CollectorProcess,
+        others: u64,
+    ) -> anyhow::Result<SustainedRun> {
+        let out = self.child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("emitter failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let app: EmitReport = serde_json::from_slice(out.stdout.trim_ascii())
+            .with_context(|| format!("emitter output: {}", String::from_utf8_lossy(&out.stdout)))?;
+        let collector_peak_rss_kib = peak_rss_kib(&collector.pid().to_string());
+        let db = collector.db.clone();
+        // A graceful stop writes the last commit's latencies.
+        drop(collector);
+        let store = SqliteStore::open_read_only(&db)?;
+        // The application's records: less the collector's own audit records (its start,
+        // a purge) and whatever else the database held.
+        let stats = store.stats()?;
+        let stored = stats.records - stats.audit_records - others;
+        // Not timings but correctness: every record is accounted for, and what the layer
+        // counts as delivered is what the database holds.
+        if app.max_buffered > app.buffer_capacity {
+            bail!(
+                "{label}: the layer held {} bytes, over its {}-byte buffer",
+                app.max_buffered,
+                app.buffer_capacity
+            );
+        }
+        let app_total = app.delivered + app.dropped + app.undelivered;
+        if app_total != app.emitted || stored != app.delivered {
+            bail!(
+                "{label}: records unaccounted for: emitted {}, delivered {}, dropped {}, undelivered {}, stored {stored}",
+                app.emitted,
+                app.delivered,
+                app.dropped,
+                app.undelivered
+            );
+        }
+        let h = store.latency(self.started)?;
+        Ok(SustainedRun {
+            label: label.to_owned(),
+            offered_rps: self.rate,
+            seconds: self.seconds,
+            stored,
+            stored_rps: stored as f64 / app.total_secs,
+            latency_p50_ms: h.percentile_ms(50.0),
+            latency_p99_ms: h.percentile_ms(99.0),
+            collector_peak_rss_kib,
+            app,
+        })
     }
-    let app_total = app.delivered + app.dropped + app.undelivered;
-    if app_total != app.emitted || stored != app.delivered {
-        bail!(
-            "{label}: records unaccounted for: emitted {}, delivered {}, dropped {}, undelivered {}, stored {stored}",
-            app.emitted,
-            app.delivered,
-            app.dropped,
-            app.undelivered
-        );
-    }
-    let h = store.latency(started)?;
-    Ok(SustainedRun {
-        label: label.to_owned(),
-        offered_rps: rate,
-        seconds,
-        stored,
-        stored_rps: stored as f64 / app.total_secs,
-        latency_p50_ms: h.percentile_ms(50.0),
-        latency_p99_ms: h.percentile_ms(99.0),
-        collector_peak_rss_kib,
-        app,
-    })
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 use logbook_proto::ScopeKey;
 
 use crate::audit::AuditRules;
+use crate::cost::{Price, PriceTable};
 use crate::retention::Retention;
 use crate::store::{Durability, StoreOptions};
 
@@ -102,6 +103,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "retention",
         "table: retention policies by age and count (see README) [default: ops 30d, audit 365d]",
     ),
+    (
+        "prices",
+        "array of tables: model prices in USD per million tokens, added to or replacing the built-in table (see README)",
+    ),
 ];
 
 /// A secret that never appears in `Debug` output or logs.
@@ -178,6 +183,9 @@ pub struct Config {
     /// Retention policies.
     #[serde(default)]
     pub retention: Retention,
+    /// Model prices over the built-in table.
+    #[serde(default)]
+    pub prices: Vec<Price>,
     /// The configuration file read, if any.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -196,7 +204,13 @@ impl Config {
                 categories: self.audit_categories.clone(),
                 targets: self.audit_targets.clone(),
             },
+            prices: std::sync::Arc::new(self.price_table()),
         }
+    }
+
+    /// The built-in prices with the configured ones over them.
+    pub fn price_table(&self) -> PriceTable {
+        PriceTable::with_overrides(&self.prices)
     }
 
     /// The `[redaction]` table as the redaction engine's configuration.

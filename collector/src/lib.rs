@@ -5,6 +5,7 @@
 //! which `logbook-layer`'s `embedded` feature runs in-process.
 
 pub mod audit;
+pub mod cost;
 pub mod embedded;
 pub mod pipeline;
 pub mod query;

@@ -171,6 +171,8 @@ pub struct RunFilter {
     pub service: Option<String>,
     /// `status` equals (running, ok, error).
     pub status: Option<String>,
+    /// `agent` equals.
+    pub agent: Option<String>,
     /// At most this many runs.
     pub limit: usize,
 }

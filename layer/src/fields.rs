@@ -7,6 +7,11 @@ pub const MESSAGE: &str = "message";
 pub const TRACE_ID: &str = "trace_id";
 /// A W3C `traceparent` on a span: joins the caller's trace under the caller's span.
 pub const TRACEPARENT: &str = "traceparent";
+/// A W3C `baggage` on a span: its `run_id`, `tenant`, `user_id` and `session_id`
+/// entries are the remote parent's scope, inherited as a local parent's would be (they
+/// do not start a run, and the span's own scope fields win); other entries stay in the
+/// field.
+pub const BAGGAGE: &str = "baggage";
 /// `ERROR` or `OK`: sets a span's status explicitly.
 pub const OTEL_STATUS_CODE: &str = "otel.status_code";
 /// Any value (except `false` or empty) marks the span as failed.

@@ -172,6 +172,7 @@ where
             attrs.record(&mut v);
             let FieldVisitor {
                 scope: overrides,
+                inherited,
                 trace_id,
                 remote_parent,
                 error,
@@ -197,6 +198,13 @@ where
                 // A root may take its trace id from a `trace_id` field (e.g. an X-Trace-Id).
                 (None, Some(t), None) => (t, None, Arc::clone(&self.root_scope)),
                 (None, None, _) => (random_trace(), None, Arc::clone(&self.root_scope)),
+            };
+            // A `baggage` field carries the remote parent's scope: it applies like a
+            // parent's, so a run_id arriving there joins the caller's run.
+            let base_scope = if inherited.is_empty() {
+                base_scope
+            } else {
+                apply_scope(&base_scope, inherited)
             };
             // A span that sets its own run_id starts a run.
             let starts_run = overrides
@@ -249,6 +257,7 @@ where
         values.record(&mut v);
         let FieldVisitor {
             scope: overrides,
+            inherited,
             error,
             status,
             keys,
@@ -263,6 +272,7 @@ where
         if status.is_some() {
             state.status = status;
         }
+        state.override_scope(inherited);
         state.override_scope(overrides);
     }
 
@@ -343,6 +353,7 @@ where
             event.record(&mut v);
             let FieldVisitor {
                 scope: overrides,
+                inherited,
                 error,
                 ..
             } = v;
@@ -364,6 +375,11 @@ where
             let (trace_id, span_id, base_scope) = match span_ctx {
                 Some((t, s, scope)) => (t, Some(s), scope),
                 None => (random_trace(), None, Arc::clone(&self.root_scope)),
+            };
+            let base_scope = if inherited.is_empty() {
+                base_scope
+            } else {
+                apply_scope(&base_scope, inherited)
             };
             let scope = apply_scope(&base_scope, overrides);
             let record = RecordHead {

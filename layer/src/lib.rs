@@ -43,7 +43,20 @@
 //! `user_id`, `session_id` or `request_id` set that scope for themselves and every
 //! span and event below them, including across `tokio::spawn(fut.instrument(span))`.
 //! A child may override. A root span takes its trace id from a `trace_id` field (32
-//! hex digits) or a `traceparent` field (W3C), else a new one.
+//! hex digits) or a `traceparent` field (W3C), else a new one. A `baggage` field (W3C)
+//! carries a remote caller's `run_id`, `tenant`, `user_id` and `session_id`: the span
+//! inherits them as from a parent (it joins the caller's run rather than starting one),
+//! and its own scope fields still win.
+//!
+//! # Agents
+//!
+//! [`genai`] has one-line helpers for the spans and events of an agent: LLM calls and
+//! tool calls under the OpenTelemetry GenAI field names (with usage, response, finish
+//! reasons and errors recorded later), agent invocations, runs (a root span with a
+//! fresh `run_id` and scope), steps, decisions, artifacts and state pulses; the field
+//! name constants (GenAI, OpenInference, OpenLLMetry); and W3C `traceparent`/`baggage`
+//! propagation ([`genai::inject`], [`genai::extract`]) so that a call to another
+//! instrumented process joins the same trace and run.
 //!
 //! # Not losing records at exit
 //!
@@ -52,10 +65,12 @@
 //! an ERROR event and flushes before the previous hook runs.
 #![warn(missing_docs)]
 
+mod baggage;
 mod capture;
 mod clock;
 mod config;
 pub mod fields;
+pub mod genai;
 mod guard;
 mod json;
 mod layer;

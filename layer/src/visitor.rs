@@ -1,6 +1,7 @@
 //! Reading a span's or event's fields: values go straight into the record's
 //! [`EncodedFields`] (no intermediate strings); the message, scope fields, trace
-//! context and error markers are pulled out on the way.
+//! context (`trace_id`, `traceparent`, `baggage`) and error markers are pulled out on
+//! the way.
 
 use std::fmt::{self, Write as _};
 
@@ -8,6 +9,7 @@ use logbook_proto::wire::EncodedFields;
 use logbook_proto::{ScopeKey, SpanId, Status, TraceId, Value};
 use tracing_core::field::{Field, Visit};
 
+use crate::baggage;
 use crate::fields;
 use crate::json;
 use crate::span_state::parse_traceparent;
@@ -19,6 +21,7 @@ enum Role {
     Scope(ScopeKey),
     TraceId,
     TraceParent,
+    Baggage,
     StatusCode,
     Error,
     Plain,
@@ -39,6 +42,7 @@ fn role(name: &str) -> Role {
         "request_id" => Role::Scope(ScopeKey::RequestId),
         fields::TRACE_ID => Role::TraceId,
         fields::TRACEPARENT => Role::TraceParent,
+        fields::BAGGAGE => Role::Baggage,
         fields::OTEL_STATUS_CODE => Role::StatusCode,
         fields::ERROR | fields::ERROR_TYPE | fields::EXCEPTION_MESSAGE | fields::EXCEPTION_TYPE => {
             Role::Error
@@ -54,6 +58,9 @@ pub(crate) struct FieldVisitor<'a> {
     /// Keys written, when the caller needs them (late span fields replace earlier ones).
     pub(crate) keys: Option<Vec<&'static str>>,
     pub(crate) scope: Vec<(ScopeKey, String)>,
+    /// Scope a remote parent passed in a `baggage` field: applied before `scope`, as a
+    /// parent's scope is, so it neither starts a run nor beats explicit scope fields.
+    pub(crate) inherited: Vec<(ScopeKey, String)>,
     pub(crate) trace_id: Option<TraceId>,
     pub(crate) remote_parent: Option<SpanId>,
     pub(crate) error: bool,
@@ -67,6 +74,7 @@ impl<'a> FieldVisitor<'a> {
             max_bytes,
             keys: None,
             scope: Vec::new(),
+            inherited: Vec::new(),
             trace_id: None,
             remote_parent: None,
             error: false,
@@ -88,8 +96,8 @@ impl<'a> FieldVisitor<'a> {
 
     /// A field whose role needs its value as a value (scope, trace context, status,
     /// error): the rare path. Plain fields never come here.
-    fn special(&mut self, field: &Field, role: Role, value: Value) {
-        let text = || match &value {
+    fn special(&mut self, field: &Field, role: Role, mut value: Value) {
+        let text = |value: &Value| match value {
             Value::Str(s) => s.clone(),
             other => other.to_string(),
         };
@@ -102,7 +110,7 @@ impl<'a> FieldVisitor<'a> {
                 return self.scope.push((key, text));
             }
             Role::TraceId => {
-                if let Ok(t) = TraceId::from_hex(&text()) {
+                if let Ok(t) = TraceId::from_hex(&text(&value)) {
                     if t.is_valid() {
                         self.trace_id = Some(t);
                         return;
@@ -110,11 +118,23 @@ impl<'a> FieldVisitor<'a> {
                 }
             }
             Role::TraceParent => {
-                if let Some((t, p)) = parse_traceparent(&text()) {
+                if let Some((t, p)) = parse_traceparent(&text(&value)) {
                     self.trace_id = Some(t);
                     self.remote_parent = Some(p);
                     return;
                 }
+            }
+            Role::Baggage => {
+                // The scope entries are taken; any others stay in the field.
+                let parsed = baggage::parse(&text(&value));
+                for (k, v) in parsed.scope {
+                    self.inherited.retain(|(have, _)| *have != k);
+                    self.inherited.push((k, v));
+                }
+                if parsed.rest.is_empty() {
+                    return;
+                }
+                value = Value::Str(parsed.rest);
             }
             Role::StatusCode => match value.as_str() {
                 Some(s) if s.eq_ignore_ascii_case("error") => {
@@ -251,6 +271,7 @@ mod tests {
             assert_eq!(role(k.as_str()), Role::Scope(*k), "{k}");
         }
         assert_eq!(role("message"), Role::Message);
+        assert_eq!(role("baggage"), Role::Baggage);
         assert_eq!(role("gen_ai.request.model"), Role::Plain);
     }
 }

@@ -25,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod genai;
 pub mod ids;
 pub mod json;
 pub mod keys;

@@ -4,6 +4,7 @@
 mod admin;
 mod args;
 mod audit;
+mod calls;
 mod output;
 mod records;
 mod runs;
@@ -45,8 +46,15 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// List runs, newest first.
     Runs(runs::RunsArgs),
-    /// Show one run as a span tree with durations, status and errors.
+    /// Show one run as a span tree with durations, status and errors, prompts and
+    /// responses, tool arguments and results.
     Run(runs::RunArgs),
+    /// List LLM calls (model, tokens, cost, response) or tool calls (arguments,
+    /// result), newest first.
+    Calls(calls::CallsArgs),
+    /// What LLM calls cost, by model, provider, user, tenant, app, run or day; `cost
+    /// recompute` after a price change; `cost prices` shows the price table.
+    Cost(calls::CostArgs),
     /// Search records (newest first, keyset pages).
     Query(records::QueryArgs),
     /// Print the newest records, then follow new ones as they are stored.
@@ -96,6 +104,8 @@ impl Cli {
             Command::Serve(a) => a.run(&self),
             Command::Runs(a) => a.run(&self.read_store()?),
             Command::Run(a) => a.run(&self.read_store()?),
+            Command::Calls(a) => a.run(&self.read_store()?),
+            Command::Cost(a) => a.run(&self.config()?),
             Command::Query(a) => a.run(&self.read_store()?),
             Command::Tail(a) => a.run(&self.read_store()?),
             Command::Export(a) => a.run(&self.read_store()?, &self.config()?),

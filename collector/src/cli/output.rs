@@ -87,7 +87,7 @@ struct Csv<W> {
 }
 
 /// Appends one CSV cell, quoted when it holds a comma, quote or line break (RFC 4180).
-fn csv_cell(line: &mut String, v: &str) {
+pub(crate) fn csv_cell(line: &mut String, v: &str) {
     if v.contains([',', '"', '\n', '\r']) {
         line.push('"');
         line.push_str(&v.replace('"', "\"\""));

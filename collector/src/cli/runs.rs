@@ -6,9 +6,12 @@ use std::io::{self, BufWriter, Write};
 
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use logbook_proto::{Kind, Record, SpanId, Status, Timestamp};
+use logbook_proto::genai;
+use logbook_proto::{Kind, Record, SpanId, Status, Timestamp, Value};
 
-use super::output::{clip, duration, inline_fields};
+use super::calls::usd;
+use super::output::{clip, duration, inline_fields, short_value};
+use crate::pipeline::{CATEGORY_LLM_CALL, CATEGORY_TOOL_CALL};
 use crate::query::{RunFilter, TimeSpec};
 use crate::store::{RunSummary, Store};
 
@@ -45,6 +48,9 @@ pub struct RunsArgs {
     /// Only runs with this status: running, ok, error.
     #[arg(long, value_parser = ["running", "ok", "error"])]
     status: Option<String>,
+    /// Only runs of this agent (gen_ai.agent.name).
+    #[arg(long)]
+    agent: Option<String>,
     /// At most this many runs.
     #[arg(long, default_value_t = 50)]
     limit: usize,
@@ -63,6 +69,7 @@ impl RunsArgs {
             user_id: self.user.clone(),
             service: self.service.clone(),
             status: self.status.clone(),
+            agent: self.agent.clone(),
             limit: self.limit,
         })?;
         let mut out = BufWriter::new(io::stdout().lock());
@@ -80,31 +87,35 @@ impl RunsArgs {
             RunFormat::Table => {
                 writeln!(
                     out,
-                    "{:<36} {:<27} {:>9} {:<7} {:<16} {:<20} {:<12} {:<12} {:>7} {:>6}",
+                    "{:<36} {:<20} {:>9} {:<7} {:<14} {:<16} {:<12} {:>4} {:>5} {:>15} {:>10} {:>6}",
                     "RUN",
                     "STARTED",
                     "DURATION",
                     "STATUS",
                     "SERVICE",
-                    "ROOT",
-                    "TENANT",
+                    "AGENT",
                     "USER",
-                    "RECORDS",
+                    "LLM",
+                    "TOOLS",
+                    "TOKENS IN/OUT",
+                    "COST",
                     "ERRORS"
                 )?;
                 for r in &runs {
                     writeln!(
                         out,
-                        "{:<36} {:<27} {:>9} {:<7} {:<16} {:<20} {:<12} {:<12} {:>7} {:>6}",
+                        "{:<36} {:<20} {:>9} {:<7} {:<14} {:<16} {:<12} {:>4} {:>5} {:>15} {:>10} {:>6}",
                         r.run_id,
-                        r.started.to_rfc3339(),
+                        to_seconds(r.started),
                         r.duration_ns.map(duration).unwrap_or_else(|| "-".into()),
                         r.status,
-                        clip(r.service.as_deref().unwrap_or("-"), 16),
-                        clip(r.root_name.as_deref().unwrap_or("-"), 20),
-                        clip(r.tenant.as_deref().unwrap_or("-"), 12),
+                        clip(r.service.as_deref().unwrap_or("-"), 14),
+                        clip(r.agent.as_deref().or(r.root_name.as_deref()).unwrap_or("-"), 16),
                         clip(r.user_id.as_deref().unwrap_or("-"), 12),
-                        r.records,
+                        r.llm_calls,
+                        r.tool_calls,
+                        format!("{}/{}", r.input_tokens, r.output_tokens),
+                        usd(r.cost),
                         r.errors
                     )?;
                 }
@@ -123,6 +134,10 @@ pub struct RunArgs {
     /// Most records to read for the tree.
     #[arg(long, default_value_t = 100_000)]
     limit: usize,
+    /// Show prompts, responses, tool arguments and results whole (they are cut to
+    /// one line of 160 characters otherwise).
+    #[arg(long)]
+    full: bool,
     /// Output format: the span tree, or JSON (the run and its records).
     #[arg(long, value_enum, default_value_t)]
     format: RunFormat,
@@ -143,7 +158,7 @@ impl RunArgs {
             }
             RunFormat::Table => {
                 out.write_all(header(&summary).as_bytes())?;
-                out.write_all(tree(&records).as_bytes())?;
+                out.write_all(tree(&records, self.full).as_bytes())?;
                 if records.len() == self.limit {
                     writeln!(out, "… showing the first {} records (--limit)", self.limit)?;
                 }
@@ -151,6 +166,15 @@ impl RunArgs {
         }
         out.flush()?;
         Ok(())
+    }
+}
+
+/// `2026-11-21T20:00:00Z`: a time to the second.
+fn to_seconds(t: Timestamp) -> String {
+    let s = t.to_rfc3339();
+    match s.get(..19) {
+        Some(head) => format!("{head}Z"),
+        None => s,
     }
 }
 
@@ -179,12 +203,32 @@ fn header(r: &RunSummary) -> String {
     let _ = writeln!(s, "{}", scope.join(" "));
     let _ = writeln!(
         s,
-        "trace {}  records {}  spans {}  errors {}\n",
+        "trace {}  records {}  spans {}  errors {}",
         r.trace_id.map(|t| t.to_hex()).unwrap_or_else(|| "-".into()),
         r.records,
         r.spans,
         r.errors
     );
+    if r.llm_calls + r.tool_calls > 0 || r.agent.is_some() {
+        let _ = writeln!(
+            s,
+            "agent {}  LLM calls {}  tool calls {}  tokens in {} (cache read {}) out {}  cost {}{}",
+            r.agent.as_deref().unwrap_or("-"),
+            r.llm_calls,
+            r.tool_calls,
+            r.input_tokens,
+            r.cache_read_tokens,
+            r.output_tokens,
+            usd(r.cost),
+            r.provider_cost
+                .map(|c| format!(" (provider reported {})", usd(Some(c))))
+                .unwrap_or_default(),
+        );
+        if !r.models.is_empty() {
+            let _ = writeln!(s, "models {}", r.models.join(", "));
+        }
+    }
+    s.push('\n');
     s
 }
 
@@ -212,7 +256,7 @@ impl<'a> Node<'a> {
 
 /// The run's records as an indented tree: spans with status and duration, events
 /// under the span they happened in.
-fn tree(records: &[Record]) -> String {
+fn tree(records: &[Record], full: bool) -> String {
     let mut nodes: HashMap<SpanId, Node<'_>> = HashMap::new();
     for r in records {
         if let (Kind::SpanStart | Kind::SpanEnd, Some(id)) = (r.kind, r.span_id) {
@@ -261,7 +305,7 @@ fn tree(records: &[Record]) -> String {
     let mut out = String::new();
     let n = roots.len();
     for (i, item) in roots.iter().enumerate() {
-        render(&nodes, item, "", i + 1 == n, true, &mut out);
+        render(&nodes, item, "", i + 1 == n, true, full, &mut out);
     }
     out
 }
@@ -272,6 +316,7 @@ fn render(
     prefix: &str,
     last: bool,
     top: bool,
+    full: bool,
     out: &mut String,
 ) {
     let (branch, more) = match (top, last) {
@@ -306,16 +351,144 @@ fn render(
             if let Some(d) = node.end.and_then(|e| e.duration_ns) {
                 let _ = write!(out, "  {}", duration(d));
             }
-            let fields = inline_fields(r, 120);
+            let details = call_details(r);
+            let fields = if details.is_empty() {
+                inline_fields(r, 120)
+            } else {
+                call_summary(r)
+            };
             if !fields.is_empty() {
                 let _ = write!(out, "  {fields}");
             }
             out.push('\n');
             let child_prefix = format!("{prefix}{more}");
             let n = node.children.len();
+            let bar = if n > 0 { "│  " } else { "   " };
+            for (label, value) in details {
+                let text = render_value(value, full);
+                let mut lines = text.lines();
+                let first = lines.next().unwrap_or_default();
+                let _ = writeln!(out, "{child_prefix}{bar}{label}: {first}");
+                for line in lines {
+                    let _ = writeln!(out, "{child_prefix}{bar}  {line}");
+                }
+            }
             for (i, c) in node.children.iter().enumerate() {
-                render(nodes, c, &child_prefix, i + 1 == n, false, out);
+                render(nodes, c, &child_prefix, i + 1 == n, false, full, out);
             }
         }
     }
+}
+
+/// The parts of an LLM or tool call shown on their own lines: prompt and response,
+/// arguments and result.
+fn call_details(r: &Record) -> Vec<(&'static str, &Value)> {
+    let keys: &[(&str, &'static str)] = match r.category.as_deref() {
+        Some(CATEGORY_LLM_CALL) => &[
+            (genai::SYSTEM_INSTRUCTIONS, "system"),
+            (genai::INPUT_MESSAGES, "prompt"),
+            (genai::OUTPUT_MESSAGES, "response"),
+        ],
+        Some(CATEGORY_TOOL_CALL) => &[
+            (genai::TOOL_CALL_ARGUMENTS, "arguments"),
+            (genai::TOOL_CALL_RESULT, "result"),
+        ],
+        _ => &[],
+    };
+    keys.iter()
+        .filter_map(|(k, label)| r.fields.get(k).map(|v| (*label, v)))
+        .collect()
+}
+
+/// An LLM or tool call's other fields, inline, with the GenAI prefix dropped.
+fn call_summary(r: &Record) -> String {
+    let mut s = String::new();
+    for (k, v) in r.fields.iter() {
+        if matches!(
+            k,
+            genai::SYSTEM_INSTRUCTIONS
+                | genai::INPUT_MESSAGES
+                | genai::OUTPUT_MESSAGES
+                | genai::TOOL_CALL_ARGUMENTS
+                | genai::TOOL_CALL_RESULT
+                | genai::OPERATION_NAME
+        ) {
+            continue;
+        }
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        let k = k.strip_prefix("gen_ai.").unwrap_or(k);
+        let _ = write!(s, "{k}={}", short_value(v, 60));
+    }
+    s
+}
+
+/// Messages as `[role] text` lines; other JSON compact (or pretty with `full`); one
+/// line of 160 characters unless `full`.
+fn render_value(v: &Value, full: bool) -> String {
+    let json = match v {
+        Value::Json(j) => Some(j.to_value()),
+        Value::Str(s) => serde_json::from_str::<serde_json::Value>(s)
+            .ok()
+            .filter(|j| j.is_array() || j.is_object()),
+        _ => None,
+    };
+    let text = match json {
+        Some(j) => match messages(&j) {
+            Some(lines) => lines.join(if full { "\n" } else { " │ " }),
+            None if full => serde_json::to_string_pretty(&j).unwrap_or_default(),
+            None => j.to_string(),
+        },
+        None => match v {
+            Value::Str(s) => s.clone(),
+            other => other.to_string(),
+        },
+    };
+    if full {
+        text
+    } else {
+        let flat: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        clip(&flat, 160).into_owned()
+    }
+}
+
+/// GenAI messages (`[{"role": …, "content": …}]` or `[{"role": …, "parts": [{"type":
+/// "text", "content": …}]}]`) as `[role] text`; `None` for other JSON.
+fn messages(j: &serde_json::Value) -> Option<Vec<String>> {
+    let list = j.as_array()?;
+    let mut out = Vec::with_capacity(list.len());
+    for m in list {
+        let role = m.get("role")?.as_str()?;
+        let text = match (m.get("content"), m.get("parts")) {
+            (Some(serde_json::Value::String(c)), _) => c.clone(),
+            (_, Some(serde_json::Value::Array(parts))) => parts
+                .iter()
+                .map(
+                    |p| match (p.get("content"), p.get("type").and_then(|t| t.as_str())) {
+                        (Some(serde_json::Value::String(c)), _) => c.clone(),
+                        (_, Some("tool_call")) => format!(
+                            "tool call {}({})",
+                            p.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
+                            p.get("arguments")
+                                .map(|a| a.to_string())
+                                .unwrap_or_default()
+                        ),
+                        _ => p.to_string(),
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join(" "),
+            (Some(other), _) => other.to_string(),
+            (None, _) => m
+                .get("tool_calls")
+                .map(|t| format!("tool calls {t}"))
+                .unwrap_or_default(),
+        };
+        out.push(format!("[{role}] {text}"));
+    }
+    Some(out)
 }

@@ -1,7 +1,8 @@
-//! What happens to every record between decoding and storage: validation, then
-//! category derivation. Shared by the socket listener and embedded mode.
+//! What happens to every record between decoding and storage: GenAI name
+//! normalisation, redaction, validation, then category derivation. Shared by the socket listener and embedded mode.
 
 mod category;
+mod normalize;
 mod validate;
 
 use std::sync::Arc;
@@ -10,9 +11,11 @@ use logbook_proto::{Record, RecordId, ScopeKey};
 use logbook_redact::{Counts, Redactor};
 
 pub use category::{
-    derive_category, CATEGORY_AGENT, CATEGORY_ERROR, CATEGORY_LLM_CALL, CATEGORY_LOG, CATEGORY_RUN,
-    CATEGORY_SPAN, CATEGORY_STEP, CATEGORY_TOOL_CALL,
+    derive_category, CATEGORY_AGENT, CATEGORY_ARTIFACT, CATEGORY_DECISION, CATEGORY_ERROR,
+    CATEGORY_LLM_CALL, CATEGORY_LOG, CATEGORY_RUN, CATEGORY_SPAN, CATEGORY_STATE, CATEGORY_STEP,
+    CATEGORY_TOOL_CALL, CATEGORY_USAGE,
 };
+pub use normalize::normalize;
 pub use validate::{validate, Limits};
 
 /// A record the pipeline refused, with the reason sent back to the client.
@@ -73,6 +76,8 @@ impl Pipeline {
         let mut ok = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
         for (i, mut r) in records.into_iter().enumerate() {
+            // First, so that the GenAI copies of foreign fields are redacted too.
+            normalize(&mut r);
             self.redactor.redact_record(&mut r, counts);
             let checked = validate(&r, &self.limits).and_then(|()| {
                 match self

@@ -96,7 +96,7 @@ pub struct Batch<'a> {
 }
 
 /// A run as kept current at ingest.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RunSummary {
     /// The run id.
     pub run_id: String,
@@ -132,6 +132,183 @@ pub struct RunSummary {
     pub errors: u64,
     /// Spans (counted at their end).
     pub spans: u64,
+    /// The agent (`gen_ai.agent.name` of the run's records).
+    pub agent: Option<String>,
+    /// Finished LLM calls.
+    pub llm_calls: u64,
+    /// Finished tool calls.
+    pub tool_calls: u64,
+    /// Input tokens of its LLM calls (cache reads included).
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Input tokens served from a provider's cache.
+    pub cache_read_tokens: u64,
+    /// Cost in USD computed from the price table (calls of unpriced models add nothing).
+    pub cost: Option<f64>,
+    /// Cost in USD the providers reported (`gen_ai.usage.cost`).
+    pub provider_cost: Option<f64>,
+    /// Models used, in the order first seen.
+    pub models: Vec<String>,
+}
+
+/// Which calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallKind {
+    /// Model calls (`llm_calls`).
+    #[default]
+    Llm,
+    /// Tool calls (`tool_calls`).
+    Tool,
+}
+
+/// Filters on calls; every set filter must match.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallFilter {
+    /// Started at or after.
+    pub since: Option<Timestamp>,
+    /// Started before.
+    pub until: Option<Timestamp>,
+    /// Of this run.
+    pub run_id: Option<String>,
+    /// Of this tenant.
+    pub tenant: Option<String>,
+    /// Of this user.
+    pub user_id: Option<String>,
+    /// Of this app.
+    pub app: Option<String>,
+    /// Of this service.
+    pub service: Option<String>,
+    /// `ok` or `error`.
+    pub status: Option<String>,
+    /// The model (LLM calls) or tool name (tool calls).
+    pub name: Option<String>,
+    /// Keyset: only calls before this (start time, seq).
+    pub before: Option<(Timestamp, i64)>,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+/// What LLM and tool calls share.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CallCommon {
+    /// The seq of the span's end record.
+    pub seq: i64,
+    /// When the call started.
+    pub started: Timestamp,
+    /// When it ended.
+    pub ended: Timestamp,
+    /// Its run.
+    pub run_id: Option<String>,
+    /// Its trace (hex).
+    pub trace_id: String,
+    /// Its span (hex).
+    pub span_id: Option<String>,
+    /// The span it ran in (hex).
+    pub parent_span_id: Option<String>,
+    /// Tenant.
+    pub tenant: Option<String>,
+    /// User.
+    pub user_id: Option<String>,
+    /// App.
+    pub app: Option<String>,
+    /// The emitting service.
+    pub service: String,
+    /// How long it took.
+    pub duration_ns: Option<u64>,
+    /// `ok` or `error`.
+    pub status: String,
+    /// What failed (`error.type` or the exception).
+    pub error: Option<String>,
+}
+
+/// A model call, as kept in `llm_calls`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LlmCall {
+    /// Run, span, timing and status.
+    #[serde(flatten)]
+    pub call: CallCommon,
+    /// `gen_ai.operation.name`.
+    pub operation: Option<String>,
+    /// `gen_ai.provider.name`.
+    pub provider: Option<String>,
+    /// The response's model, else the requested one.
+    pub model: Option<String>,
+    /// `gen_ai.agent.name`.
+    pub agent: Option<String>,
+    /// The prompt (redacted), as JSON when it is JSON.
+    pub input_messages: Option<serde_json::Value>,
+    /// The response (redacted).
+    pub output_messages: Option<serde_json::Value>,
+    /// `gen_ai.response.finish_reasons`.
+    pub finish_reasons: Option<serde_json::Value>,
+    /// Input tokens (cache reads included).
+    pub input_tokens: Option<u64>,
+    /// Output tokens.
+    pub output_tokens: Option<u64>,
+    /// Input tokens read from the provider's cache.
+    pub cache_read_tokens: Option<u64>,
+    /// Computed cost, USD (none when the model has no price).
+    pub cost: Option<f64>,
+    /// The cost the provider reported, USD.
+    pub provider_cost: Option<f64>,
+}
+
+/// A tool call, as kept in `tool_calls`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ToolCall {
+    /// Run, span, timing and status.
+    #[serde(flatten)]
+    pub call: CallCommon,
+    /// `gen_ai.tool.name`.
+    pub tool_name: Option<String>,
+    /// `gen_ai.tool.call.id`.
+    pub call_id: Option<String>,
+    /// Its arguments (redacted), as JSON when they are JSON.
+    pub arguments: Option<serde_json::Value>,
+    /// Its result (redacted).
+    pub result: Option<serde_json::Value>,
+}
+
+/// What `logbook cost` groups by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CostBy {
+    /// The model.
+    Model,
+    /// The provider.
+    Provider,
+    /// The user.
+    User,
+    /// The tenant.
+    Tenant,
+    /// The app.
+    App,
+    /// The run.
+    Run,
+    /// The UTC day the call started.
+    Day,
+}
+
+/// LLM calls of one group, summed.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CostGroup {
+    /// The model, user, tenant, … or day.
+    pub key: String,
+    /// Calls.
+    pub calls: u64,
+    /// Input tokens (cache reads included).
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cache-read input tokens.
+    pub cache_read_tokens: u64,
+    /// Computed cost, USD.
+    pub cost: Option<f64>,
+    /// Provider-reported cost, USD.
+    pub provider_cost: Option<f64>,
+    /// Calls with tokens but no price for their model.
+    pub unpriced_calls: u64,
 }
 
 /// Drops reported by one client instance.

@@ -18,6 +18,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
+use super::calls;
 use super::read::{record_from_row, COLUMNS};
 use super::SqliteStore;
 use crate::audit::{
@@ -26,8 +27,41 @@ use crate::audit::{
 use crate::retention::{PurgeSpec, Selector, StorageClass};
 use crate::store::{Store, StoreError};
 
-/// Rows deleted per transaction.
-const BATCH: usize = 2_000;
+/// Rows deleted per transaction: a transaction holds the write lock for tens of
+/// milliseconds, so a collector writing beside the purge waits no longer than that.
+const BATCH: usize = 200;
+
+/// Spaces a purge's transactions so that a collector writing beside it comes first.
+/// The other writer waits for the lock while a transaction holds it; after each one the
+/// purge pauses, long enough for a waiting writer to take the lock, and as long as
+/// the transaction took whenever another connection committed since the last pause
+/// (ingest is flowing), so the purge has at most half of the writing time.
+struct Pacer {
+    data_version: i64,
+    since: std::time::Instant,
+}
+
+impl Pacer {
+    fn new(conn: &Connection) -> Result<Self, StoreError> {
+        Ok(Self {
+            data_version: conn.query_row("PRAGMA data_version", [], |r| r.get(0))?,
+            since: std::time::Instant::now(),
+        })
+    }
+
+    /// Called after each commit.
+    fn pause(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        // Changes only when another connection commits.
+        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let shared = version != self.data_version;
+        self.data_version = version;
+        let held = self.since.elapsed();
+        let min = std::time::Duration::from_millis(2);
+        std::thread::sleep(if shared { held.max(min) } else { min });
+        self.since = std::time::Instant::now();
+        Ok(())
+    }
+}
 
 /// How a purge runs.
 #[derive(Clone, Debug, Default)]
@@ -395,6 +429,7 @@ impl SqliteStore {
             "SELECT seq, kind, level, run_id FROM records WHERE {} LIMIT {BATCH}",
             cond.sql
         );
+        let mut pacer = Pacer::new(&self.conn)?;
         loop {
             let tx = self
                 .conn
@@ -442,12 +477,14 @@ impl SqliteStore {
             }
             let mut counts: HashMap<(i64, i64), i64> = HashMap::new();
             let mut runs: HashMap<String, i64> = HashMap::new();
+            let mut call_runs = Vec::new();
             {
                 let mut del = tx.prepare_cached("DELETE FROM records WHERE seq = ?1")?;
                 let mut fts = tx.prepare_cached("DELETE FROM records_fts WHERE rowid = ?1")?;
                 for (seq, kind, level, run) in &rows {
                     del.execute([seq])?;
                     fts.execute([seq])?;
+                    call_runs.extend(calls::forget(&tx, *seq)?);
                     *counts.entry((*kind, *level)).or_default() += 1;
                     if let Some(run) = run {
                         *runs.entry(run.clone()).or_default() += 1;
@@ -470,11 +507,18 @@ impl SqliteStore {
                     [&run],
                 )? as u64;
             }
+            // Runs that lost calls but not all their records: their call totals again.
+            call_runs.sort_unstable();
+            call_runs.dedup();
+            for run in &call_runs {
+                tx.execute(calls::REFRESH_RUN, [run])?;
+            }
             if audit {
                 Self::relock(&tx)?;
             }
             tx.commit()?;
             deleted += rows.len() as u64;
+            pacer.pause(&self.conn)?;
         }
         Ok((deleted, runs_removed, anchor))
     }
@@ -487,6 +531,7 @@ impl SqliteStore {
         if mode != 2 {
             return Ok(()); // made before incremental vacuum was the default
         }
+        let mut pacer = Pacer::new(&self.conn)?;
         loop {
             let free: i64 = self
                 .conn
@@ -497,6 +542,7 @@ impl SqliteStore {
             self.conn
                 .query_row("PRAGMA incremental_vacuum(2000)", [], |_| Ok(()))
                 .optional()?;
+            pacer.pause(&self.conn)?;
         }
     }
 
@@ -830,6 +876,9 @@ impl SqliteStore {
                     rusqlite::params![seq, subject.kind()],
                 )?;
                 tx.execute("DELETE FROM records_fts WHERE rowid = ?1", [seq])?;
+                if let Some(run) = calls::forget(&tx, seq)? {
+                    tx.execute(calls::REFRESH_RUN, [run])?;
+                }
                 tx.execute("UPDATE audit_chain SET tombstone = 1 WHERE n = ?1", [n])?;
             }
             Self::relock(&tx)?;

@@ -1,6 +1,7 @@
 //! The SQLite backend: one file, WAL, one writer, any number of readers.
 
 mod admin;
+mod calls;
 mod read;
 mod schema;
 mod write;
@@ -19,11 +20,15 @@ use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
 use super::latency::{Histogram, PendingLatency};
-use super::{Batch, RunSummary, Store, StoreError, StoreStats};
+use super::{
+    Batch, CallFilter, CostBy, CostGroup, LlmCall, RunSummary, Store, StoreError, StoreStats,
+    ToolCall,
+};
 use crate::audit::{
     default_checkpoint_file, default_key_dir, AuditRules, Checkpoint, CheckpointKind,
     CheckpointPolicy, Keys,
 };
+use crate::cost::PriceTable;
 use crate::query::{Page, RecordFilter, RunFilter};
 
 pub(crate) use schema::SCHEMA_VERSION;
@@ -73,6 +78,8 @@ pub struct StoreOptions {
     pub checkpoint_interval: Duration,
     /// Which records are audit records.
     pub audit: AuditRules,
+    /// Prices for the cost of LLM calls.
+    pub prices: Arc<PriceTable>,
 }
 
 impl Default for StoreOptions {
@@ -84,6 +91,7 @@ impl Default for StoreOptions {
             checkpoint_records: 1000,
             checkpoint_interval: Duration::from_secs(60),
             audit: AuditRules::default(),
+            prices: Arc::new(PriceTable::builtin()),
         }
     }
 }
@@ -92,6 +100,7 @@ impl Default for StoreOptions {
 struct Trust {
     keys: Arc<Keys>,
     rules: AuditRules,
+    prices: Arc<PriceTable>,
     policy: CheckpointPolicy,
     /// Audit records appended since the last checkpoint.
     since: u64,
@@ -151,7 +160,7 @@ impl SqliteStore {
             }
         }
         let mut conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        poll_for_lock(&mut conn)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == 0 {
             // Only takes effect before the first table: purges then give pages back
@@ -182,6 +191,7 @@ impl SqliteStore {
             trust: Some(Trust {
                 keys,
                 rules: options.audit.clone(),
+                prices: Arc::clone(&options.prices),
                 policy: CheckpointPolicy {
                     file: options
                         .checkpoint_file
@@ -194,6 +204,38 @@ impl SqliteStore {
                 last: Instant::now(),
             }),
         })
+    }
+
+    /// LLM calls, newest first.
+    pub fn llm_calls(&self, f: &CallFilter) -> Result<Vec<LlmCall>, StoreError> {
+        calls::llm_calls(&self.conn, f)
+    }
+
+    /// Tool calls, newest first.
+    pub fn tool_calls(&self, f: &CallFilter) -> Result<Vec<ToolCall>, StoreError> {
+        calls::tool_calls(&self.conn, f)
+    }
+
+    /// LLM calls matching `f`, summed per model, user, tenant, … or day.
+    pub fn cost(&self, by: CostBy, f: &CallFilter) -> Result<Vec<CostGroup>, StoreError> {
+        calls::cost(&self.conn, by, f)
+    }
+
+    /// Computes the cost of every stored LLM call again with `prices` (after a price
+    /// change) and the runs' totals; writes an audit record. Returns the calls whose
+    /// cost changed.
+    pub fn recompute_cost(&mut self, prices: &PriceTable) -> Result<u64, StoreError> {
+        if self.trust.is_none() {
+            return Err(read_only());
+        }
+        let changed = calls::recompute(&mut self.conn, prices)?;
+        let audit = crate::audit::admin_record(
+            "cost_recompute",
+            format!("Cost recomputed: {changed} LLM calls changed."),
+            vec![("changed", logbook_proto::Value::U64(changed))],
+        );
+        self.write(&[audit], &[])?;
+        Ok(changed)
     }
 
     /// The keys, for a store opened for writing.
@@ -288,6 +330,7 @@ impl Store for SqliteStore {
             &write::Chaining {
                 rules: &trust.rules,
                 key: trust.keys.chain_key(),
+                prices: &trust.prices,
             },
         )?;
         trust.since += written.chained;
@@ -365,6 +408,25 @@ impl Store for SqliteStore {
         read::latency(&self.conn, since)
     }
 }
+
+/// Waits up to [`LOCK_WAIT`] for another connection's write transaction, trying again
+/// every millisecond. SQLite's own busy timeout backs off to 100 ms between tries, so
+/// a writer that waits behind a stream of short transactions (a purge beside the
+/// collector) would rarely see the lock free and starve.
+fn poll_for_lock(conn: &mut Connection) -> Result<(), StoreError> {
+    let mut since = Instant::now();
+    conn.busy_handler(Some(move |count: i32| {
+        if count == 0 {
+            since = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        since.elapsed() < LOCK_WAIT
+    }))?;
+    Ok(())
+}
+
+/// How long a writer waits for another's transaction before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 impl Drop for SqliteStore {
     /// Writes the latencies of the last commit, which no later commit will carry.

@@ -402,7 +402,9 @@ pub(super) fn record_from_row(row: &Row<'_>) -> Result<Record, StoreError> {
 
 const RUN_COLUMNS: &str =
     "run_id, first_ts, last_ts, status, duration_ns, root_name, trace_id, service,
-    tenant, env, project, app, user_id, session_id, record_count, error_count, span_count";
+    tenant, env, project, app, user_id, session_id, record_count, error_count, span_count,
+    agent, llm_calls, tool_calls, input_tokens, output_tokens, cache_read_tokens, cost,
+    provider_cost, models";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
     let trace: Option<Vec<u8>> = row.get(6)?;
@@ -426,6 +428,18 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
         records: row.get::<_, i64>(14)? as u64,
         errors: row.get::<_, i64>(15)? as u64,
         spans: row.get::<_, i64>(16)? as u64,
+        agent: row.get(17)?,
+        llm_calls: row.get::<_, i64>(18)?.max(0) as u64,
+        tool_calls: row.get::<_, i64>(19)?.max(0) as u64,
+        input_tokens: row.get::<_, i64>(20)?.max(0) as u64,
+        output_tokens: row.get::<_, i64>(21)?.max(0) as u64,
+        cache_read_tokens: row.get::<_, i64>(22)?.max(0) as u64,
+        cost: row.get(23)?,
+        provider_cost: row.get(24)?,
+        models: row
+            .get::<_, Option<String>>(25)?
+            .and_then(|m| serde_json::from_str(&m).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -442,6 +456,7 @@ pub(super) fn runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, 
         ("user_id", &f.user_id),
         ("service", &f.service),
         ("status", &f.status),
+        ("agent", &f.agent),
     ] {
         if let Some(v) = v {
             w.push(&format!("{col} = ?"), [Where::text(v)]);

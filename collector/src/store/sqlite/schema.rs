@@ -258,6 +258,130 @@ SELECT seq,
        CASE class WHEN 1 THEN 'audit' ELSE 'ops' END AS class
 FROM records;
 "#,
+    // 5: agent runs. The runs view gains LLM and tool call counts, tokens, cost, models
+    // and the agent; llm_calls and tool_calls hold one row per finished call (keyed by
+    // the seq of the span's end record), kept by the writer. Cost is computed at ingest
+    // from the price table (collector/src/cost.rs); what a provider reported is kept
+    // apart in provider_cost. Calls already stored are backfilled here (their cost
+    // comes with `logbook cost recompute`).
+    r#"
+ALTER TABLE runs ADD COLUMN llm_calls         INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN tool_calls        INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN input_tokens      INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN output_tokens     INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN cost              REAL;
+ALTER TABLE runs ADD COLUMN provider_cost     REAL;
+ALTER TABLE runs ADD COLUMN models            TEXT;
+ALTER TABLE runs ADD COLUMN agent             TEXT;
+
+CREATE TABLE IF NOT EXISTS llm_calls (
+    seq               INTEGER PRIMARY KEY,
+    ts                INTEGER NOT NULL,
+    end_ts            INTEGER NOT NULL,
+    run_id            TEXT,
+    trace_id          BLOB NOT NULL,
+    span_id           BLOB,
+    parent_span_id    BLOB,
+    tenant            TEXT,
+    user_id           TEXT,
+    app               TEXT,
+    service           TEXT NOT NULL,
+    operation         TEXT,
+    provider          TEXT,
+    request_model     TEXT,
+    response_model    TEXT,
+    model             TEXT,
+    agent             TEXT,
+    input_messages    TEXT,
+    output_messages   TEXT,
+    finish_reasons    TEXT,
+    input_tokens      INTEGER,
+    output_tokens     INTEGER,
+    cache_read_tokens INTEGER,
+    cost              REAL,
+    provider_cost     REAL,
+    duration_ns       INTEGER,
+    status            TEXT NOT NULL,
+    error             TEXT
+);
+CREATE INDEX IF NOT EXISTS llm_calls_ts     ON llm_calls (ts);
+CREATE INDEX IF NOT EXISTS llm_calls_run    ON llm_calls (run_id, ts) WHERE run_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS llm_calls_model  ON llm_calls (model, ts);
+CREATE INDEX IF NOT EXISTS llm_calls_tenant ON llm_calls (tenant, ts) WHERE tenant IS NOT NULL;
+CREATE INDEX IF NOT EXISTS llm_calls_user   ON llm_calls (user_id, ts) WHERE user_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS tool_calls (
+    seq            INTEGER PRIMARY KEY,
+    ts             INTEGER NOT NULL,
+    end_ts         INTEGER NOT NULL,
+    run_id         TEXT,
+    trace_id       BLOB NOT NULL,
+    span_id        BLOB,
+    parent_span_id BLOB,
+    tenant         TEXT,
+    user_id        TEXT,
+    app            TEXT,
+    service        TEXT NOT NULL,
+    tool_name      TEXT,
+    call_id        TEXT,
+    arguments      TEXT,
+    result         TEXT,
+    duration_ns    INTEGER,
+    status         TEXT NOT NULL,
+    error          TEXT
+);
+CREATE INDEX IF NOT EXISTS tool_calls_ts     ON tool_calls (ts);
+CREATE INDEX IF NOT EXISTS tool_calls_run    ON tool_calls (run_id, ts) WHERE run_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tool_calls_tool   ON tool_calls (tool_name, ts);
+CREATE INDEX IF NOT EXISTS tool_calls_tenant ON tool_calls (tenant, ts) WHERE tenant IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tool_calls_user   ON tool_calls (user_id, ts) WHERE user_id IS NOT NULL;
+
+INSERT OR IGNORE INTO llm_calls
+SELECT seq, ts - coalesce(duration_ns, 0), ts, run_id, trace_id, span_id, parent_span_id,
+       tenant, user_id, app, service,
+       json_extract(fields, '$."gen_ai.operation.name"'),
+       coalesce(json_extract(fields, '$."gen_ai.provider.name"'), json_extract(fields, '$."gen_ai.system"')),
+       json_extract(fields, '$."gen_ai.request.model"'),
+       json_extract(fields, '$."gen_ai.response.model"'),
+       coalesce(json_extract(fields, '$."gen_ai.response.model"'), json_extract(fields, '$."gen_ai.request.model"')),
+       json_extract(fields, '$."gen_ai.agent.name"'),
+       json_extract(fields, '$."gen_ai.input.messages"'),
+       json_extract(fields, '$."gen_ai.output.messages"'),
+       json_extract(fields, '$."gen_ai.response.finish_reasons"'),
+       json_extract(fields, '$."gen_ai.usage.input_tokens"'),
+       json_extract(fields, '$."gen_ai.usage.output_tokens"'),
+       json_extract(fields, '$."gen_ai.usage.cache_read.input_tokens"'),
+       NULL,
+       json_extract(fields, '$."gen_ai.usage.cost"'),
+       duration_ns,
+       CASE status WHEN 2 THEN 'error' ELSE 'ok' END,
+       json_extract(fields, '$."error.type"')
+  FROM records WHERE category = 'llm_call' AND kind = 3;
+
+INSERT OR IGNORE INTO tool_calls
+SELECT seq, ts - coalesce(duration_ns, 0), ts, run_id, trace_id, span_id, parent_span_id,
+       tenant, user_id, app, service,
+       json_extract(fields, '$."gen_ai.tool.name"'),
+       json_extract(fields, '$."gen_ai.tool.call.id"'),
+       json_extract(fields, '$."gen_ai.tool.call.arguments"'),
+       json_extract(fields, '$."gen_ai.tool.call.result"'),
+       duration_ns,
+       CASE status WHEN 2 THEN 'error' ELSE 'ok' END,
+       json_extract(fields, '$."error.type"')
+  FROM records WHERE category = 'tool_call' AND kind = 3;
+
+UPDATE runs SET
+    llm_calls         = (SELECT count(*) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    input_tokens      = (SELECT coalesce(sum(input_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    output_tokens     = (SELECT coalesce(sum(output_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    cache_read_tokens = (SELECT coalesce(sum(cache_read_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    provider_cost     = (SELECT sum(provider_cost) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    models            = (SELECT json_group_array(model) FROM (SELECT DISTINCT model FROM llm_calls c
+                          WHERE c.run_id = runs.run_id AND model IS NOT NULL) HAVING count(*) > 0),
+    tool_calls        = (SELECT count(*) FROM tool_calls c WHERE c.run_id = runs.run_id)
+ WHERE run_id IN (SELECT run_id FROM llm_calls UNION SELECT run_id FROM tool_calls);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -1,12 +1,15 @@
 //! The write path: one transaction per group commit, idempotent by record id, keeping
-//! the text index, the runs view and the counters current.
+//! the text index, the runs, LLM call and tool call views and the counters current.
 
 use std::collections::HashMap;
 
+use logbook_proto::genai::AGENT_NAME;
 use logbook_proto::{Kind, Record, ScopeKey, Status, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::calls;
 use crate::audit::{append_chain, AuditRules, CLASS_AUDIT, CLASS_OPS};
+use crate::cost::PriceTable;
 use crate::store::latency::{Histogram, PendingLatency};
 use crate::store::{Batch, StoreError};
 
@@ -21,8 +24,8 @@ const INSERT_TEXT: &str = "INSERT INTO records_fts (rowid, message, fields) VALU
 
 const UPSERT_RUN: &str = "INSERT INTO runs (
     run_id, first_ts, last_ts, status, duration_ns, root_name, root_span_id, trace_id, service,
-    tenant, env, project, app, user_id, session_id, record_count, error_count, span_count
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+    tenant, env, project, app, user_id, session_id, record_count, error_count, span_count, agent
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
 ON CONFLICT (run_id) DO UPDATE SET
     first_ts     = min(first_ts, excluded.first_ts),
     last_ts      = max(last_ts, excluded.last_ts),
@@ -40,7 +43,8 @@ ON CONFLICT (run_id) DO UPDATE SET
     session_id   = coalesce(session_id, excluded.session_id),
     record_count = record_count + excluded.record_count,
     error_count  = error_count + excluded.error_count,
-    span_count   = span_count + excluded.span_count";
+    span_count   = span_count + excluded.span_count,
+    agent        = coalesce(agent, excluded.agent)";
 
 /// The next sequence number: past every stored record and every number ever handed out.
 pub(super) fn load_next_seq(conn: &Connection) -> Result<i64, StoreError> {
@@ -57,6 +61,8 @@ pub(super) fn load_next_seq(conn: &Connection) -> Result<i64, StoreError> {
 pub(super) struct Chaining<'a> {
     pub(super) rules: &'a AuditRules,
     pub(super) key: &'a [u8; 32],
+    /// Prices, for the cost of LLM calls.
+    pub(super) prices: &'a PriceTable,
 }
 
 /// What one write did.
@@ -154,11 +160,13 @@ pub(super) fn write(
                 text.execute(params![seq, r.message.as_deref(), field_text.as_str()])?;
             }
             counts[r.kind.code() as usize - 1][r.level.index()] += 1;
+            let mut run = None;
             if let Some(run_id) = s.get(ScopeKey::RunId) {
-                runs.entry(run_id)
-                    .or_insert_with(|| RunDelta::new(r))
-                    .add(r);
+                let delta = runs.entry(run_id).or_insert_with(|| RunDelta::new(r));
+                delta.add(r);
+                run = Some(&mut delta.calls);
             }
+            calls::record_call(&tx, seq, r, chaining.prices, run)?;
             seq += 1;
         }
     }
@@ -185,7 +193,9 @@ pub(super) fn write(
                 d.records,
                 d.errors,
                 d.spans,
+                d.agent,
             ])?;
+            calls::add_to_run(&tx, run_id, &d.calls)?;
         }
         let mut count = tx.prepare_cached(
             "INSERT INTO record_counts (kind, level, n) VALUES (?1, ?2, ?3)
@@ -337,6 +347,10 @@ struct RunDelta<'a> {
     records: i64,
     errors: i64,
     spans: i64,
+    /// `gen_ai.agent.name`: the first seen.
+    agent: Option<&'a str>,
+    /// What its LLM and tool calls add.
+    calls: calls::CallTotals,
 }
 
 const RUN_SCOPE: [ScopeKey; 6] = [
@@ -363,6 +377,8 @@ impl<'a> RunDelta<'a> {
             records: 0,
             errors: 0,
             spans: 0,
+            agent: None,
+            calls: calls::CallTotals::default(),
         }
     }
 
@@ -372,6 +388,9 @@ impl<'a> RunDelta<'a> {
         self.records += 1;
         self.errors += i64::from(r.is_error());
         self.spans += i64::from(r.kind == Kind::SpanEnd);
+        if self.agent.is_none() {
+            self.agent = r.fields.get(AGENT_NAME).and_then(|v| v.as_str());
+        }
         for (slot, key) in self.scope.iter_mut().zip(RUN_SCOPE) {
             if slot.is_none() {
                 *slot = r.scope.get(key);

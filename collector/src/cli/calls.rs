@@ -1,0 +1,578 @@
+//! `logbook calls` and `logbook cost`: the LLM and tool call views.
+
+use std::io::{self, BufWriter, Write};
+
+use anyhow::bail;
+use clap::{Args, Subcommand, ValueEnum};
+use logbook_proto::Timestamp;
+use serde::Serialize;
+
+use super::output::{clip, csv_cell, duration};
+use crate::config::Config;
+use crate::query::TimeSpec;
+use crate::store::{CallFilter, CostBy, SqliteStore};
+
+/// Output formats for calls and costs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Aligned columns.
+    #[default]
+    Table,
+    /// A JSON array.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header.
+    Csv,
+}
+
+/// Which calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    /// Model calls.
+    #[default]
+    Llm,
+    /// Tool calls.
+    Tool,
+}
+
+/// Filters shared by `calls` and `cost`.
+#[derive(Clone, Debug, Default, Args)]
+struct CallFilterArgs {
+    /// Only calls started at or after this time: RFC 3339 or an age (15m, 2h, 7d).
+    #[arg(long, value_name = "TIME")]
+    since: Option<TimeSpec>,
+    /// Only calls started before this time.
+    #[arg(long, value_name = "TIME")]
+    until: Option<TimeSpec>,
+    /// Only calls of this run.
+    #[arg(long, value_name = "RUN_ID")]
+    run: Option<String>,
+    /// Only calls of this tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only calls of this user (user_id).
+    #[arg(long, value_name = "USER_ID")]
+    user: Option<String>,
+    /// Only calls of this app.
+    #[arg(long)]
+    app: Option<String>,
+    /// Only calls from this service.
+    #[arg(long)]
+    service: Option<String>,
+    /// Only calls with this status.
+    #[arg(long, value_parser = ["ok", "error"])]
+    status: Option<String>,
+}
+
+impl CallFilterArgs {
+    fn to_filter(&self, name: Option<String>, limit: usize) -> CallFilter {
+        let now = Timestamp::now();
+        CallFilter {
+            since: self.since.map(|t| t.resolve(now)),
+            until: self.until.map(|t| t.resolve(now)),
+            run_id: self.run.clone(),
+            tenant: self.tenant.clone(),
+            user_id: self.user.clone(),
+            app: self.app.clone(),
+            service: self.service.clone(),
+            status: self.status.clone(),
+            name,
+            before: None,
+            limit,
+        }
+    }
+}
+
+/// Arguments of `logbook calls`.
+#[derive(Debug, Args)]
+pub struct CallsArgs {
+    /// LLM calls or tool calls.
+    #[arg(long, value_enum, default_value_t)]
+    kind: Kind,
+    /// Only calls of this model (--kind llm) or tool (--kind tool).
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
+    /// Only calls of this tool (same as --model with --kind tool).
+    #[arg(long, value_name = "TOOL")]
+    tool: Option<String>,
+    #[command(flatten)]
+    filter: CallFilterArgs,
+    /// At most this many calls.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Only calls that started before this one (the SEQ of the last row shown, with
+    /// its start time: `TIME,SEQ` as printed with --format json), for the next page.
+    #[arg(long, value_name = "TIME,SEQ", value_parser = cursor)]
+    before: Option<(Timestamp, i64)>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+fn cursor(s: &str) -> Result<(Timestamp, i64), String> {
+    let (t, seq) = s
+        .rsplit_once(',')
+        .ok_or_else(|| format!("expected TIME,SEQ, got {s:?}"))?;
+    let t: Timestamp = t.parse().map_err(|e| format!("{t:?}: {e}"))?;
+    let seq = seq
+        .parse()
+        .map_err(|_| format!("{seq:?} is not a sequence number"))?;
+    Ok((t, seq))
+}
+
+/// Writes rows as a JSON array, JSON lines or CSV; `None` for a table.
+fn write_structured<T: Serialize>(
+    out: &mut impl Write,
+    format: Format,
+    rows: &[T],
+    csv: impl Fn(&T) -> Vec<String>,
+    header: &[&str],
+) -> anyhow::Result<bool> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, rows)?;
+            writeln!(out)?;
+        }
+        Format::Jsonl => {
+            for r in rows {
+                serde_json::to_writer(&mut *out, r)?;
+                writeln!(out)?;
+            }
+        }
+        Format::Csv => {
+            writeln!(out, "{}", header.join(","))?;
+            let mut line = String::new();
+            for r in rows {
+                line.clear();
+                for (i, v) in csv(r).iter().enumerate() {
+                    if i > 0 {
+                        line.push(',');
+                    }
+                    csv_cell(&mut line, v);
+                }
+                writeln!(out, "{line}")?;
+            }
+        }
+        Format::Table => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// USD with enough digits for a cent's fraction.
+pub(crate) fn usd(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v != 0.0 && v.abs() < 0.01 => format!("${v:.5}"),
+        Some(v) => format!("${v:.4}"),
+    }
+}
+
+/// A JSON value on one line, clipped.
+pub(crate) fn one_line(v: Option<&serde_json::Value>, max: usize) -> String {
+    let Some(v) = v else {
+        return "-".into();
+    };
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    clip(&flat, max).into_owned()
+}
+
+impl CallsArgs {
+    pub(crate) fn run(&self, store: &SqliteStore) -> anyhow::Result<()> {
+        if self.tool.is_some() && self.kind == Kind::Llm && self.model.is_some() {
+            bail!("--model and --tool: give one (with --kind tool, --tool names the tool)");
+        }
+        let name = self.tool.clone().or_else(|| self.model.clone());
+        let kind = if self.tool.is_some() {
+            Kind::Tool
+        } else {
+            self.kind
+        };
+        let mut f = self.filter.to_filter(name, self.limit);
+        f.before = self.before;
+        let mut out = BufWriter::new(io::stdout().lock());
+        match kind {
+            Kind::Llm => {
+                let rows = store.llm_calls(&f)?;
+                let structured = write_structured(
+                    &mut out,
+                    self.format,
+                    &rows,
+                    |c| {
+                        vec![
+                            c.call.started.to_rfc3339(),
+                            c.call.seq.to_string(),
+                            opt(c.call.run_id.as_ref()),
+                            opt(c.provider.as_ref()),
+                            opt(c.model.as_ref()),
+                            opt(c.input_tokens),
+                            opt(c.output_tokens),
+                            opt(c.cache_read_tokens),
+                            opt(c.cost),
+                            opt(c.provider_cost),
+                            opt(c.call.duration_ns),
+                            c.call.status.clone(),
+                            opt(c.call.error.as_ref()),
+                        ]
+                    },
+                    &[
+                        "started",
+                        "seq",
+                        "run_id",
+                        "provider",
+                        "model",
+                        "input_tokens",
+                        "output_tokens",
+                        "cache_read_tokens",
+                        "cost",
+                        "provider_cost",
+                        "duration_ns",
+                        "status",
+                        "error",
+                    ],
+                )?;
+                if !structured {
+                    writeln!(
+                        out,
+                        "{:<27} {:<36} {:<24} {:>8} {:>7} {:>7} {:>10} {:>9} {:<6} RESPONSE",
+                        "STARTED",
+                        "RUN",
+                        "MODEL",
+                        "IN",
+                        "OUT",
+                        "CACHED",
+                        "COST",
+                        "DURATION",
+                        "STATUS"
+                    )?;
+                    for c in &rows {
+                        let response = match &c.call.error {
+                            Some(e) => format!("error: {e}"),
+                            None => one_line(c.output_messages.as_ref(), 60),
+                        };
+                        writeln!(
+                            out,
+                            "{:<27} {:<36} {:<24} {:>8} {:>7} {:>7} {:>10} {:>9} {:<6} {}",
+                            c.call.started.to_rfc3339(),
+                            clip(c.call.run_id.as_deref().unwrap_or("-"), 36),
+                            clip(c.model.as_deref().unwrap_or("-"), 24),
+                            opt(c.input_tokens),
+                            opt(c.output_tokens),
+                            opt(c.cache_read_tokens),
+                            usd(c.cost),
+                            c.call
+                                .duration_ns
+                                .map(duration)
+                                .unwrap_or_else(|| "-".into()),
+                            c.call.status,
+                            response
+                        )?;
+                    }
+                }
+            }
+            Kind::Tool => {
+                let rows = store.tool_calls(&f)?;
+                let structured = write_structured(
+                    &mut out,
+                    self.format,
+                    &rows,
+                    |c| {
+                        vec![
+                            c.call.started.to_rfc3339(),
+                            c.call.seq.to_string(),
+                            opt(c.call.run_id.as_ref()),
+                            opt(c.tool_name.as_ref()),
+                            opt(c.call_id.as_ref()),
+                            opt(c.arguments.as_ref().map(|v| one_line(Some(v), usize::MAX))),
+                            opt(c.result.as_ref().map(|v| one_line(Some(v), usize::MAX))),
+                            opt(c.call.duration_ns),
+                            c.call.status.clone(),
+                            opt(c.call.error.as_ref()),
+                        ]
+                    },
+                    &[
+                        "started",
+                        "seq",
+                        "run_id",
+                        "tool",
+                        "call_id",
+                        "arguments",
+                        "result",
+                        "duration_ns",
+                        "status",
+                        "error",
+                    ],
+                )?;
+                if !structured {
+                    writeln!(
+                        out,
+                        "{:<27} {:<36} {:<20} {:>9} {:<6} {:<40} RESULT",
+                        "STARTED", "RUN", "TOOL", "DURATION", "STATUS", "ARGUMENTS"
+                    )?;
+                    for c in &rows {
+                        let result = match &c.call.error {
+                            Some(e) => format!("error: {e}"),
+                            None => one_line(c.result.as_ref(), 50),
+                        };
+                        writeln!(
+                            out,
+                            "{:<27} {:<36} {:<20} {:>9} {:<6} {:<40} {}",
+                            c.call.started.to_rfc3339(),
+                            clip(c.call.run_id.as_deref().unwrap_or("-"), 36),
+                            clip(c.tool_name.as_deref().unwrap_or("-"), 20),
+                            c.call
+                                .duration_ns
+                                .map(duration)
+                                .unwrap_or_else(|| "-".into()),
+                            c.call.status,
+                            one_line(c.arguments.as_ref(), 40),
+                            result
+                        )?;
+                    }
+                }
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+/// What `logbook cost` groups by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+enum By {
+    /// The model (the response's, else the requested one).
+    #[default]
+    Model,
+    /// The provider.
+    Provider,
+    /// The user (user_id).
+    User,
+    /// The tenant.
+    Tenant,
+    /// The app.
+    App,
+    /// The run.
+    Run,
+    /// The UTC day the call started.
+    Day,
+}
+
+/// Arguments of `logbook cost`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CostArgs {
+    #[command(subcommand)]
+    command: Option<CostCommand>,
+    /// Group LLM calls by this.
+    #[arg(long, value_enum, default_value_t)]
+    by: By,
+    /// Only these models (with any --by).
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
+    #[command(flatten)]
+    filter: CallFilterArgs,
+    /// At most this many groups.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// `logbook cost` subcommands.
+#[derive(Debug, Subcommand)]
+enum CostCommand {
+    /// Compute every stored LLM call's cost again from the current price table (after
+    /// changing `[[prices]]` in logbook.toml), and the runs' totals. Audited.
+    Recompute,
+    /// Print the price table in effect: built-in prices and those of logbook.toml.
+    Prices {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+impl CostArgs {
+    pub(crate) fn run(&self, config: &Config) -> anyhow::Result<()> {
+        match &self.command {
+            Some(CostCommand::Recompute) => {
+                let prices = config.price_table();
+                let mut store = super::admin::write_store(config)?;
+                let changed = store.recompute_cost(&prices)?;
+                println!("recomputed: the cost of {changed} LLM calls changed");
+                Ok(())
+            }
+            Some(CostCommand::Prices { format }) => prices(config, *format),
+            None => self.report(&SqliteStore::open_read_only(&config.db)?),
+        }
+    }
+
+    fn report(&self, store: &SqliteStore) -> anyhow::Result<()> {
+        let by = match self.by {
+            By::Model => CostBy::Model,
+            By::Provider => CostBy::Provider,
+            By::User => CostBy::User,
+            By::Tenant => CostBy::Tenant,
+            By::App => CostBy::App,
+            By::Run => CostBy::Run,
+            By::Day => CostBy::Day,
+        };
+        let f = self.filter.to_filter(self.model.clone(), self.limit);
+        let groups = store.cost(by, &f)?;
+        let mut out = BufWriter::new(io::stdout().lock());
+        let label = format!("{:?}", self.by).to_uppercase();
+        let structured = write_structured(
+            &mut out,
+            self.format,
+            &groups,
+            |g| {
+                vec![
+                    g.key.clone(),
+                    g.calls.to_string(),
+                    g.input_tokens.to_string(),
+                    g.output_tokens.to_string(),
+                    g.cache_read_tokens.to_string(),
+                    opt(g.cost),
+                    opt(g.provider_cost),
+                    g.unpriced_calls.to_string(),
+                ]
+            },
+            &[
+                "key",
+                "calls",
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cost",
+                "provider_cost",
+                "unpriced_calls",
+            ],
+        )?;
+        if !structured {
+            writeln!(
+                out,
+                "{:<36} {:>7} {:>12} {:>12} {:>12} {:>12} {:>14} {:>8}",
+                label,
+                "CALLS",
+                "INPUT",
+                "OUTPUT",
+                "CACHE READ",
+                "COST",
+                "PROVIDER COST",
+                "UNPRICED"
+            )?;
+            let mut total = (0u64, 0u64, 0u64, 0u64, None::<f64>, None::<f64>, 0u64);
+            for g in &groups {
+                writeln!(
+                    out,
+                    "{:<36} {:>7} {:>12} {:>12} {:>12} {:>12} {:>14} {:>8}",
+                    clip(&g.key, 36),
+                    g.calls,
+                    g.input_tokens,
+                    g.output_tokens,
+                    g.cache_read_tokens,
+                    usd(g.cost),
+                    usd(g.provider_cost),
+                    g.unpriced_calls
+                )?;
+                total.0 += g.calls;
+                total.1 += g.input_tokens;
+                total.2 += g.output_tokens;
+                total.3 += g.cache_read_tokens;
+                total.4 = sum(total.4, g.cost);
+                total.5 = sum(total.5, g.provider_cost);
+                total.6 += g.unpriced_calls;
+            }
+            writeln!(
+                out,
+                "{:<36} {:>7} {:>12} {:>12} {:>12} {:>12} {:>14} {:>8}",
+                "TOTAL",
+                total.0,
+                total.1,
+                total.2,
+                total.3,
+                usd(total.4),
+                usd(total.5),
+                total.6
+            )?;
+            if total.6 > 0 {
+                writeln!(
+                    out,
+                    "{} calls have no price for their model: add it under [[prices]] in logbook.toml, then `logbook cost recompute`",
+                    total.6
+                )?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+fn sum(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+    }
+}
+
+fn prices(config: &Config, format: Format) -> anyhow::Result<()> {
+    let table = config.price_table();
+    let entries = table.entries();
+    let mut out = BufWriter::new(io::stdout().lock());
+    let structured = write_structured(
+        &mut out,
+        format,
+        entries,
+        |p| {
+            vec![
+                p.model.clone(),
+                opt(p.provider.as_ref()),
+                p.effective.to_string(),
+                p.input.to_string(),
+                p.output.to_string(),
+                opt(p.cache_read),
+            ]
+        },
+        &[
+            "model",
+            "provider",
+            "effective",
+            "input",
+            "output",
+            "cache_read",
+        ],
+    )?;
+    if !structured {
+        writeln!(
+            out,
+            "{:<28} {:<12} {:<10} {:>9} {:>9} {:>10}   (USD per million tokens)",
+            "MODEL", "PROVIDER", "EFFECTIVE", "INPUT", "OUTPUT", "CACHE READ"
+        )?;
+        for p in entries {
+            writeln!(
+                out,
+                "{:<28} {:<12} {:<10} {:>9} {:>9} {:>10}",
+                p.model,
+                p.provider.as_deref().unwrap_or("-"),
+                p.effective.to_string(),
+                p.input,
+                p.output,
+                p.cache_read.map_or_else(|| "-".into(), |c| c.to_string()),
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

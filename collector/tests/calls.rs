@@ -1,0 +1,341 @@
+//! The agent views through the real pipeline and a real SQLite file: LLM and tool call
+//! rows, what they add to their run, cost from the price table (cache reads billed
+//! once), OpenInference spans normalised, `cost` groups, a price change followed by a
+//! recompute, and a purge that leaves the views consistent.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use logbook_collector::cost::Price;
+use logbook_collector::pipeline::Pipeline;
+use logbook_collector::query::RunFilter;
+use logbook_collector::retention::{PurgeSpec, Selector, StorageClass};
+use logbook_collector::store::{
+    CallFilter, CostBy, PurgeOptions, SqliteStore, Store, StoreOptions,
+};
+use logbook_proto::genai::{self, openinference as oi};
+use logbook_proto::{
+    InstanceId, Json, Kind, Level, Record, RecordId, Resource, Scope, ScopeKey, SpanId, Status,
+    Timestamp, TraceId, Value,
+};
+
+/// 2026-11-21T00:00:00Z.
+const T0: i64 = 1_795_219_200_000_000_000;
+
+struct Builder {
+    n: u64,
+    trace: TraceId,
+}
+
+impl Builder {
+    fn span_end(
+        &mut self,
+        name: &'static str,
+        run: &str,
+        user: &str,
+        fields: &[(&'static str, Value)],
+    ) -> Record {
+        self.n += 1;
+        let mut r = Record::new(
+            RecordId::new(InstanceId::from_random(3), self.n),
+            Timestamp(T0 + self.n as i64 * 1_000_000),
+            Kind::SpanEnd,
+            Level::Info,
+            name,
+        );
+        r.trace_id = self.trace;
+        r.span_id = Some(SpanId::from_random(self.n));
+        r.duration_ns = Some(500_000);
+        r.scope = Arc::new(
+            Scope::new()
+                .with(ScopeKey::RunId, run)
+                .with(ScopeKey::Tenant, "acme")
+                .with(ScopeKey::UserId, user),
+        );
+        r.resource = Arc::new(Resource {
+            service: "agent-api".into(),
+            host: "h".into(),
+            pid: 1,
+        });
+        for (k, v) in fields {
+            r.fields.set(*k, v.clone());
+        }
+        r
+    }
+}
+
+fn s(v: &str) -> Value {
+    Value::Str(v.into())
+}
+
+fn json(v: &str) -> Value {
+    Value::Json(Json::parse(v).unwrap())
+}
+
+fn chat(model: &str, input: u64, output: u64, cached: u64) -> Vec<(&'static str, Value)> {
+    vec![
+        (genai::OPERATION_NAME, s("chat")),
+        (genai::PROVIDER_NAME, s("openai")),
+        (genai::REQUEST_MODEL, s(model)),
+        (genai::USAGE_INPUT_TOKENS, Value::U64(input)),
+        (genai::USAGE_OUTPUT_TOKENS, Value::U64(output)),
+        (genai::USAGE_CACHE_READ_INPUT_TOKENS, Value::U64(cached)),
+        (
+            genai::INPUT_MESSAGES,
+            json(r#"[{"role":"user","content":"Summarise the ticket"}]"#),
+        ),
+        (
+            genai::OUTPUT_MESSAGES,
+            json(r#"[{"role":"assistant","content":"The customer wants a refund."}]"#),
+        ),
+        (genai::RESPONSE_FINISH_REASONS, json(r#"["stop"]"#)),
+    ]
+}
+
+fn store(dir: &std::path::Path, prices: Vec<Price>) -> SqliteStore {
+    SqliteStore::open_with(
+        &dir.join("calls.db"),
+        &StoreOptions {
+            prices: Arc::new(logbook_collector::cost::PriceTable::with_overrides(&prices)),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-12
+}
+
+#[test]
+fn calls_runs_and_cost_are_kept_at_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store(dir.path(), Vec::new());
+    let mut b = Builder {
+        n: 0,
+        trace: TraceId::from_random(4, 4),
+    };
+    let mut provider_reported = chat("gpt-4o-2024-08-06", 1_000, 200, 400);
+    provider_reported.push((genai::USAGE_COST, Value::F64(0.0031)));
+    provider_reported.push((genai::AGENT_NAME, s("support-bot")));
+    let mut failed = chat("gpt-4o-mini", 50, 0, 0);
+    failed.push((genai::ERROR_TYPE, s("RateLimitError")));
+    let mut failed_end = b.span_end("chat", "run-1", "u-1", &failed);
+    failed_end.status = Some(Status::Error);
+    let records = vec![
+        b.span_end("chat", "run-1", "u-1", &provider_reported),
+        failed_end,
+        b.span_end(
+            "execute_tool",
+            "run-1",
+            "u-1",
+            &[
+                (genai::OPERATION_NAME, s("execute_tool")),
+                (genai::TOOL_NAME, s("lookup_order")),
+                (genai::TOOL_CALL_ID, s("call_1")),
+                (genai::TOOL_CALL_ARGUMENTS, json(r#"{"order":"A-17"}"#)),
+                (genai::TOOL_CALL_RESULT, json(r#"{"status":"shipped"}"#)),
+            ],
+        ),
+        // OpenInference, as an OTLP exporter would send it.
+        b.span_end(
+            "ChatCompletion",
+            "run-2",
+            "u-2",
+            &[
+                (oi::SPAN_KIND, s("LLM")),
+                (oi::LLM_MODEL_NAME, s("claude-sonnet-4-5-20250929")),
+                (oi::LLM_PROVIDER, s("anthropic")),
+                (oi::LLM_TOKEN_COUNT_PROMPT, Value::I64(2_000)),
+                (oi::LLM_TOKEN_COUNT_COMPLETION, Value::I64(100)),
+                ("llm.input_messages.0.message.role", s("user")),
+                ("llm.input_messages.0.message.content", s("hello")),
+            ],
+        ),
+        // A model without a price.
+        b.span_end("chat", "run-2", "u-2", &chat("house-model-7b", 10, 10, 0)),
+    ];
+    let (ok, rejected) = Pipeline::default().process(records);
+    assert!(rejected.is_empty());
+    store.write(&ok, &[]).unwrap();
+
+    // gpt-4o: 600 uncached at $2.50/M, 400 cached at $1.25/M, 200 out at $10/M.
+    let gpt4o = 600.0 * 2.5e-6 + 400.0 * 1.25e-6 + 200.0 * 10e-6;
+    let mini = 50.0 * 0.15e-6;
+    let sonnet = 2_000.0 * 3e-6 + 100.0 * 15e-6;
+
+    let llm = store
+        .llm_calls(&CallFilter {
+            run_id: Some("run-1".into()),
+            limit: 10,
+            ..CallFilter::default()
+        })
+        .unwrap();
+    assert_eq!(llm.len(), 2);
+    let first = llm.iter().find(|c| c.call.status == "ok").unwrap();
+    assert_eq!(first.model.as_deref(), Some("gpt-4o-2024-08-06"));
+    assert!(close(first.cost.unwrap(), gpt4o), "{:?}", first.cost);
+    assert_eq!(first.provider_cost, Some(0.0031));
+    assert_eq!(
+        first.input_messages.as_ref().unwrap()[0]["content"],
+        "Summarise the ticket"
+    );
+    assert_eq!(first.finish_reasons.as_ref().unwrap()[0], "stop");
+    assert_eq!(first.call.duration_ns, Some(500_000));
+    let failed = llm.iter().find(|c| c.call.status == "error").unwrap();
+    assert_eq!(failed.call.error.as_deref(), Some("RateLimitError"));
+
+    let tools = store
+        .tool_calls(&CallFilter {
+            limit: 10,
+            ..CallFilter::default()
+        })
+        .unwrap();
+    assert_eq!(tools.len(), 1);
+    assert_eq!(tools[0].tool_name.as_deref(), Some("lookup_order"));
+    assert_eq!(tools[0].arguments.as_ref().unwrap()["order"], "A-17");
+    assert_eq!(tools[0].result.as_ref().unwrap()["status"], "shipped");
+
+    let run1 = store.run("run-1").unwrap().unwrap();
+    assert_eq!((run1.llm_calls, run1.tool_calls), (2, 1));
+    assert_eq!(
+        (
+            run1.input_tokens,
+            run1.output_tokens,
+            run1.cache_read_tokens
+        ),
+        (1_050, 200, 400)
+    );
+    assert!(close(run1.cost.unwrap(), gpt4o + mini));
+    assert_eq!(run1.provider_cost, Some(0.0031));
+    assert_eq!(run1.models, ["gpt-4o-2024-08-06", "gpt-4o-mini"]);
+    assert_eq!(run1.agent.as_deref(), Some("support-bot"));
+
+    // The OpenInference span became an LLM call with GenAI names.
+    let run2 = store.run("run-2").unwrap().unwrap();
+    assert_eq!(run2.llm_calls, 2);
+    assert!(close(run2.cost.unwrap(), sonnet), "{:?}", run2.cost);
+    let oi_call = &store
+        .llm_calls(&CallFilter {
+            name: Some("claude-sonnet-4-5-20250929".into()),
+            limit: 10,
+            ..CallFilter::default()
+        })
+        .unwrap()[0];
+    assert_eq!(oi_call.provider.as_deref(), Some("anthropic"));
+    assert_eq!(oi_call.input_tokens, Some(2_000));
+    assert_eq!(
+        oi_call.input_messages.as_ref().unwrap()[0]["content"],
+        "hello"
+    );
+
+    // Cost by model and by user.
+    let by_model = store
+        .cost(
+            CostBy::Model,
+            &CallFilter {
+                limit: 10,
+                ..CallFilter::default()
+            },
+        )
+        .unwrap();
+    let house = by_model.iter().find(|g| g.key == "house-model-7b").unwrap();
+    assert_eq!(
+        (house.calls, house.cost, house.unpriced_calls),
+        (1, None, 1)
+    );
+    let by_user = store
+        .cost(
+            CostBy::User,
+            &CallFilter {
+                limit: 10,
+                ..CallFilter::default()
+            },
+        )
+        .unwrap();
+    let u1 = by_user.iter().find(|g| g.key == "u-1").unwrap();
+    assert!(close(u1.cost.unwrap(), gpt4o + mini));
+    assert_eq!(u1.input_tokens, 1_050);
+    drop(store);
+
+    // A price for the house model, and a new gpt-4o price from before these calls:
+    // recompute changes both calls and the runs' totals.
+    let overrides = vec![
+        Price {
+            model: "house-model*".into(),
+            provider: None,
+            effective: "2026-01-01".parse().unwrap(),
+            input: 1.0,
+            output: 2.0,
+            cache_read: None,
+        },
+        Price {
+            model: "gpt-4o*".into(),
+            provider: Some("openai".into()),
+            effective: "2026-06-01".parse().unwrap(),
+            input: 2.0,
+            output: 8.0,
+            cache_read: Some(1.0),
+        },
+    ];
+    let mut store = self::store(dir.path(), overrides.clone());
+    let prices = logbook_collector::cost::PriceTable::with_overrides(&overrides);
+    assert_eq!(store.recompute_cost(&prices).unwrap(), 2);
+    let new_gpt4o = 600.0 * 2e-6 + 400.0 * 1e-6 + 200.0 * 8e-6;
+    let run1 = store.run("run-1").unwrap().unwrap();
+    assert!(
+        close(run1.cost.unwrap(), new_gpt4o + mini),
+        "{:?}",
+        run1.cost
+    );
+    let run2 = store.run("run-2").unwrap().unwrap();
+    assert!(close(
+        run2.cost.unwrap(),
+        sonnet + 10.0 * 1e-6 + 10.0 * 2e-6
+    ));
+    // Provider-reported cost is never touched.
+    assert_eq!(run1.provider_cost, Some(0.0031));
+
+    // Purging run-1's LLM calls (by category) leaves its tool call and refreshes it.
+    let report = store
+        .purge(
+            &[PurgeSpec {
+                class: StorageClass::Ops,
+                selector: Selector {
+                    category: Some("llm_call".into()),
+                    ..Selector::default()
+                },
+                except: Vec::new(),
+                max_age: Some(std::time::Duration::from_secs(0)),
+                max_count: None,
+            }],
+            Timestamp::now(),
+            &PurgeOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(report.ops, 4);
+    let run1 = store.run("run-1").unwrap().unwrap();
+    assert_eq!((run1.llm_calls, run1.tool_calls), (0, 1));
+    assert_eq!((run1.input_tokens, run1.cost), (0, None));
+    assert!(run1.models.is_empty());
+    assert_eq!(
+        store
+            .llm_calls(&CallFilter {
+                limit: 10,
+                ..CallFilter::default()
+            })
+            .unwrap()
+            .len(),
+        0
+    );
+    // run-2 had only LLM calls: gone with them.
+    assert!(store.run("run-2").unwrap().is_none());
+    let runs = store
+        .runs(&RunFilter {
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+}
