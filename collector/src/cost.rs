@@ -38,6 +38,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use logbook_proto::time::{days_from_civil, days_in_month};
 use logbook_proto::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
@@ -170,8 +171,8 @@ impl Date {
         if !(1..=12).contains(&month) {
             return Err(err("the month must be 01 to 12".to_owned()));
         }
-        let last = days_in_month(year, month);
-        if !(1..=last).contains(&day) {
+        let last = days_in_month(i64::from(year), u32::from(month));
+        if !(1..=last).contains(&u32::from(day)) {
             return Err(err(format!(
                 "the day must be 01 to {last} in {year:04}-{month:02}"
             )));
@@ -224,8 +225,8 @@ impl Date {
     pub fn days_since_epoch(self) -> i64 {
         days_from_civil(
             i64::from(self.year),
-            i64::from(self.month),
-            i64::from(self.day),
+            u32::from(self.month),
+            u32::from(self.day),
         )
     }
 
@@ -266,27 +267,6 @@ impl<'de> Deserialize<'de> for Date {
         let s = String::deserialize(d)?;
         Self::parse(&s).map_err(serde::de::Error::custom)
     }
-}
-
-fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
-/// (year, month, day) to days since 1970-01-01, proleptic Gregorian: Howard Hinnant's
-/// `days_from_civil`. The year starts in March, so that the leap day is its last day.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400); // [0, 399]
-    let mp = if m > 2 { m - 3 } else { m + 9 }; // March = 0
-    let doy = (153 * mp + 2) / 5 + d - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe - 719_468
 }
 
 /// The price list: the built-in prices, possibly with operator overrides.

@@ -1,16 +1,21 @@
-//! An async agent, instrumented with logbook, running several runs at once against a
-//! fake model.
+//! An async agent, instrumented with logbook's GenAI helpers, running several runs at
+//! once against a fake model that answers as `gpt-4o-mini`.
 //!
-//! Each run is a root span carrying `run_id`, `tenant` and `user_id`; every step, LLM
-//! call and tool call below it inherits them, including across `tokio::spawn`. LLM
-//! calls use the OpenTelemetry GenAI field names and record their token counts late,
-//! when the response arrives; one call fails (rate limited) and is retried.
+//! Each run is `genai::run(..)`: a root span with a fresh `run_id`, the agent's name,
+//! `tenant` and `user_id`; every step, LLM call and tool call below it inherits them,
+//! including across `tokio::spawn`. LLM calls record their usage, response and finish
+//! reasons when the response arrives; one call fails (rate limited) and is retried.
+//! Steps record a decision, an artifact and a state pulse. At the end it prints each
+//! run's id and what it recorded (calls and tokens), which `logbook runs`, `logbook
+//! calls` and `logbook cost` show too, with the cost.
 //!
 //! ```text
 //! cargo run --release -p logbook-collector -- serve        # in one terminal
 //! cargo run --release -p logbook-examples --example agent  # in another
 //! cargo run --release -p logbook-collector -- runs
 //! cargo run --release -p logbook-collector -- run <RUN_ID>
+//! cargo run --release -p logbook-collector -- calls --kind llm
+//! cargo run --release -p logbook-collector -- cost --by user
 //! ```
 
 use std::collections::hash_map::RandomState;
@@ -18,9 +23,9 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use logbook_layer::genai::{self, StatePulse};
 use serde::Serialize;
-use tracing::field::Empty;
-use tracing::{error, info, info_span, warn, Instrument};
+use tracing::{error, info, warn, Instrument};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 
@@ -64,18 +69,10 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-/// A UUID-shaped random id.
-fn new_id() -> String {
-    let (a, b) = (random_u64(), random_u64());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        (b >> 48) & 0x3fff | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
-}
+/// Tokens of the system prompt and tool definitions sent with every request.
+const SYSTEM_PROMPT_TOKENS: u64 = 1_450;
+/// The part of them the provider's prompt cache serves after the first call.
+const CACHED_PREFIX_TOKENS: u64 = 1_280;
 
 /// The fake model: answers after a short delay; the first call of the run that is told
 /// to fail is rate limited.
@@ -88,10 +85,13 @@ async fn fake_model(
     if fail {
         return Err(RateLimited { retry_after_ms: 20 });
     }
-    let input_tokens = messages
-        .iter()
-        .map(|m| m.content.split_whitespace().count() as u64 * 4 / 3 + 4)
-        .sum();
+    // A system prompt and tool definitions come first in every request; from the second
+    // call on, the provider serves them from its prompt cache.
+    let input_tokens = SYSTEM_PROMPT_TOKENS
+        + messages
+            .iter()
+            .map(|m| m.content.split_whitespace().count() as u64 * 4 / 3 + 4)
+            .sum::<u64>();
     let tool_call = (step == 1).then(|| {
         (
             "search",
@@ -105,110 +105,103 @@ async fn fake_model(
     };
     Ok(Completion {
         id: format!("chatcmpl-{:x}", random_u64() & 0xffff_ffff),
-        output_tokens: text.split_whitespace().count() as u64 * 4 / 3 + 1,
+        // Reasoning tokens are billed as output too.
+        output_tokens: text.split_whitespace().count() as u64 * 4 / 3 + 1 + 150,
         text,
         tool_call,
         input_tokens,
-        cache_read_tokens: if step > 1 { input_tokens / 2 } else { 0 },
+        cache_read_tokens: if step > 1 { CACHED_PREFIX_TOKENS } else { 0 },
     })
 }
 
-/// One LLM call: a span named after the operation and model, with the request known up
-/// front and the usage and response recorded when they arrive.
-async fn chat(messages: &[Message], step: usize, fail: bool) -> Result<Completion, RateLimited> {
-    let model = "fake-gpt-1";
-    let span = info_span!(
-        "chat fake-gpt-1",
-        gen_ai.operation.name = "chat",
-        gen_ai.provider.name = "fake",
-        gen_ai.request.model = model,
-        gen_ai.input.messages = logbook_layer::json(messages),
-        gen_ai.response.model = Empty,
-        gen_ai.response.id = Empty,
-        gen_ai.response.finish_reasons = Empty,
-        gen_ai.usage.input_tokens = Empty,
-        gen_ai.usage.output_tokens = Empty,
-        gen_ai.usage.cache_read.input_tokens = Empty,
-        gen_ai.output.messages = Empty,
-        error.type = Empty,
-    );
+/// The model the fake answers as: its calls are priced by logbook's built-in table.
+const MODEL: &str = "gpt-4o-mini";
+
+/// What a run recorded, printed at the end so its figures can be checked against
+/// `logbook runs`, `logbook calls` and `logbook cost`.
+#[derive(Default, Serialize)]
+struct Totals {
+    llm_calls: u64,
+    tool_calls: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_tokens: u64,
+}
+
+/// One LLM call: the request known up front, the usage and response recorded when
+/// they arrive, or the error.
+async fn chat(
+    messages: &[Message],
+    step: usize,
+    fail: bool,
+    totals: &mut Totals,
+) -> Result<Completion, RateLimited> {
+    let call = genai::llm_call("openai", MODEL);
+    call.input_messages(messages).temperature(0.2);
+    totals.llm_calls += 1;
     let result = fake_model(messages, step, fail)
-        .instrument(span.clone())
+        .instrument(call.span().clone())
         .await;
     match &result {
         Ok(c) => {
-            span.record("gen_ai.response.model", model);
-            span.record("gen_ai.response.id", c.id.as_str());
-            let finish = if c.tool_call.is_some() {
-                "tool_calls"
-            } else {
-                "stop"
-            };
-            span.record(
-                "gen_ai.response.finish_reasons",
-                tracing::field::debug(logbook_layer::Json([finish])),
-            );
-            span.record("gen_ai.usage.input_tokens", c.input_tokens);
-            span.record("gen_ai.usage.output_tokens", c.output_tokens);
-            span.record("gen_ai.usage.cache_read.input_tokens", c.cache_read_tokens);
-            let out = [Message {
-                role: "assistant",
-                content: c.text.clone(),
-            }];
-            span.record(
-                "gen_ai.output.messages",
-                tracing::field::debug(logbook_layer::Json(out)),
-            );
+            call.response(&c.id, "gpt-4o-mini-2024-07-18")
+                .usage(c.input_tokens, c.output_tokens)
+                .cache_read_tokens(c.cache_read_tokens)
+                .finish_reasons(&[if c.tool_call.is_some() {
+                    "tool_calls"
+                } else {
+                    "stop"
+                }])
+                .output_messages(&[Message {
+                    role: "assistant",
+                    content: c.text.clone(),
+                }]);
+            totals.input_tokens += c.input_tokens;
+            totals.output_tokens += c.output_tokens;
+            totals.cache_read_tokens += c.cache_read_tokens;
         }
         Err(e) => {
-            span.record("error.type", "rate_limit");
-            span.in_scope(
-                || error!(error = %e, retry_after_ms = e.retry_after_ms, "LLM call failed"),
-            );
+            call.error(e);
+            call.span()
+                .in_scope(|| error!(retry_after_ms = e.retry_after_ms, "LLM call failed"));
         }
     }
     result
 }
 
 /// One tool call, with its arguments up front and its result recorded late.
-async fn run_tool(name: &'static str, arguments: serde_json::Value) -> String {
-    let span = info_span!(
-        "execute_tool search",
-        gen_ai.operation.name = "execute_tool",
-        gen_ai.tool.name = name,
-        gen_ai.tool.call.id = %format!("call_{:x}", random_u64() & 0xffff_ffff),
-        gen_ai.tool.call.arguments = logbook_layer::json(&arguments),
-        gen_ai.tool.call.result = Empty,
-    );
+async fn run_tool(name: &'static str, arguments: serde_json::Value, totals: &mut Totals) -> String {
+    let call_id = format!("call_{:x}", random_u64() & 0xffff_ffff);
+    let call = genai::tool_call(name, Some(&call_id), &arguments);
+    totals.tool_calls += 1;
     async {
         tokio::time::sleep(Duration::from_millis(5 + random_u64() % 10)).await;
         let result = serde_json::json!([
             { "title": "Q3 report", "revenue_growth": 0.12 },
             { "title": "Board deck", "pages": 14 }
         ]);
-        tracing::Span::current().record(
-            "gen_ai.tool.call.result",
-            tracing::field::debug(logbook_layer::Json(&result)),
-        );
+        call.result(&result);
         info!(results = 2, "tool returned");
         result.to_string()
     }
-    .instrument(span)
+    .instrument(call.span().clone())
     .await
 }
 
-/// One agent run: three steps, each an LLM call; the first step calls a tool.
-async fn agent_run(question: String, fail_first_call: bool) {
+/// One agent run: three steps, each an LLM call; the first step calls a tool, the
+/// second decides, the last writes a report.
+async fn agent_run(question: String, fail_first_call: bool) -> Totals {
+    let mut totals = Totals::default();
+    let mut state = StatePulse::new();
     let mut messages = vec![Message {
         role: "user",
         content: question,
     }];
-    for step in 1..=3 {
-        let step_span = info_span!("step", step_id = %format!("step-{step}"), step.index = step);
+    for (step, name) in [(1, "research"), (2, "analyse"), (3, "report")] {
         async {
             let mut fail = fail_first_call && step == 1;
             let completion = loop {
-                match chat(&messages, step, fail).await {
+                match chat(&messages, step, fail, &mut totals).await {
                     Ok(c) => break c,
                     Err(e) => {
                         warn!(
@@ -225,17 +218,26 @@ async fn agent_run(question: String, fail_first_call: bool) {
                 content: completion.text.clone(),
             });
             if let Some((tool, args)) = completion.tool_call {
-                let result = run_tool(tool, args).await;
+                let result = run_tool(tool, args, &mut totals).await;
                 messages.push(Message {
                     role: "tool",
                     content: result,
                 });
             }
-            info!(messages = messages.len(), "step done");
+            match step {
+                2 => genai::decision(
+                    "answer from the Q3 report",
+                    "the search returned the Q3 report with the growth figure; the board deck adds nothing",
+                ),
+                3 => genai::artifact("report", "out/revenue-summary.md"),
+                _ => {}
+            }
+            state.pulse(&serde_json::json!({ "step": name, "messages": messages.len() }));
         }
-        .instrument(step_span)
+        .instrument(genai::step(name))
         .await;
     }
+    totals
 }
 
 #[tokio::main]
@@ -261,28 +263,33 @@ async fn main() {
         ("initech", "u-dave"),
     ];
     let mut tasks = Vec::new();
-    let mut runs = Vec::new();
     for (i, (tenant, user)) in users.into_iter().enumerate() {
-        let run_id = new_id();
-        let span = info_span!(
-            "agent.run",
-            run_id = %run_id,
-            tenant,
-            user_id = user,
-            gen_ai.agent.name = "research-assistant",
-            gen_ai.operation.name = "invoke_agent",
+        let run = genai::run("revenue question")
+            .agent("research-assistant")
+            .tenant(tenant)
+            .user(user)
+            .start();
+        // The address is redacted by the collector before anything is stored.
+        let question = format!(
+            "How did revenue change last quarter? Send the answer to {}@example.com",
+            user.trim_start_matches("u-")
         );
-        let question = format!("How did revenue change last quarter? (asked by {user})");
+        let run_id = run.run_id().to_owned();
         // Runs proceed concurrently; each task carries its run's span, and with it the scope.
-        tasks.push(tokio::spawn(agent_run(question, i == 1).instrument(span)));
-        runs.push((run_id, tenant, user));
+        let task = tokio::spawn(agent_run(question, i == 1).instrument(run.span().clone()));
+        tasks.push((run_id, tenant, user, task));
     }
-    for t in tasks {
-        t.await.expect("run task panicked");
+    let mut runs = Vec::new();
+    for (run_id, tenant, user, task) in tasks {
+        let totals = task.await.expect("run task panicked");
+        runs.push((run_id, tenant, user, totals));
     }
     let report = guard.flush();
-    for (run_id, tenant, user) in &runs {
-        println!("{run_id}  tenant={tenant} user={user}");
+    for (run_id, tenant, user, totals) in &runs {
+        println!(
+            "{run_id}  tenant={tenant} user={user}  {}",
+            serde_json::to_string(totals).unwrap_or_default()
+        );
     }
     if report.undelivered > 0 || report.dropped > 0 {
         eprintln!(

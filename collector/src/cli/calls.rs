@@ -4,10 +4,10 @@ use std::io::{self, BufWriter, Write};
 
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
-use logbook_proto::Timestamp;
+use logbook_proto::{Json, Timestamp, Value};
 use serde::Serialize;
 
-use super::output::{clip, csv_cell, duration};
+use super::output::{clip, csv_cell, duration, render_value};
 use crate::config::Config;
 use crate::query::TimeSpec;
 use crate::store::{CallFilter, CostBy, SqliteStore};
@@ -172,20 +172,19 @@ pub(crate) fn usd(v: Option<f64>) -> String {
     }
 }
 
-/// A JSON value on one line, clipped.
-pub(crate) fn one_line(v: Option<&serde_json::Value>, max: usize) -> String {
+/// A stored JSON value on one line, messages as `[role] text`, clipped to `max`.
+fn one_line(v: Option<&serde_json::Value>, max: usize) -> String {
     let Some(v) = v else {
         return "-".into();
     };
-    let text = match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+    let value = match v {
+        serde_json::Value::String(s) => Value::Str(s.clone()),
+        other => {
+            Json::from_serialize(other).map_or_else(|_| Value::Str(other.to_string()), Value::Json)
+        }
     };
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    clip(&flat, max).into_owned()
+    let text = render_value(&value, max == usize::MAX);
+    clip(&text, max).into_owned()
 }
 
 impl CallsArgs {

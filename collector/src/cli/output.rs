@@ -317,6 +317,75 @@ pub(crate) fn duration(ns: u64) -> String {
     }
 }
 
+/// Messages as `[role] text` lines; other JSON compact (or pretty with `full`); one
+/// line of 160 characters unless `full`.
+pub(crate) fn render_value(v: &Value, full: bool) -> String {
+    let json = match v {
+        Value::Json(j) => Some(j.to_value()),
+        Value::Str(s) => serde_json::from_str::<serde_json::Value>(s)
+            .ok()
+            .filter(|j| j.is_array() || j.is_object()),
+        _ => None,
+    };
+    let text = match json {
+        Some(j) => match messages(&j) {
+            Some(lines) => lines.join(if full { "\n" } else { " │ " }),
+            None if full => serde_json::to_string_pretty(&j).unwrap_or_default(),
+            None => j.to_string(),
+        },
+        None => match v {
+            Value::Str(s) => s.clone(),
+            other => other.to_string(),
+        },
+    };
+    if full {
+        text
+    } else {
+        let flat: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        clip(&flat, 160).into_owned()
+    }
+}
+
+/// GenAI messages (`[{"role": …, "content": …}]` or `[{"role": …, "parts": [{"type":
+/// "text", "content": …}]}]`) as `[role] text`; `None` for other JSON.
+fn messages(j: &serde_json::Value) -> Option<Vec<String>> {
+    let list = j.as_array()?;
+    let mut out = Vec::with_capacity(list.len());
+    for m in list {
+        let role = m.get("role")?.as_str()?;
+        let text = match (m.get("content"), m.get("parts")) {
+            (Some(serde_json::Value::String(c)), _) => c.clone(),
+            (_, Some(serde_json::Value::Array(parts))) => parts
+                .iter()
+                .map(
+                    |p| match (p.get("content"), p.get("type").and_then(|t| t.as_str())) {
+                        (Some(serde_json::Value::String(c)), _) => c.clone(),
+                        (_, Some("tool_call")) => format!(
+                            "tool call {}({})",
+                            p.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
+                            p.get("arguments")
+                                .map(|a| a.to_string())
+                                .unwrap_or_default()
+                        ),
+                        _ => p.to_string(),
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join(" "),
+            (Some(other), _) => other.to_string(),
+            (None, _) => m
+                .get("tool_calls")
+                .map(|t| format!("tool calls {t}"))
+                .unwrap_or_default(),
+        };
+        out.push(format!("[{role}] {text}"));
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

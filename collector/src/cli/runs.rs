@@ -10,7 +10,7 @@ use logbook_proto::genai;
 use logbook_proto::{Kind, Record, SpanId, Status, Timestamp, Value};
 
 use super::calls::usd;
-use super::output::{clip, duration, inline_fields, short_value};
+use super::output::{clip, duration, inline_fields, render_value, short_value};
 use crate::pipeline::{CATEGORY_LLM_CALL, CATEGORY_TOOL_CALL};
 use crate::query::{RunFilter, TimeSpec};
 use crate::store::{RunSummary, Store};
@@ -87,7 +87,7 @@ impl RunsArgs {
             RunFormat::Table => {
                 writeln!(
                     out,
-                    "{:<36} {:<20} {:>9} {:<7} {:<14} {:<16} {:<12} {:>4} {:>5} {:>15} {:>10} {:>6}",
+                    "{:<36} {:<20} {:>9} {:<7} {:<14} {:<18} {:<12} {:>4} {:>5} {:>15} {:>10} {:>6}",
                     "RUN",
                     "STARTED",
                     "DURATION",
@@ -104,13 +104,13 @@ impl RunsArgs {
                 for r in &runs {
                     writeln!(
                         out,
-                        "{:<36} {:<20} {:>9} {:<7} {:<14} {:<16} {:<12} {:>4} {:>5} {:>15} {:>10} {:>6}",
+                        "{:<36} {:<20} {:>9} {:<7} {:<14} {:<18} {:<12} {:>4} {:>5} {:>15} {:>10} {:>6}",
                         r.run_id,
                         to_seconds(r.started),
                         r.duration_ns.map(duration).unwrap_or_else(|| "-".into()),
                         r.status,
                         clip(r.service.as_deref().unwrap_or("-"), 14),
-                        clip(r.agent.as_deref().or(r.root_name.as_deref()).unwrap_or("-"), 16),
+                        clip(r.agent.as_deref().or(r.root_name.as_deref()).unwrap_or("-"), 18),
                         clip(r.user_id.as_deref().unwrap_or("-"), 12),
                         r.llm_calls,
                         r.tool_calls,
@@ -422,73 +422,4 @@ fn call_summary(r: &Record) -> String {
         let _ = write!(s, "{k}={}", short_value(v, 60));
     }
     s
-}
-
-/// Messages as `[role] text` lines; other JSON compact (or pretty with `full`); one
-/// line of 160 characters unless `full`.
-fn render_value(v: &Value, full: bool) -> String {
-    let json = match v {
-        Value::Json(j) => Some(j.to_value()),
-        Value::Str(s) => serde_json::from_str::<serde_json::Value>(s)
-            .ok()
-            .filter(|j| j.is_array() || j.is_object()),
-        _ => None,
-    };
-    let text = match json {
-        Some(j) => match messages(&j) {
-            Some(lines) => lines.join(if full { "\n" } else { " │ " }),
-            None if full => serde_json::to_string_pretty(&j).unwrap_or_default(),
-            None => j.to_string(),
-        },
-        None => match v {
-            Value::Str(s) => s.clone(),
-            other => other.to_string(),
-        },
-    };
-    if full {
-        text
-    } else {
-        let flat: String = text
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        clip(&flat, 160).into_owned()
-    }
-}
-
-/// GenAI messages (`[{"role": …, "content": …}]` or `[{"role": …, "parts": [{"type":
-/// "text", "content": …}]}]`) as `[role] text`; `None` for other JSON.
-fn messages(j: &serde_json::Value) -> Option<Vec<String>> {
-    let list = j.as_array()?;
-    let mut out = Vec::with_capacity(list.len());
-    for m in list {
-        let role = m.get("role")?.as_str()?;
-        let text = match (m.get("content"), m.get("parts")) {
-            (Some(serde_json::Value::String(c)), _) => c.clone(),
-            (_, Some(serde_json::Value::Array(parts))) => parts
-                .iter()
-                .map(
-                    |p| match (p.get("content"), p.get("type").and_then(|t| t.as_str())) {
-                        (Some(serde_json::Value::String(c)), _) => c.clone(),
-                        (_, Some("tool_call")) => format!(
-                            "tool call {}({})",
-                            p.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
-                            p.get("arguments")
-                                .map(|a| a.to_string())
-                                .unwrap_or_default()
-                        ),
-                        _ => p.to_string(),
-                    },
-                )
-                .collect::<Vec<_>>()
-                .join(" "),
-            (Some(other), _) => other.to_string(),
-            (None, _) => m
-                .get("tool_calls")
-                .map(|t| format!("tool calls {t}"))
-                .unwrap_or_default(),
-        };
-        out.push(format!("[{role}] {text}"));
-    }
-    Some(out)
 }

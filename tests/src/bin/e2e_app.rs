@@ -9,9 +9,19 @@
 //! logbook-e2e-app panic RUN_ID            panics inside a run with the panic hook installed
 //! logbook-e2e-app pressure COUNT US       COUNT events in bursts of 1,000 every US microseconds,
 //!                                         timing each call and watching the layer's buffer
+//! logbook-e2e-app tool-server SOCKET      serves one HTTP request on the Unix socket SOCKET: a
+//!                                         tool call, joined to the caller's trace and run
+//! logbook-e2e-app agent SOCKET            a run whose tool call is served by `tool-server`
+//!                                         over HTTP on SOCKET; prints a line
+//!                                         `agent {"run_id", "trace_id", "tool_span_id"}`
 //! ```
 
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
+
+use logbook_layer::genai;
 
 use tracing::field::Empty;
 use tracing::{error, info, info_span, Instrument, Span};
@@ -165,6 +175,101 @@ fn secrets() -> u64 {
     4
 }
 
+/// One HTTP/1.1 request or response: head lines and body.
+fn read_http(stream: &mut UnixStream) -> (Vec<String>, HashMap<String, String>, Vec<u8>) {
+    let mut reader = BufReader::new(stream);
+    let mut head = Vec::new();
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("reading HTTP head");
+        let line = line.trim_end().to_owned();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+        head.push(line);
+    }
+    let len: usize = headers
+        .get("content-length")
+        .map_or(0, |v| v.parse().expect("content-length"));
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).expect("reading HTTP body");
+    (head, headers, body)
+}
+
+/// The tool server: one request, served under a span joined to the caller's trace
+/// and run by its `traceparent` and `baggage` headers.
+fn tool_server(socket: String) -> u64 {
+    let listener = UnixListener::bind(&socket).expect("binding the tool socket");
+    let (mut stream, _) = listener.accept().expect("accepting");
+    let (head, headers, body) = read_http(&mut stream);
+    let remote = genai::extract(|name| headers.get(name).cloned());
+    let span = info_span!(
+        "POST /tools/search",
+        traceparent = remote.traceparent(),
+        baggage = remote.baggage(),
+        http.request.method = "POST",
+        http.route = "/tools/search",
+    );
+    span.in_scope(|| {
+        let query: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
+        info!(request = %head[0], query = %query["q"], "searching");
+        let hits = info_span!("search.index", index = "docs").in_scope(|| {
+            serde_json::json!([{ "doc": "refund-policy.md", "score": 0.92 }])
+        });
+        let body = hits.to_string();
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("writing the response");
+    });
+    // Two spans (start and end each) and one event.
+    5
+}
+
+/// The agent: a run with one tool call, served by `tool-server` over HTTP.
+async fn agent(socket: String) -> u64 {
+    let run = genai::run("cross-process")
+        .agent("e2e-agent")
+        .tenant("acme")
+        .user("u-9")
+        .start();
+    let run_id = run.run_id().to_owned();
+    let ids = async {
+        let args = serde_json::json!({ "q": "refunds" });
+        let call = genai::tool_call("search", Some("call-1"), &args);
+        let ctx = genai::TraceContext::of(call.span()).expect("the layer is installed");
+        let mut request = String::from("POST /tools/search HTTP/1.1\r\nHost: tools\r\n");
+        ctx.inject(|name, value| request.push_str(&format!("{name}: {value}\r\n")));
+        let body = args.to_string();
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        let mut stream = UnixStream::connect(&socket).expect("connecting to the tool server");
+        stream.write_all(request.as_bytes()).expect("sending");
+        let (_, _, response) = read_http(&mut stream);
+        let result: serde_json::Value = serde_json::from_slice(&response).expect("JSON response");
+        call.result(&result);
+        serde_json::json!({
+            "run_id": run_id,
+            "trace_id": ctx.trace_id.to_hex(),
+            "tool_span_id": ctx.span_id.to_hex(),
+        })
+    }
+    .instrument(run.span().clone())
+    .await;
+    drop(run);
+    println!("agent {ids}");
+    // The run's span and the tool call's span, start and end each.
+    4
+}
+
 #[tokio::main]
 async fn main() {
     let layer = logbook_layer::layer();
@@ -183,6 +288,8 @@ async fn main() {
         "stream" => stream(arg(2), num(3), Duration::from_micros(num(4))).await,
         "burst" => burst(num(2)),
         "secrets" => secrets(),
+        "tool-server" => tool_server(arg(2)),
+        "agent" => agent(arg(2)).await,
         other => panic!("unknown scenario {other}"),
     };
     let report = guard.flush();

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use logbook_proto::genai::{self, openinference};
-use logbook_proto::{Kind, Record, Status, Timestamp, Value};
+use logbook_proto::{Kind, Record, ScopeKey, Status, Timestamp, Value};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, Row, Transaction};
 
@@ -101,35 +101,42 @@ pub(super) fn record_call(
     } else {
         "ok"
     };
-    let scope = |k| r.scope.get(k);
-    use logbook_proto::ScopeKey::{App, RunId, Tenant, UserId};
+    // The columns both tables start with.
+    let text_or_null = |v: Option<&str>| v.map_or(SqlValue::Null, |v| SqlValue::Text(v.to_owned()));
+    let blob = |v: Option<&[u8]>| v.map_or(SqlValue::Null, |v| SqlValue::Blob(v.to_vec()));
+    let mut values = vec![
+        SqlValue::Integer(seq),
+        SqlValue::Integer(start),
+        SqlValue::Integer(end),
+        text_or_null(r.scope.get(ScopeKey::RunId)),
+        SqlValue::Blob(r.trace_id.0.to_vec()),
+        blob(r.span_id.as_ref().map(|i| &i.0[..])),
+        blob(r.parent_span_id.as_ref().map(|i| &i.0[..])),
+        text_or_null(r.scope.get(ScopeKey::Tenant)),
+        text_or_null(r.scope.get(ScopeKey::UserId)),
+        text_or_null(r.scope.get(ScopeKey::App)),
+        SqlValue::Text(r.resource.service.to_string()),
+    ];
+    let opt_text = |v: Option<String>| v.map_or(SqlValue::Null, SqlValue::Text);
+    let opt_int = |v: Option<i64>| v.map_or(SqlValue::Null, SqlValue::Integer);
+    let opt_real = |v: Option<f64>| v.map_or(SqlValue::Null, SqlValue::Real);
     if !is_llm {
+        values.extend([
+            opt_text(s(genai::TOOL_NAME).or_else(|| Some(r.name.to_string()))),
+            opt_text(s(genai::TOOL_CALL_ID)),
+            opt_text(s(genai::TOOL_CALL_ARGUMENTS)),
+            opt_text(s(genai::TOOL_CALL_RESULT)),
+            opt_int(duration),
+            SqlValue::Text(status.into()),
+            opt_text(error_of(r)),
+        ]);
         tx.prepare_cached(
             "INSERT OR REPLACE INTO tool_calls (seq, ts, end_ts, run_id, trace_id, span_id,
                 parent_span_id, tenant, user_id, app, service, tool_name, call_id, arguments,
                 result, duration_ns, status, error)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?
-        .execute(params![
-            seq,
-            start,
-            end,
-            scope(RunId),
-            &r.trace_id.0[..],
-            r.span_id.as_ref().map(|i| &i.0[..]),
-            r.parent_span_id.as_ref().map(|i| &i.0[..]),
-            scope(Tenant),
-            scope(UserId),
-            scope(App),
-            r.resource.service.as_str(),
-            s(genai::TOOL_NAME).or_else(|| Some(r.name.to_string())),
-            s(genai::TOOL_CALL_ID),
-            s(genai::TOOL_CALL_ARGUMENTS),
-            s(genai::TOOL_CALL_RESULT),
-            duration,
-            status,
-            error_of(r),
-        ])?;
+        .execute(params_from_iter(values))?;
         if let Some(t) = totals {
             t.tool_calls += 1;
         }
@@ -152,6 +159,25 @@ pub(super) fn record_call(
         cache_read,
     );
     let provider_cost = f(genai::USAGE_COST).and_then(float);
+    values.extend([
+        opt_text(s(genai::OPERATION_NAME)),
+        opt_text(provider),
+        opt_text(request_model),
+        opt_text(response_model),
+        opt_text(model.clone()),
+        opt_text(s(genai::AGENT_NAME).or_else(|| s(openinference::AGENT_NAME))),
+        opt_text(s(genai::INPUT_MESSAGES)),
+        opt_text(s(genai::OUTPUT_MESSAGES)),
+        opt_text(s(genai::RESPONSE_FINISH_REASONS)),
+        opt_int(input),
+        opt_int(output),
+        opt_int(cache_read),
+        opt_real(cost),
+        opt_real(provider_cost),
+        opt_int(duration),
+        SqlValue::Text(status.into()),
+        opt_text(error_of(r)),
+    ]);
     tx.prepare_cached(
         "INSERT OR REPLACE INTO llm_calls (seq, ts, end_ts, run_id, trace_id, span_id,
             parent_span_id, tenant, user_id, app, service, operation, provider, request_model,
@@ -161,36 +187,7 @@ pub(super) fn record_call(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                  ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
     )?
-    .execute(params![
-        seq,
-        start,
-        end,
-        scope(RunId),
-        &r.trace_id.0[..],
-        r.span_id.as_ref().map(|i| &i.0[..]),
-        r.parent_span_id.as_ref().map(|i| &i.0[..]),
-        scope(Tenant),
-        scope(UserId),
-        scope(App),
-        r.resource.service.as_str(),
-        s(genai::OPERATION_NAME),
-        provider,
-        request_model,
-        response_model,
-        model,
-        s(genai::AGENT_NAME).or_else(|| s(openinference::AGENT_NAME)),
-        s(genai::INPUT_MESSAGES),
-        s(genai::OUTPUT_MESSAGES),
-        s(genai::RESPONSE_FINISH_REASONS),
-        input,
-        output,
-        cache_read,
-        cost,
-        provider_cost,
-        duration,
-        status,
-        error_of(r),
-    ])?;
+    .execute(params_from_iter(values))?;
     if let Some(t) = totals {
         t.llm_calls += 1;
         t.input_tokens += input.unwrap_or(0);
