@@ -102,6 +102,10 @@ enum Cmd {
         /// Seconds the application logs in each run [default: 120; 15 with --quick].
         #[arg(long)]
         seconds: Option<f64>,
+        /// Records per second the application offers [default: half the plain-loop
+        /// ceiling, measured first].
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// The ingest ceiling alone.
     Ceiling {
@@ -202,16 +206,19 @@ fn main() -> anyhow::Result<()> {
             quick,
             records,
             seconds,
+            rate,
         } => {
             let records = records.unwrap_or(if quick { 100_000 } else { 1_000_000 });
             let seconds = seconds.unwrap_or(if quick { 15.0 } else { 120.0 });
             let dir = hot_path::scratch_dir();
-            let ceiling = ingest::run(
-                &dir.join("ceiling"),
-                if quick { 100_000 } else { 500_000 },
-                1,
-            )?;
-            let rate = (ceiling.plain_rps * 0.5).round();
+            let ceiling = match rate {
+                Some(_) => None,
+                None => {
+                    let n = if quick { 100_000 } else { 500_000 };
+                    Some(ingest::run(&dir.join("ceiling"), n, 1)?.plain_rps)
+                }
+            };
+            let rate = rate.unwrap_or_else(|| (ceiling.unwrap_or(0.0) * 0.5).round());
             let (base, d) = if quick {
                 let db = dir.join("purge-base.db");
                 (db.clone(), dataset::generate(&db, records)?)
@@ -223,7 +230,7 @@ fn main() -> anyhow::Result<()> {
                 .map(|with| purge::run(&dir, &base, &d, rate, seconds, with))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let _ = std::fs::remove_dir_all(&dir);
-            println!("{}", purge::markdown(&d, rate, ceiling.plain_rps, &runs));
+            println!("{}", purge::markdown(&d, rate, ceiling, &runs));
             Ok(())
         }
         Cmd::Ceiling { records } => {

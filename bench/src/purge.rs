@@ -146,10 +146,13 @@ pub(crate) fn run(
 }
 
 /// The BENCHMARKS.md table.
-pub(crate) fn markdown(d: &Dataset, rate: f64, ceiling: f64, runs: &[PurgeRun]) -> String {
+pub(crate) fn markdown(d: &Dataset, rate: f64, ceiling: Option<f64>, runs: &[PurgeRun]) -> String {
+    let offered = ceiling.map_or_else(
+        || "(--rate)".to_owned(),
+        |c| format!("(half the plain-loop ceiling of {c:.0} measured in the same run)"),
+    );
     let mut s = format!(
-        "Ingest at {rate:.0} records/s (half the plain-loop ceiling of {ceiling:.0} measured \
-         in the same run) into a collector whose database holds {} generated records \
+        "Ingest at {rate:.0} records/s {offered} into a collector whose database holds {} generated records \
          (a week of agent runs and requests), alone and while `logbook purge --older-than 5s \
          --yes` deletes all of them beside it:\n\n\
          | run | seconds | stored | dropped | p50 ms | p99 ms | purge deleted | purge seconds | purge records/s | file MiB before → after |\n\

@@ -327,30 +327,33 @@ impl PriceTable {
     ///
     /// A leading `vendor/` of the model name (OpenRouter style: `openai/gpt-4o`) is
     /// ignored in matching and counts as a second provider name. Names compare
-    /// case-insensitively. Of the entries whose model pattern matches and whose
-    /// provider is unnamed or is `provider` or the vendor, only those with the most
-    /// specific pattern count (an exact name beats a prefix, a longer prefix beats a
-    /// shorter one: `gpt-4o-mini*` beats `gpt-4o*` for `gpt-4o-mini-2024-07-18`). Of
-    /// those, the ones in effect at `at` (effective date no later) are candidates, an
-    /// entry naming the reported provider beats one naming the vendor, which beats one
-    /// naming none, and then the latest effective date wins. When `provider` is `None`
-    /// and the name has no vendor, entries of every provider match and rank alike.
+    /// case-insensitively. Of the entries in effect at `at` (effective date no later)
+    /// whose model pattern matches and whose provider is unnamed or is `provider` or
+    /// the vendor, only those with the most specific pattern count (an exact name beats
+    /// a prefix, a longer prefix beats a shorter one: `gpt-4o-mini*` beats `gpt-4o*` for
+    /// `gpt-4o-mini-2024-07-18`). Of those, an entry naming the reported provider beats
+    /// one naming the vendor, which beats one naming none, and then the latest
+    /// effective date wins. When `provider` is `None` and the name has no vendor,
+    /// entries of every provider match and rank alike. So a price added for an exact
+    /// name from a later date leaves earlier calls with the price they had.
     ///
-    /// `None` when nothing matches, or when the most specific pattern has no price in
-    /// effect yet at `at` (a model is not priced from another family's price).
+    /// `None` when nothing in effect matches.
     pub fn lookup(&self, provider: Option<&str>, model: &str, at: Timestamp) -> Option<&Price> {
         let (vendor, name) = split_vendor(model.trim());
         let provider = provider.map(str::trim).filter(|p| !p.is_empty());
         let ranked = || {
-            self.entries.iter().filter_map(move |p| {
-                let spec = specificity(&p.model, name)?;
-                let rank = provider_rank(p.provider.as_deref(), provider, vendor)?;
-                Some((spec, rank, p))
-            })
+            self.entries
+                .iter()
+                .filter(move |p| p.effective.to_timestamp() <= at)
+                .filter_map(move |p| {
+                    let spec = specificity(&p.model, name)?;
+                    let rank = provider_rank(p.provider.as_deref(), provider, vendor)?;
+                    Some((spec, rank, p))
+                })
         };
         let best = ranked().map(|(spec, _, _)| spec).max()?;
         ranked()
-            .filter(|&(spec, _, p)| spec == best && p.effective.to_timestamp() <= at)
+            .filter(|&(spec, _, _)| spec == best)
             // On a tie the later entry (an override) wins: `max_by_key` keeps the last.
             .max_by_key(|&(_, rank, p)| (rank, p.effective))
             .map(|(_, _, p)| p)
@@ -438,6 +441,22 @@ const BUILTIN: &[Builtin] = &[
     // OpenAI
     ("gpt-4o", OPENAI, "2025-01-01", 2.50, 10.00, 1.25),
     ("gpt-4o-mini", OPENAI, "2025-01-01", 0.15, 0.60, 0.075),
+    // Longer names that the families above would otherwise price wrongly (no cache
+    // discount: the cache-read price is the input price).
+    ("gpt-4o-2024-05-13", OPENAI, "2025-01-01", 5.00, 15.00, 5.00),
+    ("gpt-4o-realtime", OPENAI, "2025-01-01", 5.00, 20.00, 2.50),
+    (
+        "gpt-4o-mini-realtime",
+        OPENAI,
+        "2025-01-01",
+        0.60,
+        2.40,
+        0.30,
+    ),
+    ("o1-mini", OPENAI, "2025-01-01", 1.10, 4.40, 0.55),
+    ("o1-pro", OPENAI, "2025-03-19", 150.00, 600.00, 150.00),
+    ("o3-pro", OPENAI, "2025-06-10", 20.00, 80.00, 20.00),
+    ("gpt-5-pro", OPENAI, "2025-10-06", 15.00, 120.00, 15.00),
     ("gpt-4.1", OPENAI, "2025-04-14", 2.00, 8.00, 0.50),
     ("gpt-4.1-mini", OPENAI, "2025-04-14", 0.40, 1.60, 0.10),
     ("gpt-4.1-nano", OPENAI, "2025-04-14", 0.10, 0.40, 0.025),
@@ -527,6 +546,14 @@ const BUILTIN: &[Builtin] = &[
         0.025,
     ),
     ("gemini-2.0-flash", None, "2025-01-01", 0.10, 0.40, 0.025),
+    (
+        "gemini-2.0-flash-lite",
+        None,
+        "2025-01-01",
+        0.075,
+        0.30,
+        0.075,
+    ),
 ];
 
 #[cfg(test)]
@@ -626,14 +653,12 @@ mod tests {
 
     #[test]
     fn exact_beats_prefix() {
-        let t = PriceTable::with_overrides(&[price("gpt-4o-2024-05-13", None, "2024-05-13", 5.0)]);
+        let t = PriceTable::with_overrides(&[price("gpt-4o-custom", None, "2024-05-13", 5.0)]);
         let now = at(NOW);
-        let p = t.lookup(Some("openai"), "gpt-4o-2024-05-13", now).unwrap();
-        assert_eq!((p.model.as_str(), p.input), ("gpt-4o-2024-05-13", 5.0));
+        let p = t.lookup(Some("openai"), "gpt-4o-custom", now).unwrap();
+        assert_eq!((p.model.as_str(), p.input), ("gpt-4o-custom", 5.0));
         // An exact entry matches only its own name.
-        let p = t
-            .lookup(Some("openai"), "gpt-4o-2024-05-13-x", now)
-            .unwrap();
+        let p = t.lookup(Some("openai"), "gpt-4o-custom-x", now).unwrap();
         assert_eq!(p.model, "gpt-4o*");
     }
 
@@ -699,7 +724,32 @@ mod tests {
         assert_eq!(t.lookup(None, "o3", before).unwrap().input, 10.0);
         // Before any price of the family: none, not a shorter prefix's price.
         assert_eq!(t.lookup(None, "gpt-4o", at("2024-12-31")), None);
-        assert_eq!(t.lookup(None, "claude-opus-4-5", at("2025-11-23")), None);
+        // A later price for an exact name leaves earlier calls their family's price.
+        let t = PriceTable::with_overrides(&[Price {
+            model: "gpt-4o".to_owned(),
+            provider: Some("openai".to_owned()),
+            effective: Date::parse("2026-01-01").unwrap(),
+            input: 2.0,
+            output: 8.0,
+            cache_read: Some(1.0),
+        }]);
+        let input = |date| {
+            t.lookup(Some("openai"), "gpt-4o", at(date))
+                .map(|p| p.input)
+        };
+        assert_eq!(input("2025-12-31"), Some(2.5));
+        assert_eq!(input("2026-01-01"), Some(2.0));
+        // Longer names are not priced as their shorter family.
+        let t = PriceTable::builtin();
+        let input = |m| {
+            t.lookup(Some("openai"), m, at("2025-12-01"))
+                .map(|p| p.input)
+        };
+        assert_eq!(input("o1-mini-2024-09-12"), Some(1.1));
+        assert_eq!(input("o3-pro-2025-06-10"), Some(20.0));
+        assert_eq!(input("gpt-5-pro"), Some(15.0));
+        assert_eq!(input("gpt-4o-2024-05-13"), Some(5.0));
+        assert_eq!(input("gpt-4o-2024-08-06"), Some(2.5));
     }
 
     #[test]

@@ -339,3 +339,42 @@ fn calls_runs_and_cost_are_kept_at_ingest() {
         .unwrap();
     assert_eq!(runs.len(), 1);
 }
+
+#[test]
+fn a_run_is_its_roots_even_when_other_processes_records_come_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store(dir.path(), Vec::new());
+    let mut b = Builder {
+        n: 0,
+        trace: TraceId::from_random(5, 5),
+    };
+    // A sub-agent in another process, joined through baggage, commits first.
+    let mut child = b.span_end(
+        "agent",
+        "run-x",
+        "u-1",
+        &[(genai::AGENT_NAME, s("flights"))],
+    );
+    child.resource = Arc::new(Resource {
+        service: "agent-flights".into(),
+        host: "h".into(),
+        pid: 2,
+    });
+    store
+        .write(&Pipeline::default().process(vec![child]).0, &[])
+        .unwrap();
+    let mut root = b.span_end(
+        "run",
+        "run-x",
+        "u-1",
+        &[(genai::AGENT_NAME, s("orchestrator"))],
+    );
+    root.category = Some("run".into());
+    store
+        .write(&Pipeline::default().process(vec![root]).0, &[])
+        .unwrap();
+    let run = store.run("run-x").unwrap().unwrap();
+    assert_eq!(run.service.as_deref(), Some("agent-api"));
+    assert_eq!(run.agent.as_deref(), Some("orchestrator"));
+    assert_eq!(run.root_name.as_deref(), Some("run"));
+}

@@ -19,6 +19,10 @@ pub const PROPAGATED_SCOPE: &[ScopeKey] = &[
 /// The most entries a `baggage` value may have (W3C: at least 64 must be accepted).
 const MAX_MEMBERS: usize = 64;
 
+/// The longest scope value taken from `baggage`, in bytes: longer ones are ignored
+/// (the collector refuses scope values over 1,024 bytes, and with them the records).
+pub(crate) const MAX_SCOPE_VALUE: usize = 256;
+
 /// Whether `b` may appear unencoded in a baggage value (W3C `baggage-octet`), less the
 /// characters encoded anyway so that values round trip (`%`, `=`).
 fn plain_octet(b: u8) -> bool {
@@ -102,8 +106,9 @@ pub(crate) struct Parsed {
 
 /// Parses a `baggage` header value. Entries are `key=value` with optional `;properties`
 /// (ignored); whitespace around keys, values and separators is allowed. An entry
-/// whose key is a propagated scope key and whose value is not empty goes to `scope`
-/// (the last one wins); any other entry, well formed or not, is kept in `rest`.
+/// whose key is a propagated scope key and whose value is not empty and at most
+/// [`MAX_SCOPE_VALUE`] bytes goes to `scope` (the last one wins); any other scope
+/// entry is dropped, and other entries, well formed or not, are kept in `rest`.
 pub(crate) fn parse(header: &str) -> Parsed {
     let mut parsed = Parsed::default();
     for member in header.split(',').take(MAX_MEMBERS) {
@@ -119,7 +124,7 @@ pub(crate) fn parse(header: &str) -> Parsed {
             Some((key, rest)) => {
                 let value = rest.split(';').next().unwrap_or_default().trim();
                 let value = decode_value(value);
-                if value.is_empty() {
+                if value.is_empty() || value.len() > MAX_SCOPE_VALUE {
                     continue;
                 }
                 parsed.scope.retain(|(k, _)| *k != key);
@@ -198,5 +203,12 @@ mod tests {
         assert_eq!(parsed.rest, "userTier = gold,env=prod,step_id=s,junk");
         assert_eq!(parse("run_id=%zz%4").scope[0].1, "%zz%4");
         assert_eq!(parse(""), Parsed::default());
+    }
+
+    #[test]
+    fn overlong_scope_values_are_ignored() {
+        let long = "x".repeat(MAX_SCOPE_VALUE + 1);
+        let p = parse(&format!("user_id={long},tenant=acme"));
+        assert_eq!(p.scope, vec![(ScopeKey::Tenant, "acme".to_owned())]);
     }
 }

@@ -823,6 +823,11 @@ pub struct Remote {
 /// case-insensitively, as HTTP header maps do). An invalid `traceparent` is ignored;
 /// `x-trace-id` (32 hex digits, or a UUID) is used only when no valid `traceparent`
 /// came.
+///
+/// The `baggage` sets the run, tenant, user and session of everything under the span
+/// made from it: take it only from callers you trust (your own services). At a public
+/// edge, use the trace context alone: `info_span!("handle", traceparent =
+/// remote.traceparent())`.
 pub fn extract(get: impl Fn(&str) -> Option<String>) -> Remote {
     let traceparent = get(propagation::TRACEPARENT)
         .map(|t| t.trim().to_owned())

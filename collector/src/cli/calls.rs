@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::output::{clip, csv_cell, duration, render_value};
 use crate::config::Config;
 use crate::query::TimeSpec;
-use crate::store::{CallFilter, CostBy, SqliteStore};
+use crate::store::{CallFilter, CostBy, CostGroup, SqliteStore};
 
 /// Output formats for calls and costs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -172,6 +172,14 @@ pub(crate) fn usd(v: Option<f64>) -> String {
     }
 }
 
+/// A stored value as it is: text, or compact JSON.
+fn compact(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// A stored JSON value on one line, messages as `[role] text`, clipped to `max`.
 fn one_line(v: Option<&serde_json::Value>, max: usize) -> String {
     let Some(v) = v else {
@@ -183,8 +191,7 @@ fn one_line(v: Option<&serde_json::Value>, max: usize) -> String {
             Json::from_serialize(other).map_or_else(|_| Value::Str(other.to_string()), Value::Json)
         }
     };
-    let text = render_value(&value, max == usize::MAX);
-    clip(&text, max).into_owned()
+    clip(&render_value(&value, false), max).into_owned()
 }
 
 impl CallsArgs {
@@ -293,8 +300,8 @@ impl CallsArgs {
                             opt(c.call.run_id.as_ref()),
                             opt(c.tool_name.as_ref()),
                             opt(c.call_id.as_ref()),
-                            opt(c.arguments.as_ref().map(|v| one_line(Some(v), usize::MAX))),
-                            opt(c.result.as_ref().map(|v| one_line(Some(v), usize::MAX))),
+                            opt(c.arguments.as_ref().map(compact)),
+                            opt(c.result.as_ref().map(compact)),
                             opt(c.call.duration_ns),
                             c.call.status.clone(),
                             opt(c.call.error.as_ref()),
@@ -393,7 +400,8 @@ pub struct CostArgs {
 #[derive(Debug, Subcommand)]
 enum CostCommand {
     /// Compute every stored LLM call's cost again from the current price table (after
-    /// changing `[[prices]]` in logbook.toml), and the runs' totals. Audited.
+    /// changing `[[prices]]` in logbook.toml), and the runs' totals. Audited. Restart
+    /// `logbook serve` too: it prices new calls with the table it started with.
     Recompute,
     /// Print the price table in effect: built-in prices and those of logbook.toml.
     Prices {
@@ -472,12 +480,11 @@ impl CostArgs {
                 "PROVIDER COST",
                 "UNPRICED"
             )?;
-            let mut total = (0u64, 0u64, 0u64, 0u64, None::<f64>, None::<f64>, 0u64);
-            for g in &groups {
+            let row = |out: &mut BufWriter<_>, label: &str, g: &CostGroup| {
                 writeln!(
                     out,
                     "{:<36} {:>7} {:>12} {:>12} {:>12} {:>12} {:>14} {:>8}",
-                    clip(&g.key, 36),
+                    clip(label, 36),
                     g.calls,
                     g.input_tokens,
                     g.output_tokens,
@@ -485,44 +492,40 @@ impl CostArgs {
                     usd(g.cost),
                     usd(g.provider_cost),
                     g.unpriced_calls
-                )?;
-                total.0 += g.calls;
-                total.1 += g.input_tokens;
-                total.2 += g.output_tokens;
-                total.3 += g.cache_read_tokens;
-                total.4 = sum(total.4, g.cost);
-                total.5 = sum(total.5, g.provider_cost);
-                total.6 += g.unpriced_calls;
+                )
+            };
+            for g in &groups {
+                row(&mut out, &g.key, g)?;
             }
-            writeln!(
-                out,
-                "{:<36} {:>7} {:>12} {:>12} {:>12} {:>12} {:>14} {:>8}",
-                "TOTAL",
-                total.0,
-                total.1,
-                total.2,
-                total.3,
-                usd(total.4),
-                usd(total.5),
-                total.6
-            )?;
-            if total.6 > 0 {
+            // Of every matching call, not only the groups shown.
+            let total = store.cost(CostBy::All, &f)?.pop().unwrap_or(CostGroup {
+                key: String::new(),
+                calls: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cache_read_tokens: 0,
+                cost: None,
+                provider_cost: None,
+                unpriced_calls: 0,
+            });
+            row(&mut out, "TOTAL", &total)?;
+            if groups.len() == self.limit {
+                writeln!(
+                    out,
+                    "… the first {} groups (--limit); the total is of all",
+                    self.limit
+                )?;
+            }
+            if total.unpriced_calls > 0 {
                 writeln!(
                     out,
                     "{} calls have no price for their model: add it under [[prices]] in logbook.toml, then `logbook cost recompute`",
-                    total.6
+                    total.unpriced_calls
                 )?;
             }
         }
         out.flush()?;
         Ok(())
-    }
-}
-
-fn sum(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (None, None) => None,
-        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
     }
 }
 

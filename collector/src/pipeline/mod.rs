@@ -7,7 +7,7 @@ mod validate;
 
 use std::sync::Arc;
 
-use logbook_proto::{Record, RecordId, ScopeKey};
+use logbook_proto::{Fields, Record, RecordId, ScopeKey};
 use logbook_redact::{Counts, Redactor};
 
 pub use category::{
@@ -76,9 +76,21 @@ impl Pipeline {
         let mut ok = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
         for (i, mut r) in records.into_iter().enumerate() {
-            // First, so that the GenAI copies of foreign fields are redacted too.
-            normalize(&mut r);
             self.redactor.redact_record(&mut r, counts);
+            // After redaction, so that copies and scope come from redacted values (and a
+            // dropped field is not copied); the copies then meet the rules for their
+            // GenAI names.
+            let added = normalize(&mut r);
+            if !added.is_empty() {
+                let mut copies = Fields::with_capacity(added.len());
+                for k in added {
+                    if let Some(v) = r.fields.remove(k) {
+                        copies.set(k, v);
+                    }
+                }
+                self.redactor.redact_fields(&mut copies, counts);
+                r.fields.merge(copies);
+            }
             let checked = validate(&r, &self.limits).and_then(|()| {
                 match self
                     .required_scope

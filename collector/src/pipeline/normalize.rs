@@ -5,22 +5,16 @@
 use logbook_proto::genai::{self, openinference as oi, openllmetry as ol};
 use logbook_proto::{Json, Record, ScopeKey, Value};
 
-/// Renames: (source, GenAI name). Applied in order; the first source present wins.
-const RENAMES: &[(&str, &str)] = &[
+/// OpenInference renames: (source, GenAI name), applied to OpenInference spans only
+/// (names such as `tool.name` or `session.id` mean other things elsewhere).
+const OPENINFERENCE: &[(&str, &str)] = &[
     (oi::LLM_MODEL_NAME, genai::REQUEST_MODEL),
     (oi::LLM_PROVIDER, genai::PROVIDER_NAME),
-    (genai::SYSTEM, genai::PROVIDER_NAME),
     (oi::LLM_SYSTEM, genai::PROVIDER_NAME),
     (oi::LLM_TOKEN_COUNT_PROMPT, genai::USAGE_INPUT_TOKENS),
     (oi::LLM_TOKEN_COUNT_COMPLETION, genai::USAGE_OUTPUT_TOKENS),
     (
         oi::LLM_TOKEN_COUNT_CACHE_READ,
-        genai::USAGE_CACHE_READ_INPUT_TOKENS,
-    ),
-    (ol::USAGE_PROMPT_TOKENS, genai::USAGE_INPUT_TOKENS),
-    (ol::USAGE_COMPLETION_TOKENS, genai::USAGE_OUTPUT_TOKENS),
-    (
-        ol::USAGE_CACHE_READ_INPUT_TOKENS,
         genai::USAGE_CACHE_READ_INPUT_TOKENS,
     ),
     (oi::LLM_INPUT_MESSAGES, genai::INPUT_MESSAGES),
@@ -29,6 +23,18 @@ const RENAMES: &[(&str, &str)] = &[
     (oi::TOOL_CALL_ID, genai::TOOL_CALL_ID),
     (oi::AGENT_NAME, genai::AGENT_NAME),
     (oi::SESSION_ID, genai::CONVERSATION_ID),
+];
+
+/// Legacy GenAI and OpenLLMetry renames: their names are GenAI's own namespace or
+/// Traceloop's, so they apply wherever they appear.
+const OPENLLMETRY: &[(&str, &str)] = &[
+    (genai::SYSTEM, genai::PROVIDER_NAME),
+    (ol::USAGE_PROMPT_TOKENS, genai::USAGE_INPUT_TOKENS),
+    (ol::USAGE_COMPLETION_TOKENS, genai::USAGE_OUTPUT_TOKENS),
+    (
+        ol::USAGE_CACHE_READ_INPUT_TOKENS,
+        genai::USAGE_CACHE_READ_INPUT_TOKENS,
+    ),
 ];
 
 /// The GenAI operation of an OpenInference span kind, an OpenLLMetry request type or
@@ -60,31 +66,30 @@ fn operation(r: &Record) -> Option<&'static str> {
 }
 
 /// Adds the GenAI names a record lacks from the OpenInference and OpenLLMetry fields it
-/// has. Cheap when there are none: one pass over the keys.
-pub fn normalize(r: &mut Record) {
-    let foreign = r.fields.iter().any(|(k, _)| {
-        k.starts_with("llm.")
-            || k.starts_with("input.")
-            || k.starts_with("output.")
-            || k.starts_with("tool.")
-            || k.starts_with("tool_call.")
-            || k.starts_with("traceloop.")
-            || k.starts_with("openinference.")
-            || k.starts_with("agent.")
-            || k.starts_with("session.")
-            || k == genai::SYSTEM
-            || k == ol::USAGE_PROMPT_TOKENS
-            || k == ol::USAGE_COMPLETION_TOKENS
-            || k == ol::USAGE_CACHE_READ_INPUT_TOKENS
-    });
-    if !foreign {
-        return;
+/// has, and returns the names added. OpenInference's generic names (`tool.name`,
+/// `input.value`, `session.id`, `user.id`, …) count only on a span that is
+/// OpenInference's (`openinference.span.kind` or an `llm.*` field). Cheap when there
+/// are none: one pass over the keys.
+pub fn normalize(r: &mut Record) -> Vec<&'static str> {
+    let (mut openinference, mut openllmetry) = (false, false);
+    for (k, _) in r.fields.iter() {
+        openinference |= k.starts_with("llm.") || k == oi::SPAN_KIND;
+        openllmetry |= k.starts_with("traceloop.")
+            || k == ol::LLM_REQUEST_TYPE
+            || OPENLLMETRY.iter().any(|(from, _)| *from == k);
+    }
+    if !openinference && !openllmetry {
+        return Vec::new();
     }
     let mut added: Vec<(&'static str, Value)> = Vec::new();
     let has = |r: &Record, added: &[(&str, Value)], k: &str| {
         r.fields.get(k).is_some() || added.iter().any(|(a, _)| *a == k)
     };
-    for (from, to) in RENAMES {
+    let renames = [
+        if openinference { OPENINFERENCE } else { &[] },
+        if openllmetry { OPENLLMETRY } else { &[] },
+    ];
+    for (from, to) in renames.into_iter().flatten() {
         if has(r, &added, to) {
             continue;
         }
@@ -94,13 +99,15 @@ pub fn normalize(r: &mut Record) {
     }
     // OpenInference flattens messages in OTLP attributes:
     // llm.input_messages.0.message.role, llm.input_messages.0.message.content, …
-    for (prefix, to) in [
-        ("llm.input_messages.", genai::INPUT_MESSAGES),
-        ("llm.output_messages.", genai::OUTPUT_MESSAGES),
-    ] {
-        if !has(r, &added, to) {
-            if let Some(v) = flattened_messages(r, prefix) {
-                added.push((to, v));
+    if openinference {
+        for (prefix, to) in [
+            ("llm.input_messages.", genai::INPUT_MESSAGES),
+            ("llm.output_messages.", genai::OUTPUT_MESSAGES),
+        ] {
+            if !has(r, &added, to) {
+                if let Some(v) = flattened_messages(r, prefix) {
+                    added.push((to, v));
+                }
             }
         }
     }
@@ -121,39 +128,44 @@ pub fn normalize(r: &mut Record) {
         ("", "")
     };
     if !input_to.is_empty() {
-        for (from, to) in [
-            (oi::INPUT_VALUE, input_to),
-            (ol::TRACELOOP_ENTITY_INPUT, input_to),
-            (oi::OUTPUT_VALUE, output_to),
-            (ol::TRACELOOP_ENTITY_OUTPUT, output_to),
-        ] {
-            if !has(r, &added, to) {
+        let sources = [
+            (openinference, oi::INPUT_VALUE, input_to),
+            (openllmetry, ol::TRACELOOP_ENTITY_INPUT, input_to),
+            (openinference, oi::OUTPUT_VALUE, output_to),
+            (openllmetry, ol::TRACELOOP_ENTITY_OUTPUT, output_to),
+        ];
+        for (applies, from, to) in sources {
+            if applies && !has(r, &added, to) {
                 if let Some(v) = r.fields.get(from) {
                     added.push((to, v.clone()));
                 }
             }
         }
     }
-    if tool && !has(r, &added, genai::TOOL_NAME) {
+    if tool && openllmetry && !has(r, &added, genai::TOOL_NAME) {
         if let Some(v) = r.fields.get(ol::TRACELOOP_ENTITY_NAME) {
             added.push((genai::TOOL_NAME, v.clone()));
         }
     }
+    let names = added.iter().map(|(k, _)| *k).collect();
     for (k, v) in added {
         r.fields.set(k, v);
     }
     // OpenInference's user and session are scope.
-    for (field, key) in [
-        (oi::USER_ID, ScopeKey::UserId),
-        (oi::SESSION_ID, ScopeKey::SessionId),
-    ] {
-        if r.scope.get(key).is_none() {
-            if let Some(v) = r.fields.get(field).and_then(Value::as_str) {
-                let v = v.to_owned();
-                std::sync::Arc::make_mut(&mut r.scope).set(key, Some(v));
+    if openinference {
+        for (field, key) in [
+            (oi::USER_ID, ScopeKey::UserId),
+            (oi::SESSION_ID, ScopeKey::SessionId),
+        ] {
+            if r.scope.get(key).is_none() {
+                if let Some(v) = r.fields.get(field).and_then(Value::as_str) {
+                    let v = v.to_owned();
+                    std::sync::Arc::make_mut(&mut r.scope).set(key, Some(v));
+                }
             }
         }
     }
+    names
 }
 
 /// `prefix.N.message.KEY` fields gathered into a JSON array of message objects.
@@ -303,5 +315,19 @@ mod tests {
         let before = plain.clone();
         normalize(&mut plain);
         assert_eq!(plain, before);
+    }
+
+    #[test]
+    fn generic_names_outside_openinference_spans_are_left_alone() {
+        let mut r = span(&[
+            ("tool.name", s("cargo")),
+            ("input.value", s("build --release")),
+            ("session.id", s("web-42")),
+            ("agent.name", s("filebeat")),
+            ("user.id", s("u-1")),
+        ]);
+        let before = r.clone();
+        assert!(normalize(&mut r).is_empty());
+        assert_eq!(r, before);
     }
 }

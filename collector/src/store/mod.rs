@@ -112,7 +112,7 @@ pub struct RunSummary {
     pub root_name: Option<String>,
     /// The run's trace.
     pub trace_id: Option<TraceId>,
-    /// Service of the first record.
+    /// Service of the run's root span (of its first record until the root arrives).
     pub service: Option<String>,
     /// Tenant.
     pub tenant: Option<String>,
@@ -288,6 +288,8 @@ pub enum CostBy {
     Run,
     /// The UTC day the call started.
     Day,
+    /// Everything matching, as one group keyed `all`.
+    All,
 }
 
 /// LLM calls of one group, summed.

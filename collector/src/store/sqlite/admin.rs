@@ -33,9 +33,9 @@ const BATCH: usize = 200;
 
 /// Spaces a purge's transactions so that a collector writing beside it comes first.
 /// The other writer waits for the lock while a transaction holds it; after each one the
-/// purge pauses, long enough for a waiting writer to take the lock, and as long as
-/// the transaction took whenever another connection committed since the last pause
-/// (ingest is flowing), so the purge has at most half of the writing time.
+/// purge pauses, long enough for a waiting writer to take the lock, and
+/// [`YIELD_FACTOR`] times as long as the transaction took whenever another connection
+/// committed since the last pause (ingest is flowing).
 struct Pacer {
     data_version: i64,
     since: std::time::Instant,
@@ -57,11 +57,19 @@ impl Pacer {
         self.data_version = version;
         let held = self.since.elapsed();
         let min = std::time::Duration::from_millis(2);
-        std::thread::sleep(if shared { held.max(min) } else { min });
+        std::thread::sleep(if shared {
+            (held * YIELD_FACTOR).max(min)
+        } else {
+            min
+        });
         self.since = std::time::Instant::now();
         Ok(())
     }
 }
+
+/// While others write, a purge pauses this many times as long as its last transaction
+/// held the lock: it takes at most a quarter of the writing time.
+const YIELD_FACTOR: u32 = 3;
 
 /// How a purge runs.
 #[derive(Clone, Debug, Default)]
@@ -532,16 +540,21 @@ impl SqliteStore {
             return Ok(()); // made before incremental vacuum was the default
         }
         let mut pacer = Pacer::new(&self.conn)?;
+        let mut before = i64::MAX;
         loop {
             let free: i64 = self
                 .conn
                 .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
-            if free == 0 {
+            if free == 0 || free >= before {
                 return Ok(());
             }
-            self.conn
-                .query_row("PRAGMA incremental_vacuum(2000)", [], |_| Ok(()))
-                .optional()?;
+            before = free;
+            // 256 pages (1 MiB) a transaction, as moving pages holds the write lock;
+            // stepped to the end, as each step frees one page (`execute_batch` and
+            // `query_row` step once).
+            let mut stmt = self.conn.prepare_cached("PRAGMA incremental_vacuum(256)")?;
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
             pacer.pause(&self.conn)?;
         }
     }

@@ -524,6 +524,7 @@ pub(super) fn cost(
         CostBy::App => "coalesce(app, '-')",
         CostBy::Run => "coalesce(run_id, '-')",
         CostBy::Day => "strftime('%Y-%m-%d', ts / 1000000000, 'unixepoch')",
+        CostBy::All => "'all'",
     };
     let (w, params) = conditions(f, "model");
     let sql = format!(

@@ -349,27 +349,38 @@ SELECT seq, ts - coalesce(duration_ns, 0), ts, run_id, trace_id, span_id, parent
        json_extract(fields, '$."gen_ai.input.messages"'),
        json_extract(fields, '$."gen_ai.output.messages"'),
        json_extract(fields, '$."gen_ai.response.finish_reasons"'),
-       json_extract(fields, '$."gen_ai.usage.input_tokens"'),
-       json_extract(fields, '$."gen_ai.usage.output_tokens"'),
-       json_extract(fields, '$."gen_ai.usage.cache_read.input_tokens"'),
+       CASE WHEN json_type(fields, '$."gen_ai.usage.input_tokens"') = 'integer'
+             AND json_extract(fields, '$."gen_ai.usage.input_tokens"') >= 0
+            THEN json_extract(fields, '$."gen_ai.usage.input_tokens"') END,
+       CASE WHEN json_type(fields, '$."gen_ai.usage.output_tokens"') = 'integer'
+             AND json_extract(fields, '$."gen_ai.usage.output_tokens"') >= 0
+            THEN json_extract(fields, '$."gen_ai.usage.output_tokens"') END,
+       CASE WHEN json_type(fields, '$."gen_ai.usage.cache_read.input_tokens"') = 'integer'
+             AND json_extract(fields, '$."gen_ai.usage.cache_read.input_tokens"') >= 0
+            THEN json_extract(fields, '$."gen_ai.usage.cache_read.input_tokens"') END,
        NULL,
-       json_extract(fields, '$."gen_ai.usage.cost"'),
+       CASE WHEN json_type(fields, '$."gen_ai.usage.cost"') IN ('integer', 'real')
+            THEN CAST(json_extract(fields, '$."gen_ai.usage.cost"') AS REAL) END,
        duration_ns,
        CASE status WHEN 2 THEN 'error' ELSE 'ok' END,
-       json_extract(fields, '$."error.type"')
-  FROM records WHERE category = 'llm_call' AND kind = 3;
+       coalesce(json_extract(fields, '$."error.type"'), json_extract(fields, '$."exception.type"'),
+                json_extract(fields, '$."exception.message"'))
+  FROM records
+ WHERE category = 'llm_call' AND kind = 3 AND json_extract(fields, '$.tombstone') IS NULL;
 
 INSERT OR IGNORE INTO tool_calls
 SELECT seq, ts - coalesce(duration_ns, 0), ts, run_id, trace_id, span_id, parent_span_id,
        tenant, user_id, app, service,
-       json_extract(fields, '$."gen_ai.tool.name"'),
+       coalesce(json_extract(fields, '$."gen_ai.tool.name"'), name),
        json_extract(fields, '$."gen_ai.tool.call.id"'),
        json_extract(fields, '$."gen_ai.tool.call.arguments"'),
        json_extract(fields, '$."gen_ai.tool.call.result"'),
        duration_ns,
        CASE status WHEN 2 THEN 'error' ELSE 'ok' END,
-       json_extract(fields, '$."error.type"')
-  FROM records WHERE category = 'tool_call' AND kind = 3;
+       coalesce(json_extract(fields, '$."error.type"'), json_extract(fields, '$."exception.type"'),
+                json_extract(fields, '$."exception.message"'))
+  FROM records
+ WHERE category = 'tool_call' AND kind = 3 AND json_extract(fields, '$.tombstone') IS NULL;
 
 UPDATE runs SET
     llm_calls         = (SELECT count(*) FROM llm_calls c WHERE c.run_id = runs.run_id),
@@ -379,7 +390,9 @@ UPDATE runs SET
     provider_cost     = (SELECT sum(provider_cost) FROM llm_calls c WHERE c.run_id = runs.run_id),
     models            = (SELECT json_group_array(model) FROM (SELECT DISTINCT model FROM llm_calls c
                           WHERE c.run_id = runs.run_id AND model IS NOT NULL) HAVING count(*) > 0),
-    tool_calls        = (SELECT count(*) FROM tool_calls c WHERE c.run_id = runs.run_id)
+    tool_calls        = (SELECT count(*) FROM tool_calls c WHERE c.run_id = runs.run_id),
+    agent             = (SELECT agent FROM llm_calls c WHERE c.run_id = runs.run_id
+                          AND agent IS NOT NULL LIMIT 1)
  WHERE run_id IN (SELECT run_id FROM llm_calls UNION SELECT run_id FROM tool_calls);
 "#,
 ];
@@ -448,5 +461,55 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn version_5_backfills_calls_and_run_totals_with_typed_values_only() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO runs (run_id, first_ts, last_ts, record_count) VALUES ('r1', 1, 9, 3);
+               INSERT INTO records (seq, id, ts, kind, level, name, target, trace_id, run_id,
+                                    service, host, pid, category, status, duration_ns, fields) VALUES
+               (1, x'01', 9, 3, 3, 'chat', 't', x'01', 'r1', 's', 'h', 1, 'llm_call', 1, 4,
+                '{"gen_ai.request.model":"gpt-4o","gen_ai.usage.input_tokens":100,
+                  "gen_ai.usage.output_tokens":12.5,"gen_ai.usage.cost":"n/a",
+                  "gen_ai.agent.name":"bot","gen_ai.input.messages":[{"role":"user","content":"hi"}]}'),
+               (2, x'02', 9, 3, 3, 'chat', 't', x'01', 'r1', 's', 'h', 1, 'llm_call', 1, 4,
+                '{"tombstone":true}'),
+               (3, x'03', 9, 3, 3, 'lookup', 't', x'01', 'r1', 's', 'h', 1, 'tool_call', 2, 4,
+                '{"exception.message":"timeout"}');"#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (n, input, output, cost, messages): (i64, Option<i64>, Option<i64>, Option<f64>, String) =
+            conn.query_row(
+                "SELECT count(*), input_tokens, output_tokens, provider_cost, input_messages FROM llm_calls",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!((n, input, output, cost), (1, Some(100), None, None));
+        assert_eq!(messages, r#"[{"role":"user","content":"hi"}]"#);
+        let (tool, error): (String, String) = conn
+            .query_row("SELECT tool_name, error FROM tool_calls", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((tool.as_str(), error.as_str()), ("lookup", "timeout"));
+        let run: (i64, i64, i64, String, String) = conn
+            .query_row(
+                "SELECT llm_calls, tool_calls, input_tokens, models, agent FROM runs",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            run,
+            (1, 1, 100, r#"["gpt-4o"]"#.to_owned(), "bot".to_owned())
+        );
     }
 }

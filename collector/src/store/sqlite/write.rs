@@ -34,7 +34,7 @@ ON CONFLICT (run_id) DO UPDATE SET
     root_name    = coalesce(excluded.root_name, root_name),
     root_span_id = coalesce(excluded.root_span_id, root_span_id),
     trace_id     = CASE WHEN excluded.root_span_id IS NOT NULL THEN excluded.trace_id ELSE coalesce(trace_id, excluded.trace_id) END,
-    service      = coalesce(service, excluded.service),
+    service      = CASE WHEN excluded.root_span_id IS NOT NULL THEN excluded.service ELSE coalesce(service, excluded.service) END,
     tenant       = coalesce(tenant, excluded.tenant),
     env          = coalesce(env, excluded.env),
     project      = coalesce(project, excluded.project),
@@ -44,7 +44,8 @@ ON CONFLICT (run_id) DO UPDATE SET
     record_count = record_count + excluded.record_count,
     error_count  = error_count + excluded.error_count,
     span_count   = span_count + excluded.span_count,
-    agent        = coalesce(agent, excluded.agent)";
+    agent        = CASE WHEN excluded.root_span_id IS NOT NULL AND excluded.agent IS NOT NULL
+                        THEN excluded.agent ELSE coalesce(agent, excluded.agent) END";
 
 /// The next sequence number: past every stored record and every number ever handed out.
 pub(super) fn load_next_seq(conn: &Connection) -> Result<i64, StoreError> {
@@ -402,6 +403,11 @@ impl<'a> RunDelta<'a> {
             self.root_name = Some(&r.name);
             self.root_span_id = r.span_id.as_ref().map(|s| &s.0[..]);
             self.trace_id = &r.trace_id.0;
+            // The run is the root's: other processes' records may come first.
+            self.service = &r.resource.service;
+            if let Some(agent) = r.fields.get(AGENT_NAME).and_then(|v| v.as_str()) {
+                self.agent = Some(agent);
+            }
             if r.kind == Kind::SpanEnd {
                 self.status = Some(r.status.unwrap_or(Status::Ok).as_str());
                 self.duration_ns = r.duration_ns.map(saturate);
