@@ -140,6 +140,36 @@ fn the_agent_examples_runs_show_their_calls_tokens_and_cost() {
         }
         assert!(!tree.contains("@example.com"), "{tree}");
     }
+    // Pages of 5 calls, by the cursor printed after each full page, cover every call
+    // once.
+    let mut seen = BTreeSet::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut args = vec!["calls", "--limit", "5", "--format", "jsonl"];
+        if let Some(c) = &before {
+            args.extend(["--before", c.as_str()]);
+        }
+        let out = collector.cli(&args);
+        let page: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for call in &page {
+            assert!(seen.insert(call["seq"].as_i64().unwrap()), "{call:#}");
+        }
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        match stderr.trim().strip_prefix("next page: --before ") {
+            Some(c) => before = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let total: u64 = expected
+        .iter()
+        .map(|(_, _, t)| t["llm_calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(seen.len() as u64, total);
+
     // The rate-limited run shows its failed call.
     let errors = json(
         &collector,

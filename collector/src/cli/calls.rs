@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::output::{clip, csv_cell, duration, render_value};
 use crate::config::Config;
-use crate::query::TimeSpec;
+use crate::query::{Cursor, TimeSpec};
 use crate::store::{CallFilter, CostBy, CostGroup, SqliteStore};
 
 /// Output formats for calls and costs.
@@ -101,24 +101,13 @@ pub struct CallsArgs {
     /// At most this many calls.
     #[arg(long, default_value_t = 50)]
     limit: usize,
-    /// Only calls that started before this one (the SEQ of the last row shown, with
-    /// its start time: `TIME,SEQ` as printed with --format json), for the next page.
-    #[arg(long, value_name = "TIME,SEQ", value_parser = cursor)]
-    before: Option<(Timestamp, i64)>,
+    /// Only calls that started before this cursor (printed on stderr after a full
+    /// page) or RFC 3339 time.
+    #[arg(long, value_name = "CURSOR")]
+    before: Option<Cursor>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
-}
-
-fn cursor(s: &str) -> Result<(Timestamp, i64), String> {
-    let (t, seq) = s
-        .rsplit_once(',')
-        .ok_or_else(|| format!("expected TIME,SEQ, got {s:?}"))?;
-    let t: Timestamp = t.parse().map_err(|e| format!("{t:?}: {e}"))?;
-    let seq = seq
-        .parse()
-        .map_err(|_| format!("{seq:?} is not a sequence number"))?;
-    Ok((t, seq))
 }
 
 /// Writes rows as a JSON array, JSON lines or CSV; `None` for a table.
@@ -206,11 +195,18 @@ impl CallsArgs {
             self.kind
         };
         let mut f = self.filter.to_filter(name, self.limit);
-        f.before = self.before;
+        f.before = self
+            .before
+            .map(|c| (c.ts, i64::try_from(c.seq).unwrap_or(i64::MAX)));
+        // The next page starts after the last call shown, when the page was full.
+        let next;
         let mut out = BufWriter::new(io::stdout().lock());
         match kind {
             Kind::Llm => {
                 let rows = store.llm_calls(&f)?;
+                next = (rows.len() == self.limit)
+                    .then(|| rows.last().map(|c| (c.call.started, c.call.seq)))
+                    .flatten();
                 let structured = write_structured(
                     &mut out,
                     self.format,
@@ -289,6 +285,9 @@ impl CallsArgs {
             }
             Kind::Tool => {
                 let rows = store.tool_calls(&f)?;
+                next = (rows.len() == self.limit)
+                    .then(|| rows.last().map(|c| (c.call.started, c.call.seq)))
+                    .flatten();
                 let structured = write_structured(
                     &mut out,
                     self.format,
@@ -350,6 +349,10 @@ impl CallsArgs {
             }
         }
         out.flush()?;
+        if let Some((ts, seq)) = next {
+            let seq = u64::try_from(seq).unwrap_or(0);
+            eprintln!("next page: --before {}", Cursor { ts, seq });
+        }
         Ok(())
     }
 }
