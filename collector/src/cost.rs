@@ -437,6 +437,7 @@ type Builtin = (
     f64,
 );
 
+#[rustfmt::skip]
 const BUILTIN: &[Builtin] = &[
     // OpenAI
     ("gpt-4o", OPENAI, "2025-01-01", 2.50, 10.00, 1.25),
@@ -445,14 +446,7 @@ const BUILTIN: &[Builtin] = &[
     // discount: the cache-read price is the input price).
     ("gpt-4o-2024-05-13", OPENAI, "2025-01-01", 5.00, 15.00, 5.00),
     ("gpt-4o-realtime", OPENAI, "2025-01-01", 5.00, 20.00, 2.50),
-    (
-        "gpt-4o-mini-realtime",
-        OPENAI,
-        "2025-01-01",
-        0.60,
-        2.40,
-        0.30,
-    ),
+    ("gpt-4o-mini-realtime", OPENAI, "2025-01-01", 0.60, 2.40, 0.30),
     ("o1-mini", OPENAI, "2025-01-01", 1.10, 4.40, 0.55),
     ("o1-pro", OPENAI, "2025-03-19", 150.00, 600.00, 150.00),
     ("o3-pro", OPENAI, "2025-06-10", 20.00, 80.00, 20.00),
@@ -470,90 +464,20 @@ const BUILTIN: &[Builtin] = &[
     ("gpt-5-nano", OPENAI, "2025-08-07", 0.05, 0.40, 0.005),
     // Anthropic
     ("claude-opus-4", ANTHROPIC, "2025-05-22", 15.00, 75.00, 1.50),
-    (
-        "claude-opus-4-1",
-        ANTHROPIC,
-        "2025-05-22",
-        15.00,
-        75.00,
-        1.50,
-    ),
-    (
-        "claude-opus-4-5",
-        ANTHROPIC,
-        "2025-11-24",
-        5.00,
-        25.00,
-        0.50,
-    ),
-    (
-        "claude-sonnet-4",
-        ANTHROPIC,
-        "2025-05-22",
-        3.00,
-        15.00,
-        0.30,
-    ),
-    (
-        "claude-sonnet-4-5",
-        ANTHROPIC,
-        "2025-05-22",
-        3.00,
-        15.00,
-        0.30,
-    ),
-    (
-        "claude-3-7-sonnet",
-        ANTHROPIC,
-        "2025-01-01",
-        3.00,
-        15.00,
-        0.30,
-    ),
-    (
-        "claude-3-5-sonnet",
-        ANTHROPIC,
-        "2025-01-01",
-        3.00,
-        15.00,
-        0.30,
-    ),
-    (
-        "claude-haiku-4-5",
-        ANTHROPIC,
-        "2025-10-15",
-        1.00,
-        5.00,
-        0.10,
-    ),
-    (
-        "claude-3-5-haiku",
-        ANTHROPIC,
-        "2025-01-01",
-        0.80,
-        4.00,
-        0.08,
-    ),
+    ("claude-opus-4-1", ANTHROPIC, "2025-05-22", 15.00, 75.00, 1.50),
+    ("claude-opus-4-5", ANTHROPIC, "2025-11-24", 5.00, 25.00, 0.50),
+    ("claude-sonnet-4", ANTHROPIC, "2025-05-22", 3.00, 15.00, 0.30),
+    ("claude-sonnet-4-5", ANTHROPIC, "2025-05-22", 3.00, 15.00, 0.30),
+    ("claude-3-7-sonnet", ANTHROPIC, "2025-01-01", 3.00, 15.00, 0.30),
+    ("claude-3-5-sonnet", ANTHROPIC, "2025-01-01", 3.00, 15.00, 0.30),
+    ("claude-haiku-4-5", ANTHROPIC, "2025-10-15", 1.00, 5.00, 0.10),
+    ("claude-3-5-haiku", ANTHROPIC, "2025-01-01", 0.80, 4.00, 0.08),
     // Gemini: any provider name (gcp.gemini, gcp.vertex_ai, …).
     ("gemini-2.5-pro", None, "2025-01-01", 1.25, 10.00, 0.31),
     ("gemini-2.5-flash", None, "2025-01-01", 0.30, 2.50, 0.075),
-    (
-        "gemini-2.5-flash-lite",
-        None,
-        "2025-01-01",
-        0.10,
-        0.40,
-        0.025,
-    ),
+    ("gemini-2.5-flash-lite", None, "2025-01-01", 0.10, 0.40, 0.025),
     ("gemini-2.0-flash", None, "2025-01-01", 0.10, 0.40, 0.025),
-    (
-        "gemini-2.0-flash-lite",
-        None,
-        "2025-01-01",
-        0.075,
-        0.30,
-        0.075,
-    ),
+    ("gemini-2.0-flash-lite", None, "2025-01-01", 0.075, 0.30, 0.075),
 ];
 
 #[cfg(test)]

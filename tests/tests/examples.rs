@@ -8,22 +8,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
-use common::Collector;
+use common::{program, services, Collector};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_logbook-e2e-example-agent");
 const ORCHESTRATOR: &str = env!("CARGO_BIN_EXE_logbook-e2e-example-orchestrator");
 
 fn run_example(exe: &str, collector: &Collector) -> String {
-    let mut cmd = Command::new(exe);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LOGBOOK_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd
-        .env("LOGBOOK_ENDPOINT", collector.endpoint())
+    let out = program(exe, &[], &[("LOGBOOK_ENDPOINT", &collector.endpoint())])
         .output()
         .unwrap();
     assert!(
@@ -224,12 +216,8 @@ fn the_orchestrators_three_processes_make_one_run() {
     // One trace across three services; each agent's root hangs under an invoke_agent span.
     let trace = run["trace_id"].as_str().unwrap();
     let records = collector.query(&["--trace", trace, "--limit", "1000"]);
-    let services: BTreeSet<&str> = records
-        .iter()
-        .map(|r| r.resource.service.as_str())
-        .collect();
     assert_eq!(
-        services,
+        services(&records),
         BTreeSet::from([
             "example-agent-flights",
             "example-agent-hotels",

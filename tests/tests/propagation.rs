@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{app_command, parse_report, wait_timeout, Collector};
+use common::{app_command, parse_report, services, wait_timeout, Collector};
 use logbook_proto::Kind;
 
 #[test]
@@ -76,12 +76,8 @@ fn a_tool_call_to_another_process_joins_the_trace_and_run_under_the_right_span()
 
     // Every record of both processes: one trace, one run.
     let records = collector.query(&["--trace", trace_id, "--limit", "100"]);
-    let services: BTreeSet<&str> = records
-        .iter()
-        .map(|r| r.resource.service.as_str())
-        .collect();
     assert_eq!(
-        services,
+        services(&records),
         BTreeSet::from(["agent", "tool-server"]),
         "{records:#?}"
     );

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::output::{clip, csv_cell, duration, render_value};
 use crate::config::Config;
 use crate::query::{Cursor, TimeSpec};
-use crate::store::{CallFilter, CostBy, CostGroup, SqliteStore};
+use crate::store::{CallCommon, CallFilter, CostBy, CostGroup, SqliteStore};
 
 /// Output formats for calls and costs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -183,6 +183,20 @@ fn one_line(v: Option<&serde_json::Value>, max: usize) -> String {
     clip(&render_value(&value, false), max).into_owned()
 }
 
+/// The cursor after the last of a full page of calls.
+fn next_page<'a>(
+    calls: impl ExactSizeIterator<Item = &'a CallCommon>,
+    limit: usize,
+) -> Option<Cursor> {
+    if calls.len() != limit {
+        return None;
+    }
+    calls.last().map(|c| Cursor {
+        ts: c.started,
+        seq: u64::try_from(c.seq).unwrap_or(0),
+    })
+}
+
 impl CallsArgs {
     pub(crate) fn run(&self, store: &SqliteStore) -> anyhow::Result<()> {
         if self.tool.is_some() && self.kind == Kind::Llm && self.model.is_some() {
@@ -204,9 +218,7 @@ impl CallsArgs {
         match kind {
             Kind::Llm => {
                 let rows = store.llm_calls(&f)?;
-                next = (rows.len() == self.limit)
-                    .then(|| rows.last().map(|c| (c.call.started, c.call.seq)))
-                    .flatten();
+                next = next_page(rows.iter().map(|c| &c.call), self.limit);
                 let structured = write_structured(
                     &mut out,
                     self.format,
@@ -285,9 +297,7 @@ impl CallsArgs {
             }
             Kind::Tool => {
                 let rows = store.tool_calls(&f)?;
-                next = (rows.len() == self.limit)
-                    .then(|| rows.last().map(|c| (c.call.started, c.call.seq)))
-                    .flatten();
+                next = next_page(rows.iter().map(|c| &c.call), self.limit);
                 let structured = write_structured(
                     &mut out,
                     self.format,
@@ -349,32 +359,11 @@ impl CallsArgs {
             }
         }
         out.flush()?;
-        if let Some((ts, seq)) = next {
-            let seq = u64::try_from(seq).unwrap_or(0);
-            eprintln!("next page: --before {}", Cursor { ts, seq });
+        if let Some(cursor) = next {
+            eprintln!("next page: --before {cursor}");
         }
         Ok(())
     }
-}
-
-/// What `logbook cost` groups by.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-enum By {
-    /// The model (the response's, else the requested one).
-    #[default]
-    Model,
-    /// The provider.
-    Provider,
-    /// The user (user_id).
-    User,
-    /// The tenant.
-    Tenant,
-    /// The app.
-    App,
-    /// The run.
-    Run,
-    /// The UTC day the call started.
-    Day,
 }
 
 /// Arguments of `logbook cost`.
@@ -385,7 +374,7 @@ pub struct CostArgs {
     command: Option<CostCommand>,
     /// Group LLM calls by this.
     #[arg(long, value_enum, default_value_t)]
-    by: By,
+    by: CostBy,
     /// Only these models (with any --by).
     #[arg(long, value_name = "MODEL")]
     model: Option<String>,
@@ -430,17 +419,8 @@ impl CostArgs {
     }
 
     fn report(&self, store: &SqliteStore) -> anyhow::Result<()> {
-        let by = match self.by {
-            By::Model => CostBy::Model,
-            By::Provider => CostBy::Provider,
-            By::User => CostBy::User,
-            By::Tenant => CostBy::Tenant,
-            By::App => CostBy::App,
-            By::Run => CostBy::Run,
-            By::Day => CostBy::Day,
-        };
         let f = self.filter.to_filter(self.model.clone(), self.limit);
-        let groups = store.cost(by, &f)?;
+        let groups = store.cost(self.by, &f)?;
         let mut out = BufWriter::new(io::stdout().lock());
         let label = format!("{:?}", self.by).to_uppercase();
         let structured = write_structured(

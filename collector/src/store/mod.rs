@@ -272,13 +272,15 @@ pub struct ToolCall {
 }
 
 /// What `logbook cost` groups by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(clap::ValueEnum))]
 pub enum CostBy {
-    /// The model.
+    /// The model (the response's, else the requested one).
+    #[default]
     Model,
     /// The provider.
     Provider,
-    /// The user.
+    /// The user (user_id).
     User,
     /// The tenant.
     Tenant,
@@ -289,6 +291,7 @@ pub enum CostBy {
     /// The UTC day the call started.
     Day,
     /// Everything matching, as one group keyed `all`.
+    #[cfg_attr(feature = "server", value(skip))]
     All,
 }
 

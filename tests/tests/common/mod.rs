@@ -232,7 +232,13 @@ pub fn run_app(args: &[&str], env: &[(&str, &str)]) -> AppReport {
 
 /// The test app as a command, ready to spawn.
 pub fn app_command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(APP);
+    program(APP, args, env)
+}
+
+/// `exe` with `args`, piped output, no LOGBOOK_* variables of the test's own
+/// environment and `env` instead.
+pub fn program(exe: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(exe);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, _) in std::env::vars() {
         if k.starts_with("LOGBOOK_") {
@@ -241,6 +247,14 @@ pub fn app_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     }
     cmd.envs(env.iter().copied());
     cmd
+}
+
+/// The services that sent `records`.
+pub fn services(records: &[Record]) -> std::collections::BTreeSet<&str> {
+    records
+        .iter()
+        .map(|r| r.resource.service.as_str())
+        .collect()
 }
 
 /// The report on the app's last stdout line.
