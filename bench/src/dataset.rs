@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use logbook_collector::pipeline::Pipeline;
-use logbook_collector::store::{Durability, SqliteStore, Store};
+use logbook_collector::store::{open_writer, Durability, StoreAddress, StoreOptions, StoreWriter};
 use logbook_proto::{
     InstanceId, Kind, Level, Record, RecordId, Resource, Scope, ScopeKey, SpanId, Status, Str,
     Timestamp, TraceId, Value,
@@ -206,7 +206,7 @@ pub(crate) struct Dataset {
     /// Time in the collector's pipeline (redaction, validation, category).
     #[serde(default)]
     pub(crate) pipeline_seconds: f64,
-    /// Time in `SqliteStore::write`.
+    /// Time in `StoreWriter::write`.
     #[serde(default)]
     pub(crate) store_seconds: f64,
 }
@@ -237,7 +237,7 @@ struct Generator {
     vocab: Vec<String>,
     pipeline: Pipeline,
     redactor: logbook_redact::Redactor,
-    store: SqliteStore,
+    store: Box<dyn StoreWriter>,
     batch: Vec<Record>,
     instance: InstanceId,
     counter: u64,
@@ -256,7 +256,11 @@ pub(crate) fn generate(db: &Path, total: u64) -> anyhow::Result<Dataset> {
         vocab: vocabulary(),
         pipeline: Pipeline::default(),
         redactor: logbook_redact::Redactor::builtin(),
-        store: SqliteStore::open(db, Durability::Normal).context("creating the query store")?,
+        store: open_writer(
+            &StoreAddress::sqlite(db),
+            &StoreOptions::with_durability(Durability::Normal),
+        )
+        .context("creating the query store")?,
         batch: Vec::with_capacity(BATCH),
         instance: InstanceId::from_random(0xbe0c),
         counter: 0,
@@ -366,7 +370,7 @@ impl Generator {
             rejected[0].reason
         );
         let t = Instant::now();
-        self.store.write(&ok, &[])?;
+        self.store.write(&ok)?;
         self.d.store_seconds += t.elapsed().as_secs_f64();
         Ok(())
     }

@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use logbook_collector::store::{Durability, SqliteStore, Store};
-use logbook_proto::{InstanceId, Record, ScopeKey, Timestamp};
+use logbook_collector::audit::StorageClass;
+use logbook_collector::store::sqlite::raw;
+use logbook_collector::store::{open_writer, Durability, StoreAddress, StoreOptions};
+use logbook_proto::{InstanceId, Record, Timestamp};
 use rusqlite::{params, Connection};
 
 use crate::records;
@@ -50,7 +52,10 @@ fn sample(n: u64) -> Vec<Record> {
 
 /// A fresh database with the collector's schema and pragmas.
 fn fresh(path: &Path) -> anyhow::Result<Connection> {
-    drop(SqliteStore::open(path, Durability::Full)?);
+    drop(open_writer(
+        &StoreAddress::sqlite(path),
+        &StoreOptions::with_durability(Durability::Full),
+    )?);
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -66,60 +71,20 @@ fn plain_loop(path: &Path, rs: &[Record], with_text: bool) -> anyhow::Result<f64
         .map(|r| serde_json::to_string(&r.fields).unwrap_or_default())
         .collect();
     let t = Instant::now();
+    let mut seq = 0i64;
     for (chunk, fields) in rs.chunks(TX_RECORDS).zip(fields.chunks(TX_RECORDS)) {
         let tx = conn.transaction()?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO records (seq, id, ts, kind, level, name, target, message, trace_id, span_id, parent_span_id,
-                 run_id, step_id, tenant, env, project, app, surface, user_id, session_id, request_id,
-                 service, host, pid, file, line, category, status, duration_ns, busy_ns, idle_ns, fields)
-                 VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
-            )?;
+            // The store's own statement and binding: the same columns, no drift.
+            let mut insert = tx.prepare_cached(raw::insert_sql())?;
             let mut text = tx.prepare_cached(
                 "INSERT INTO records_fts (rowid, message, fields) VALUES (?1, ?2, ?3)",
             )?;
             for (r, f) in chunk.iter().zip(fields) {
-                let s = &r.scope;
-                insert.execute(params![
-                    &r.id.0[..],
-                    r.ts.as_nanos(),
-                    r.kind.code(),
-                    r.level.code(),
-                    r.name.as_ref(),
-                    r.target.as_ref(),
-                    r.message.as_deref(),
-                    &r.trace_id.0[..],
-                    r.span_id.as_ref().map(|i| &i.0[..]),
-                    r.parent_span_id.as_ref().map(|i| &i.0[..]),
-                    s.get(ScopeKey::RunId),
-                    s.get(ScopeKey::StepId),
-                    s.get(ScopeKey::Tenant),
-                    s.get(ScopeKey::Env),
-                    s.get(ScopeKey::Project),
-                    s.get(ScopeKey::App),
-                    s.get(ScopeKey::Surface),
-                    s.get(ScopeKey::UserId),
-                    s.get(ScopeKey::SessionId),
-                    s.get(ScopeKey::RequestId),
-                    r.resource.service.as_str(),
-                    r.resource.host.as_str(),
-                    r.resource.pid,
-                    r.file.as_deref(),
-                    r.line,
-                    r.category.as_deref(),
-                    r.status.map(logbook_proto::Status::code),
-                    r.duration_ns.map(|v| v as i64),
-                    r.busy_ns.map(|v| v as i64),
-                    r.idle_ns.map(|v| v as i64),
-                    f.as_str(),
-                ])?;
+                seq += 1;
+                raw::insert(&mut insert, seq, r, f, StorageClass::Ops)?;
                 if with_text {
-                    text.execute(params![
-                        tx.last_insert_rowid(),
-                        r.message.as_deref(),
-                        "ok gpt-4o-mini"
-                    ])?;
+                    text.execute(params![seq, r.message.as_deref(), "ok gpt-4o-mini"])?;
                 }
             }
         }
@@ -129,10 +94,13 @@ fn plain_loop(path: &Path, rs: &[Record], with_text: bool) -> anyhow::Result<f64
 }
 
 fn store_loop(path: &Path, rs: &[Record]) -> anyhow::Result<f64> {
-    let mut store = SqliteStore::open(path, Durability::Full)?;
+    let mut store = open_writer(
+        &StoreAddress::sqlite(path),
+        &StoreOptions::with_durability(Durability::Full),
+    )?;
     let t = Instant::now();
     for chunk in rs.chunks(20_000) {
-        store.write(chunk, &[])?;
+        store.write(chunk)?;
     }
     Ok(rs.len() as f64 / t.elapsed().as_secs_f64())
 }

@@ -338,7 +338,7 @@ fn redaction(records: u64) -> anyhow::Result<()> {
          requests; the `queries` data), built-in rules:\n\n\
          | part | seconds | µs per record | share of ingest time (part / (part + store write)) |\n\
          |---|---|---|---|\n\
-         | `SqliteStore::write` | {:.2} | {:.2} | |\n\
+         | `StoreWriter::write` (SQLite) | {:.2} | {:.2} | |\n\
          | redaction rules alone | {:.2} | {:.2} | {:.3} |\n\
          | whole pipeline (redact, validate, category) | {:.2} | {:.2} | {:.3} |\n",
         d.records,
@@ -361,7 +361,7 @@ fn sustained_markdown(c: &ingest::Ceiling, runs: &[sustained::SustainedRun]) -> 
          | writer | records/s | share of plain loop, median (min–max) |\n|---|---|---|\n\
          | plain prepared-statement loop, `records` table | {:.0} | 1.000 |\n\
          | plain loop, `records` and its text index | {:.0} | {} |\n\
-         | logbook's store (`SqliteStore::write`, no transport) | {:.0} | {} |\n\n",
+         | logbook's store (`StoreWriter::write`, SQLite, no transport) | {:.0} | {} |\n\n",
         c.records,
         c.rounds,
         c.plain_rps,

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use logbook_collector::store::{SqliteStore, Store};
+use logbook_collector::store::{open_reader, StoreAddress};
 use logbook_proto::Timestamp;
 use rusqlite::Connection;
 
@@ -81,7 +81,7 @@ pub(crate) fn run(
     let label = if purge { "during a purge" } else { "alone" };
     let cdir = dir.join(if purge { "purge-with" } else { "purge-without" });
     let newest = prepare(base, &cdir)?;
-    let before = SqliteStore::open_read_only(&cdir.join("logbook.db"))?.stats()?;
+    let before = open_reader(&StoreAddress::sqlite(cdir.join("logbook.db")))?.stats()?;
     let existing = before.records - before.audit_records;
     if existing != d.records {
         bail!(

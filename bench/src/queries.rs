@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use logbook_collector::query::{Page, RecordFilter};
-use logbook_collector::store::{SqliteStore, Store};
+use logbook_collector::store::{open_reader, StoreAddress};
 use logbook_proto::{Kind, Level, Timestamp};
 
 use crate::dataset::{self, Dataset, Rng};
@@ -182,7 +182,7 @@ fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(f64, T)> {
 /// Generates (or reuses) a store of `records` and measures every query on it.
 pub(crate) fn run(cache: &Path, records: u64, choices: usize) -> anyhow::Result<QueryRun> {
     let (db, d) = dataset::ensure(cache, records)?;
-    let store = SqliteStore::open_read_only(&db)?;
+    let store = open_reader(&StoreAddress::sqlite(&db))?;
     let vocab = dataset::vocabulary();
     let mut rng = Rng::new(0x9e7);
     let mut timings = Vec::new();

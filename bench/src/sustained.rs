@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use logbook_collector::store::{SqliteStore, Store};
+use logbook_collector::store::{open_reader, StoreAddress};
 use logbook_proto::Timestamp;
 use tracing_subscriber::prelude::*;
 
@@ -181,7 +181,7 @@ impl Emitter {
         let db = collector.db.clone();
         // A graceful stop writes the last commit's latencies.
         drop(collector);
-        let store = SqliteStore::open_read_only(&db)?;
+        let store = open_reader(&StoreAddress::sqlite(&db))?;
         // The application's records: less the collector's own audit records (its start,
         // a purge) and whatever else the database held.
         let stats = store.stats()?;

@@ -16,7 +16,7 @@ use logbook_proto::ScopeKey;
 use crate::audit::AuditRules;
 use crate::cost::{Price, PriceTable};
 use crate::retention::Retention;
-use crate::store::{Durability, StoreOptions};
+use crate::store::{Durability, StoreAddress, StoreOptions};
 
 /// Environment variable naming the configuration file.
 pub const ENV_CONFIG: &str = "LOGBOOK_CONFIG";
@@ -24,90 +24,192 @@ pub const ENV_CONFIG: &str = "LOGBOOK_CONFIG";
 /// The configuration file read from the working directory when no other is named.
 pub const DEFAULT_CONFIG_FILE: &str = "logbook.toml";
 
-/// Every configuration key with its help text; the environment variable of a key is
-/// `LOGBOOK_` followed by the key in upper case.
-pub const KEYS: &[(&str, &str)] = &[
-    (
-        "db",
-        "SQLite database file [default: $XDG_DATA_HOME/logbook/logbook.db]",
-    ),
-    (
-        "socket",
-        "Unix socket to listen on [default: $XDG_RUNTIME_DIR/logbook.sock]",
-    ),
-    (
-        "socket_mode",
-        "permissions of the socket file, octal [default: 0600]",
-    ),
-    (
-        "max_frame_bytes",
-        "largest frame accepted from a client [default: 16777216]",
-    ),
-    (
-        "commit_max_records",
-        "group commit: most records per transaction [default: 20000]",
-    ),
-    (
-        "commit_interval_ms",
-        "group commit: longest wait for more records before committing [default: 5]",
-    ),
-    (
-        "queue_records",
-        "most records received but not yet committed; beyond it, clients wait [default: 50000]",
-    ),
-    (
-        "durability",
-        "full (fsync every commit) or normal (fsync at checkpoints) [default: full]",
-    ),
-    (
-        "token",
-        "shared secret clients must present in their hello [default: none]",
-    ),
-    (
-        "log",
-        "the collector's own log level: error, warn, info, debug, trace [default: info]",
-    ),
-    (
-        "required_scope",
-        "scope fields every record must carry, e.g. [\"tenant\", \"env\"]; others are quarantined [default: none]",
-    ),
-    (
-        "audit_categories",
-        "categories whose records are audit records [default: [\"audit\", \"security\"]]",
-    ),
-    (
-        "audit_targets",
-        "targets (and their children) whose records are audit records [default: none]",
-    ),
-    (
-        "key_dir",
-        "directory of the chain, signing and pseudonym keys, made 0600 on first start [default: keys/ beside the database]",
-    ),
-    (
-        "checkpoint_file",
-        "where signed audit checkpoints are appended; copy it off the host [default: the database path with .checkpoints]",
-    ),
-    (
-        "checkpoint_records",
-        "a signed checkpoint after this many audit records [default: 1000]",
-    ),
-    (
-        "checkpoint_interval_secs",
-        "a signed checkpoint at least this often, also when idle [default: 60]",
-    ),
-    (
-        "redaction",
-        "table: redaction rules, actions and allowed keys (see README) [default: built-in rules, mask]",
-    ),
-    (
-        "retention",
-        "table: retention policies by age and count (see README) [default: ops 30d, audit 365d]",
-    ),
-    (
-        "prices",
-        "array of tables: model prices in USD per million tokens, added to or replacing the built-in table (see README)",
-    ),
+/// A key's built-in value.
+#[derive(Clone, Copy, Debug)]
+pub enum DefaultValue {
+    /// None (the help text says what that means).
+    Unset,
+    /// A number.
+    Int(i64),
+    /// A word or text.
+    Text(&'static str),
+    /// A list of words.
+    List(&'static [&'static str]),
+    /// A path computed from the environment (`$XDG_DATA_HOME`, …).
+    Path(fn() -> PathBuf),
+}
+
+impl DefaultValue {
+    /// As a TOML value, if set.
+    pub fn value(self) -> Option<toml::Value> {
+        Some(match self {
+            Self::Unset => return None,
+            Self::Int(n) => n.into(),
+            Self::Text(t) => t.into(),
+            Self::List(l) => toml::Value::Array(l.iter().map(|w| (*w).into()).collect()),
+            Self::Path(p) => p().display().to_string().into(),
+        })
+    }
+}
+
+/// A configuration key: its name in `logbook.toml` (its environment variable is
+/// `LOGBOOK_` followed by the name in upper case), what it means, its default.
+#[derive(Clone, Copy, Debug)]
+pub struct Key {
+    /// The key.
+    pub name: &'static str,
+    /// What it means, one line.
+    pub help: &'static str,
+    /// Its built-in value.
+    pub default: DefaultValue,
+}
+
+impl Key {
+    /// The help text with the default, as `--help` and the docs show it.
+    pub fn describe(&self) -> String {
+        let default = match self.default {
+            DefaultValue::Unset => return self.help.to_owned(),
+            DefaultValue::Int(n) => n.to_string(),
+            DefaultValue::Text(t) => t.to_owned(),
+            DefaultValue::List(l) => format!("[{}]", l.join(", ")),
+            DefaultValue::Path(p) => p().display().to_string(),
+        };
+        format!("{} [default: {default}]", self.help)
+    }
+}
+
+/// Default of `commit_max_records`.
+pub const COMMIT_MAX_RECORDS: i64 = 20_000;
+/// Default of `commit_interval_ms`.
+pub const COMMIT_INTERVAL_MS: i64 = 5;
+/// Default of `queue_records`.
+pub const QUEUE_RECORDS: i64 = 50_000;
+
+/// Every configuration key, with its help text and default: the one place defaults
+/// are written.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "db",
+        help: "where records are stored: a SQLite database file (sqlite:PATH or a path)",
+        default: DefaultValue::Path(default_db_path),
+    },
+    Key {
+        name: "socket",
+        help: "Unix socket to listen on",
+        default: DefaultValue::Path(logbook_proto::paths::default_socket_path),
+    },
+    Key {
+        name: "socket_mode",
+        help: "permissions of the socket file, octal",
+        default: DefaultValue::Text("0600"),
+    },
+    Key {
+        name: "max_frame_bytes",
+        help: "largest frame accepted from a client, in bytes",
+        default: DefaultValue::Int(logbook_proto::wire::DEFAULT_MAX_FRAME_BYTES as i64),
+    },
+    Key {
+        name: "commit_max_records",
+        help: "group commit: most records per transaction",
+        default: DefaultValue::Int(COMMIT_MAX_RECORDS),
+    },
+    Key {
+        name: "commit_interval_ms",
+        help: "group commit: longest wait for more records before committing, in ms",
+        default: DefaultValue::Int(COMMIT_INTERVAL_MS),
+    },
+    Key {
+        name: "queue_records",
+        help: "most records received but not yet committed; beyond it connections stop reading and clients buffer",
+        default: DefaultValue::Int(QUEUE_RECORDS),
+    },
+    Key {
+        name: "durability",
+        help: "full (fsync every commit) or normal (fsync at checkpoints)",
+        default: DefaultValue::Text("full"),
+    },
+    Key {
+        name: "token",
+        help: "shared secret clients must present in their hello [default: none]",
+        default: DefaultValue::Unset,
+    },
+    Key {
+        name: "log",
+        help: "the collector's own log level: error, warn, info, debug, trace, off",
+        default: DefaultValue::Text("info"),
+    },
+    Key {
+        name: "required_scope",
+        help: "scope fields every record must carry, e.g. [\"tenant\", \"env\"]; others are quarantined [default: none]",
+        default: DefaultValue::Unset,
+    },
+    Key {
+        name: "audit_categories",
+        help: "categories whose records are audit records",
+        default: DefaultValue::List(&[crate::audit::CATEGORY_AUDIT, crate::audit::CATEGORY_SECURITY]),
+    },
+    Key {
+        name: "audit_targets",
+        help: "targets (and their children) whose records are audit records [default: none]",
+        default: DefaultValue::Unset,
+    },
+    Key {
+        name: "key_dir",
+        help: "directory of the chain, signing and pseudonym keys, made 0600 on first start [default: keys/ beside the database]",
+        default: DefaultValue::Unset,
+    },
+    Key {
+        name: "checkpoint_file",
+        help: "where signed audit checkpoints are appended; copy it off the host [default: the database path with .checkpoints]",
+        default: DefaultValue::Unset,
+    },
+    Key {
+        name: "checkpoint_records",
+        help: "a signed checkpoint after this many audit records",
+        default: DefaultValue::Int(crate::store::defaults::CHECKPOINT_RECORDS as i64),
+    },
+    Key {
+        name: "checkpoint_interval_secs",
+        help: "a signed checkpoint at least this often, also when idle, in seconds",
+        default: DefaultValue::Int(crate::store::defaults::CHECKPOINT_INTERVAL_SECS as i64),
+    },
+    Key {
+        name: "redaction",
+        help: "table: redaction rules, actions and allowed keys (see README) [default: built-in rules, mask]",
+        default: DefaultValue::Unset,
+    },
+    Key {
+        name: "retention",
+        help: "table: retention policies by age and count (see README) [default: ops 30d, audit 365d]",
+        default: DefaultValue::Unset,
+    },
+    Key {
+        name: "prices",
+        help: "array of tables: model prices in USD per million tokens, added to or replacing the built-in table (see README)",
+        default: DefaultValue::Unset,
+    },
 ];
+
+/// The key called `name`.
+pub fn key(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// `name`'s help text with its default, for a flag that sets it.
+pub fn key_help(name: &str) -> String {
+    key(name).map_or_else(String::new, Key::describe)
+}
+
+/// Every key with its help, for `logbook serve --help`.
+pub fn keys_help() -> String {
+    let mut s = String::from(
+        "Configuration keys (logbook.toml, or LOGBOOK_<KEY> in the environment; flags override both):\n",
+    );
+    for k in KEYS {
+        s.push_str(&format!("  {:<26} {}\n", k.name, k.describe()));
+    }
+    s
+}
 
 /// A secret that never appears in `Debug` output or logs.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -137,8 +239,9 @@ impl From<String> for SensitiveString {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// SQLite database file.
-    pub db: PathBuf,
+    /// Where records are stored.
+    #[serde(deserialize_with = "store_address")]
+    pub db: StoreAddress,
     /// Unix socket to listen on.
     pub socket: PathBuf,
     /// Permissions of the socket file.
@@ -192,6 +295,20 @@ pub struct Config {
 }
 
 impl Config {
+    /// The key directory: configured, else `keys/` beside the database file.
+    pub fn key_dir(&self) -> Option<PathBuf> {
+        self.key_dir
+            .clone()
+            .or_else(|| self.db.file().map(crate::audit::default_key_dir))
+    }
+
+    /// The checkpoint file: configured, else the database path with `.checkpoints`.
+    pub fn checkpoint_file(&self) -> Option<PathBuf> {
+        self.checkpoint_file
+            .clone()
+            .or_else(|| self.db.file().map(crate::audit::default_checkpoint_file))
+    }
+
     /// The store options this configuration asks for.
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
@@ -245,6 +362,11 @@ impl Config {
     }
 }
 
+fn store_address<'de, D: Deserializer<'de>>(d: D) -> Result<StoreAddress, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
 fn octal_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -284,32 +406,9 @@ pub fn default_db_path() -> PathBuf {
 }
 
 fn defaults() -> toml::Table {
-    let mut t = toml::Table::new();
-    t.insert("db".into(), default_db_path().display().to_string().into());
-    t.insert(
-        "socket".into(),
-        logbook_proto::paths::default_socket_path()
-            .display()
-            .to_string()
-            .into(),
-    );
-    t.insert("socket_mode".into(), "0600".into());
-    t.insert(
-        "max_frame_bytes".into(),
-        i64::from(logbook_proto::wire::DEFAULT_MAX_FRAME_BYTES).into(),
-    );
-    t.insert("commit_max_records".into(), 20_000i64.into());
-    t.insert("commit_interval_ms".into(), 5i64.into());
-    t.insert("queue_records".into(), 50_000i64.into());
-    t.insert("durability".into(), "full".into());
-    t.insert("log".into(), "info".into());
-    t.insert(
-        "audit_categories".into(),
-        toml::Value::Array(vec!["audit".into(), "security".into()]),
-    );
-    t.insert("checkpoint_records".into(), 1000i64.into());
-    t.insert("checkpoint_interval_secs".into(), 60i64.into());
-    t
+    KEYS.iter()
+        .filter_map(|k| Some((k.name.to_owned(), k.default.value()?)))
+        .collect()
 }
 
 /// Parses an environment or flag value as a TOML value (so `100` is a number and
@@ -361,7 +460,7 @@ impl Config {
             let table: toml::Table =
                 toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
             for (k, v) in table {
-                if !KEYS.iter().any(|(key, _)| *key == k) {
+                if key(&k).is_none() {
                     bail!(
                         "config file {}: unknown key `{k}` (known keys: {})",
                         path.display(),
@@ -371,10 +470,10 @@ impl Config {
                 merged.insert(k, v);
             }
         }
-        for (key, _) in KEYS {
-            let var = format!("LOGBOOK_{}", key.to_ascii_uppercase());
+        for k in KEYS {
+            let var = format!("LOGBOOK_{}", k.name.to_ascii_uppercase());
             if let Some(v) = env(&var).filter(|v| !v.is_empty()) {
-                merged.insert((*key).to_owned(), scalar(&v));
+                merged.insert(k.name.to_owned(), scalar(&v));
             }
         }
         for (key, v) in &sources.flags {
@@ -414,7 +513,7 @@ impl Config {
 }
 
 fn key_list() -> String {
-    KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+    KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -447,7 +546,7 @@ mod tests {
     #[test]
     fn precedence_is_defaults_file_env_flags() {
         let c = load(None, &[], &[]).unwrap();
-        assert_eq!(c.commit_max_records, 20_000);
+        assert_eq!(c.commit_max_records as i64, COMMIT_MAX_RECORDS);
         assert_eq!(c.socket_mode, 0o600);
         assert_eq!(c.durability, Durability::Full);
 
@@ -455,8 +554,8 @@ mod tests {
             "db = \"/f.db\"\ncommit_max_records = 10\nsocket_mode = 0o640\ndurability = \"normal\"";
         let c = load(Some(file), &[], &[]).unwrap();
         assert_eq!(
-            (c.db.to_str(), c.commit_max_records, c.socket_mode),
-            (Some("/f.db"), 10, 0o640)
+            (c.db.to_string(), c.commit_max_records, c.socket_mode),
+            ("/f.db".to_owned(), 10, 0o640)
         );
 
         let c = load(
@@ -468,7 +567,10 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!((c.db.to_str(), c.commit_max_records), (Some("/e.db"), 20));
+        assert_eq!(
+            (c.db.to_string(), c.commit_max_records),
+            ("/e.db".to_owned(), 20)
+        );
 
         let c = load(
             Some(file),
@@ -476,7 +578,10 @@ mod tests {
             &[("db", "/flag.db"), ("socket_mode", "0660")],
         )
         .unwrap();
-        assert_eq!((c.db.to_str(), c.socket_mode), (Some("/flag.db"), 0o660));
+        assert_eq!(
+            (c.db.to_string(), c.socket_mode),
+            ("/flag.db".to_owned(), 0o660)
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! The logbook collector: receives records from logbook layers over a Unix socket,
-//! validates them, stores them in SQLite and serves them to the `logbook` CLI.
+//! The logbook collector: admits records from logbook layers (over a Unix socket, or
+//! in-process in embedded mode), validates, redacts and chains them, stores them behind
+//! one store contract (SQLite today) and serves them to the `logbook` CLI.
 //!
-//! The library without its default `server` feature is the pipeline and the stores,
-//! which `logbook-layer`'s `embedded` feature runs in-process.
+//! The library without its default `server` feature is admission, the pipeline, the
+//! views and the stores: what `logbook-layer`'s `embedded` feature runs in-process.
 
+pub mod admission;
 pub mod audit;
 pub mod cost;
 pub mod embedded;
@@ -11,6 +13,7 @@ pub mod pipeline;
 pub mod query;
 pub mod retention;
 pub mod store;
+pub mod views;
 
 #[cfg(feature = "server")]
 pub mod cli;
@@ -18,3 +21,5 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod ingest;
+#[cfg(feature = "server")]
+pub mod serve;

@@ -173,6 +173,8 @@ pub struct RunFilter {
     pub status: Option<String>,
     /// `agent` equals.
     pub agent: Option<String>,
+    /// Only runs keyed this way (by run id, or a trace's).
+    pub kind: Option<crate::store::RunKind>,
     /// At most this many runs.
     pub limit: usize,
 }

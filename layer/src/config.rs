@@ -118,8 +118,9 @@ pub struct EnvError {
 }
 
 /// Configures a [`LogbookLayer`]. [`crate::builder`] starts from the defaults and the
-/// `LOGBOOK_*` environment variables; `with_*` calls override both.
-#[derive(Clone, Debug)]
+/// `LOGBOOK_*` environment variables; `with_*` calls override both. Its `Debug` form
+/// never shows the token.
+#[derive(Clone)]
 #[must_use]
 pub struct Builder {
     endpoint: Endpoint,
@@ -133,6 +134,24 @@ pub struct Builder {
     token: Option<String>,
     redactor: Option<Arc<logbook_redact::Redactor>>,
     env_error: Option<EnvError>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("endpoint", &self.endpoint)
+            .field("service", &self.service)
+            .field("scope", &self.scope)
+            .field("buffer_bytes", &self.buffer_bytes)
+            .field("max_field_bytes", &self.max_field_bytes)
+            .field("flush_timeout", &self.flush_timeout)
+            .field("reconnect_min", &self.reconnect_min)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("token", &self.token.as_ref().map(|_| "**REDACTED**"))
+            .field("redactor", &self.redactor)
+            .field("env_error", &self.env_error)
+            .finish()
+    }
 }
 
 impl Default for Builder {
@@ -507,6 +526,17 @@ mod tests {
             Endpoint::Sqlite("/a.db".into()),
             "the endpoint wins"
         );
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let mut b = Builder::default();
+        b.apply_env(|k| (k == "LOGBOOK_TOKEN").then(|| "hunter2-secret".to_owned()))
+            .unwrap();
+        assert_eq!(b.token.as_deref(), Some("hunter2-secret"));
+        let shown = format!("{b:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("**REDACTED**"), "{shown}");
     }
 
     #[test]

@@ -15,13 +15,13 @@ pub const BAGGAGE: &str = "baggage";
 /// `ERROR` or `OK`: sets a span's status explicitly.
 pub const OTEL_STATUS_CODE: &str = "otel.status_code";
 /// Any value (except `false` or empty) marks the span as failed.
-pub const ERROR: &str = "error";
+pub const ERROR: &str = logbook_proto::genai::exception::ERROR;
 /// The error's type or class (OpenTelemetry); marks the span as failed.
-pub const ERROR_TYPE: &str = "error.type";
+pub const ERROR_TYPE: &str = logbook_proto::genai::ERROR_TYPE;
 /// An exception's message (OpenTelemetry); marks the span as failed.
-pub const EXCEPTION_MESSAGE: &str = "exception.message";
+pub const EXCEPTION_MESSAGE: &str = logbook_proto::genai::exception::MESSAGE;
 /// An exception's type (OpenTelemetry); marks the span as failed.
-pub const EXCEPTION_TYPE: &str = "exception.type";
+pub const EXCEPTION_TYPE: &str = logbook_proto::genai::exception::TYPE;
 
 /// The category the layer gives a span that sets `run_id` itself: the root of a run.
 pub const CATEGORY_RUN: &str = "run";

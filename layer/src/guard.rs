@@ -35,7 +35,7 @@ pub struct Stats {
     /// Records dropped (buffer full, re-entrant, undeliverable), all levels.
     pub dropped: u64,
     /// Dropped records by level: TRACE, DEBUG, INFO, WARN, ERROR.
-    pub dropped_by_level: [u64; 5],
+    pub dropped_by_level: logbook_proto::PerLevel<u64>,
     /// Records queued or awaiting acknowledgement.
     pub pending: u64,
     /// Bytes of buffer in use (queued and unacknowledged records).

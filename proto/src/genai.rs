@@ -157,6 +157,19 @@ pub mod openllmetry {
     pub const TRACELOOP_ENTITY_OUTPUT: &str = "traceloop.entity.output";
 }
 
+/// Exception and error names (OpenTelemetry's `exception.*` and `error.type`, and the
+/// layer's `error` field): what failed, on a failed span or an ERROR event.
+pub mod exception {
+    /// `exception.type`: the exception's or error's type.
+    pub const TYPE: &str = "exception.type";
+    /// `exception.message`
+    pub const MESSAGE: &str = "exception.message";
+    /// `exception.stacktrace`
+    pub const STACKTRACE: &str = "exception.stacktrace";
+    /// `error`: an error value recorded on a span or event (`error = %e`).
+    pub const ERROR: &str = "error";
+}
+
 /// W3C trace context headers, and the `baggage` entries logbook propagates.
 pub mod propagation {
     /// `traceparent`: `00-<trace id>-<parent span id>-<flags>`.

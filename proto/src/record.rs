@@ -113,11 +113,18 @@ word_enum!(
 );
 
 impl Level {
-    /// Index 0..5, for per-level counters.
+    /// Number of levels: the length of every per-level count ([`PerLevel`]).
+    pub const COUNT: usize = 5;
+
+    /// Index `0..Level::COUNT`, for per-level counters.
     pub const fn index(self) -> usize {
         self as usize - 1
     }
 }
+
+/// One value per [`Level`], indexed by [`Level::index`] (TRACE first): drop counts,
+/// record counts by level.
+pub type PerLevel<T> = [T; Level::COUNT];
 
 word_enum!(
     /// The scope fields: inherited from the nearest ancestor span that set them.

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use logbook_proto::Timestamp;
-use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
 use super::{from_hex, to_hex, Keys};
@@ -47,7 +46,8 @@ pub enum CheckpointKind {
 }
 
 impl CheckpointKind {
-    fn as_str(self) -> &'static str {
+    /// `checkpoint` or `anchor`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Checkpoint => "checkpoint",
             Self::Anchor => "anchor",
@@ -127,14 +127,19 @@ impl Checkpoint {
         serde_json::to_string(&line).unwrap_or_default()
     }
 
+    /// The kind with this word.
+    pub fn kind_from_str(word: &str) -> Option<CheckpointKind> {
+        match word {
+            "checkpoint" => Some(CheckpointKind::Checkpoint),
+            "anchor" => Some(CheckpointKind::Anchor),
+            _ => None,
+        }
+    }
+
     /// Parses a line of the checkpoint file.
     pub fn parse_line(text: &str) -> Result<Self, String> {
         let l: Line = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let kind = match l.kind.as_str() {
-            "checkpoint" => CheckpointKind::Checkpoint,
-            "anchor" => CheckpointKind::Anchor,
-            other => return Err(format!("unknown type {other:?}")),
-        };
+        let kind = Self::kind_from_str(&l.kind).ok_or(format!("unknown type {:?}", l.kind))?;
         Ok(Self {
             kind,
             n: l.n,
@@ -145,34 +150,23 @@ impl Checkpoint {
         })
     }
 
-    /// Appends it to `file` (created 0600) and syncs, then records it in the database.
-    pub fn save(&self, conn: &Connection, file: &Path) -> Result<(), StoreError> {
-        let io = |source| StoreError::Io {
-            context: format!("writing checkpoint file {}", file.display()),
-            source,
-        };
-        let mut f = OpenOptions::new()
+    /// Appends it to `file` (created 0600) and syncs it. A store records a checkpoint
+    /// in its own table only after this succeeded, so every checkpoint a snapshot of the
+    /// store holds is in the file.
+    pub fn append_to(&self, file: &Path) -> Result<(), StoreError> {
+        let io = StoreError::io(format!("writing checkpoint file {}", file.display()));
+        let mut f = match OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(file)
-            .map_err(io)?;
+        {
+            Ok(f) => f,
+            Err(e) => return Err(io(e)),
+        };
         f.write_all(format!("{}\n", self.to_line()).as_bytes())
             .and_then(|()| f.sync_data())
-            .map_err(io)?;
-        conn.prepare_cached(
-            "INSERT INTO audit_checkpoints (kind, n, chain_hash, ts, pruned, signature)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            self.kind.as_str(),
-            self.n as i64,
-            &self.chain[..],
-            self.ts.as_nanos(),
-            self.pruned as i64,
-            &self.sig[..]
-        ])?;
-        Ok(())
+            .map_err(io)
     }
 }
 

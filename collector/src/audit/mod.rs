@@ -20,6 +20,7 @@
 //! host. Export checkpoints often.
 
 mod admin;
+mod canonical;
 mod chain;
 mod checkpoint;
 mod keys;
@@ -28,25 +29,49 @@ mod verify;
 use logbook_proto::{Record, Value};
 
 pub use admin::{admin_record, ADMIN_TARGET};
-pub use chain::{
-    append_chain, chain_hash, head as chain_head, row_digest, AUDIT_ROW_COLUMNS, GENESIS,
-};
+pub use canonical::{canonical_json, record_digest};
+pub use chain::{chain_hash, ChainFormat, ChainRow, GENESIS};
 pub use checkpoint::{
     default_checkpoint_file, read_checkpoint_file, Checkpoint, CheckpointKind, CheckpointLine,
     CheckpointPolicy,
 };
 pub use keys::{default_key_dir, Keys, PublicKey};
 pub use verify::{
-    verify, VerifyOptions, VerifyProblem, VerifyReport, DSAR_DELETE_NAME, TOMBSTONED_FIELD,
+    verify, AuditSource, ChainedRecord, VerifyOptions, VerifyProblem, VerifyReport,
+    DSAR_DELETE_NAME, TOMBSTONED_FIELD,
 };
 
-/// Storage class of an ordinary record.
-pub const CLASS_OPS: i64 = 0;
-/// Storage class of an audit record: chained, append-only, kept longer.
-pub const CLASS_AUDIT: i64 = 1;
+/// The field that makes a record an audit record (`audit = true`), or keeps it out
+/// (`audit = false`).
+pub const AUDIT_FIELD: &str = "audit";
+
+/// A record's storage class: what retention keeps it for and whether it is chained.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageClass {
+    /// Ordinary records.
+    #[default]
+    Ops,
+    /// Audit records: chained, append-only, kept longer.
+    Audit,
+}
+
+impl StorageClass {
+    /// `ops` or `audit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ops => "ops",
+            Self::Audit => "audit",
+        }
+    }
+}
 
 /// The category of audit records the collector writes about its own admin actions.
 pub const CATEGORY_AUDIT: &str = "audit";
+/// The other category whose records are audit records by default.
+pub const CATEGORY_SECURITY: &str = "security";
 
 /// Which records are audit records.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -62,17 +87,26 @@ pub struct AuditRules {
 impl Default for AuditRules {
     fn default() -> Self {
         Self {
-            categories: vec!["audit".into(), "security".into()],
+            categories: vec![CATEGORY_AUDIT.into(), CATEGORY_SECURITY.into()],
             targets: Vec::new(),
         }
     }
 }
 
 impl AuditRules {
+    /// `r`'s storage class under these rules.
+    pub fn class_of(&self, r: &Record) -> StorageClass {
+        if self.is_audit(r) {
+            StorageClass::Audit
+        } else {
+            StorageClass::Ops
+        }
+    }
+
     /// Whether `r` is an audit record: a field `audit = true`, a category in
     /// [`AuditRules::categories`], or a target matching [`AuditRules::targets`].
     pub fn is_audit(&self, r: &Record) -> bool {
-        match r.fields.get("audit") {
+        match r.fields.get(AUDIT_FIELD) {
             Some(Value::Bool(b)) => return *b,
             Some(Value::Str(s)) if s == "true" => return true,
             _ => {}

@@ -5,13 +5,46 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
-use logbook_proto::Timestamp;
-use rusqlite::{Connection, OptionalExtension};
+use logbook_proto::{Record, Timestamp};
 
-use super::chain::{chain_hash, row_digest, AUDIT_ROW_COLUMNS, GENESIS};
+use super::canonical::record_digest;
+use super::chain::{chain_hash, ChainFormat, ChainRow, GENESIS};
 use super::checkpoint::{read_checkpoint_file, Checkpoint, CheckpointKind};
-use super::{PublicKey, CLASS_AUDIT};
-use crate::store::StoreError;
+use super::{PublicKey, StorageClass};
+use crate::store::{StoreError, StoreReader};
+
+/// Chain rows read per step of the walk.
+const PAGE: usize = 1000;
+
+/// What `verify` reads from a store, all from one snapshot
+/// ([`StoreReader::with_audit_snapshot`]).
+pub trait AuditSource {
+    /// The checkpoints and anchors the store holds, in the order it stored them.
+    fn checkpoints(&mut self) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// Chain rows numbered above `after`, in order, at most `limit`.
+    fn chain_rows(&mut self, after: u64, limit: usize) -> Result<Vec<ChainRow>, StoreError>;
+
+    /// The record a chain row points at, as stored now; `None` if it is gone.
+    fn chained_record(&mut self, row: &ChainRow) -> Result<Option<ChainedRecord>, StoreError>;
+
+    /// The seq of an audit record that has no chain row, if there is one.
+    fn unchained_audit_record(&mut self) -> Result<Option<i64>, StoreError>;
+
+    /// The audit records named `name`, as stored.
+    fn audit_records_named(&mut self, name: &str) -> Result<Vec<Record>, StoreError>;
+}
+
+/// A chained record as stored now.
+#[derive(Debug)]
+pub struct ChainedRecord {
+    /// Its storage class.
+    pub class: StorageClass,
+    /// The record read back, or why it does not read.
+    pub record: Result<Record, String>,
+    /// For a format-1 row: the backend's digest of the stored row.
+    pub row_digest: Option<[u8; 32]>,
+}
 
 /// The name of the audit record a DSAR deletion writes; its field
 /// [`TOMBSTONED_FIELD`] lists the chain rows it tombstoned as `[from, to]` ranges.
@@ -92,64 +125,27 @@ fn problem(n: Option<u64>, record_seq: Option<i64>, what: impl Into<String>) -> 
     }
 }
 
-/// Verifies the audit chain of the database on `conn` (any connection; the walk reads
-/// one snapshot).
-pub fn verify(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport, StoreError> {
-    let tx = conn.unchecked_transaction()?;
-    // The snapshot starts with the first read; the file is read after it, so every
-    // checkpoint the snapshot holds is already in the file.
-    let db_checkpoints = load_db_checkpoints(&tx)?;
-    let snapshot = Timestamp::now();
+/// Verifies the audit chain of a store: one snapshot of it, and the checkpoint file.
+pub fn verify(store: &dyn StoreReader, opts: &VerifyOptions) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
-    let result = walk(&tx, opts, db_checkpoints, snapshot, &mut report);
-    drop(tx);
-    if let Err(p) = result? {
-        report.problem = Some(p);
-    }
-    Ok(report)
-}
-
-fn load_db_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT kind, n, chain_hash, ts, pruned, signature FROM audit_checkpoints ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, Vec<u8>>(5)?,
-        ))
+    let mut found = None;
+    store.with_audit_snapshot(&mut |source| {
+        // The snapshot starts with the first read; the file is read after it, so every
+        // checkpoint the snapshot holds is already in the file.
+        let db_checkpoints = source.checkpoints()?;
+        let snapshot = Timestamp::now();
+        report = VerifyReport::default();
+        found = walk(source, opts, db_checkpoints, snapshot, &mut report)?.err();
+        Ok(())
     })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (kind, n, chain, ts, pruned, sig) = row?;
-        let corrupt = || StoreError::Corrupt {
-            seq: n,
-            message: "malformed row in audit_checkpoints".into(),
-        };
-        out.push(Checkpoint {
-            kind: if kind == "anchor" {
-                CheckpointKind::Anchor
-            } else {
-                CheckpointKind::Checkpoint
-            },
-            n: n as u64,
-            chain: chain.as_slice().try_into().map_err(|_| corrupt())?,
-            ts: Timestamp(ts),
-            pruned: pruned as u64,
-            sig: sig.as_slice().try_into().map_err(|_| corrupt())?,
-        });
-    }
-    Ok(out)
+    report.problem = found;
+    Ok(report)
 }
 
 type Walk = Result<Result<(), VerifyProblem>, StoreError>;
 
 fn walk(
-    conn: &Connection,
+    source: &mut dyn AuditSource,
     opts: &VerifyOptions,
     db_checkpoints: Vec<Checkpoint>,
     snapshot: Timestamp,
@@ -163,7 +159,7 @@ fn walk(
                 None,
                 format!(
                     "the database's {} of {} has a bad signature",
-                    kind_name(c.kind),
+                    c.kind.as_str(),
                     c.ts
                 ),
             )));
@@ -218,7 +214,7 @@ fn walk(
             None,
             format!(
                 "the checkpoint file lacks the {} of {} (n {}): it was edited or replaced",
-                kind_name(c.kind),
+                c.kind.as_str(),
                 c.ts,
                 c.n
             ),
@@ -245,60 +241,55 @@ fn walk(
         expected_at.entry(c.n).or_default().push(c);
     }
 
-    let tombstone_ok = dsar_tombstones(conn)?;
-    let mut rows = conn.prepare(
-        "SELECT n, record_seq, content_hash, chain_hash, tombstone FROM audit_chain
-         WHERE n > ?1 ORDER BY n",
-    )?;
-    let mut record = conn.prepare(&format!(
-        "SELECT {AUDIT_ROW_COLUMNS} FROM records WHERE seq = ?1"
-    ))?;
-    let mut rows = rows.query([start as i64])?;
+    let tombstone_ok = dsar_tombstones(source)?;
     let mut expected = start + 1;
     report.first_n = expected;
-    while let Some(row) = rows.next()? {
-        let n = row.get::<_, i64>(0)? as u64;
-        let seq: i64 = row.get(1)?;
-        let content: Vec<u8> = row.get(2)?;
-        let stored: Vec<u8> = row.get(3)?;
-        let tombstone: bool = row.get(4)?;
-        if n != expected {
-            let what = if expected == start + 1 && anchor.is_none() {
-                format!(
-                    "the chain starts at {n} with no signed anchor: rows before it were deleted"
-                )
-            } else {
-                format!(
-                    "missing: the chain jumps from {} to {n} (rows deleted)",
-                    expected - 1
-                )
+    loop {
+        let rows = source.chain_rows(expected - 1, PAGE)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            let n = row.n;
+            let seq = row.record_seq;
+            if n != expected {
+                let what = if expected == start + 1 && anchor.is_none() {
+                    format!(
+                        "the chain starts at {n} with no signed anchor: rows before it were deleted"
+                    )
+                } else {
+                    format!(
+                        "missing: the chain jumps from {} to {n} (rows deleted)",
+                        expected - 1
+                    )
+                };
+                return Ok(Err(problem(Some(expected), None, what)));
+            }
+            let Some(format) = row.format else {
+                return Ok(Err(problem(Some(n), Some(seq), "unknown chain format")));
             };
-            return Ok(Err(problem(Some(expected), None, what)));
-        }
-        let Ok(content) = <[u8; 32]>::try_from(content.as_slice()) else {
-            return Ok(Err(problem(Some(n), Some(seq), "malformed content hash")));
-        };
-        let chain = chain_hash(&opts.chain_key, &prev, n, &content);
-        if stored.as_slice() != chain {
-            return Ok(Err(problem(
-                Some(n),
-                Some(seq),
-                "chain hash does not match: the row was inserted, altered, reordered or re-chained without the key",
-            )));
-        }
-        let found = record
-            .query_row([seq], |r| Ok((row_digest(r)?, r.get::<_, i64>(32)?)))
-            .optional()?;
-        match found {
-            None => return Ok(Err(problem(Some(n), Some(seq), "its record was deleted"))),
-            Some((_, class)) if class != CLASS_AUDIT => {
+            let Ok(content) = <[u8; 32]>::try_from(row.content_hash.as_slice()) else {
+                return Ok(Err(problem(Some(n), Some(seq), "malformed content hash")));
+            };
+            let chain = chain_hash(format, &opts.chain_key, &prev, n, &content);
+            if row.chain_hash.as_slice() != chain {
+                return Ok(Err(problem(
+                    Some(n),
+                    Some(seq),
+                    "chain hash does not match: the row was inserted, altered, reordered or re-chained without the key",
+                )));
+            }
+            let Some(found) = source.chained_record(&row)? else {
+                return Ok(Err(problem(Some(n), Some(seq), "its record was deleted")));
+            };
+            if found.class != StorageClass::Audit {
                 return Ok(Err(problem(
                     Some(n),
                     Some(seq),
                     "its record is no longer marked audit",
-                )))
+                )));
             }
-            Some(_) if tombstone => {
+            if row.tombstone {
                 if !tombstone_ok.iter().any(|(a, b)| (*a..=*b).contains(&n)) {
                     return Ok(Err(problem(
                         Some(n),
@@ -307,32 +298,43 @@ fn walk(
                     )));
                 }
                 report.tombstoned += 1;
+            } else {
+                let digest = match (format, &found.record) {
+                    (ChainFormat::Canonical, Ok(r)) => Some(record_digest(
+                        r,
+                        u64::try_from(seq).unwrap_or(0),
+                        found.class,
+                    )),
+                    (ChainFormat::Canonical, Err(_)) => None,
+                    (ChainFormat::SqliteRow, _) => found.row_digest,
+                };
+                if digest != Some(content) {
+                    let why = match &found.record {
+                        Err(e) => {
+                            format!("content hash does not match: the record was modified ({e})")
+                        }
+                        Ok(_) => "content hash does not match: the record was modified".to_owned(),
+                    };
+                    return Ok(Err(problem(Some(n), Some(seq), why)));
+                }
             }
-            Some((digest, _)) if digest != content => {
-                return Ok(Err(problem(
-                    Some(n),
-                    Some(seq),
-                    "content hash does not match: the record was modified",
-                )))
+            for c in expected_at.remove(&n).unwrap_or_default() {
+                if c.chain != chain {
+                    return Ok(Err(problem(
+                        Some(n),
+                        Some(seq),
+                        format!(
+                            "differs from the {} of {}: rows up to it were rewritten",
+                            c.kind.as_str(),
+                            c.ts
+                        ),
+                    )));
+                }
             }
-            Some(_) => {}
+            prev = chain;
+            expected += 1;
+            report.checked += 1;
         }
-        for c in expected_at.remove(&n).unwrap_or_default() {
-            if c.chain != chain {
-                return Ok(Err(problem(
-                    Some(n),
-                    Some(seq),
-                    format!(
-                        "differs from the {} of {}: rows up to it were rewritten",
-                        kind_name(c.kind),
-                        c.ts
-                    ),
-                )));
-            }
-        }
-        prev = chain;
-        expected += 1;
-        report.checked += 1;
     }
     report.last_n = expected - 1;
     if let Some((n, cs)) = expected_at.iter().next() {
@@ -342,21 +344,13 @@ fn walk(
             format!(
                 "the chain ends at {} but the {} of {} covers {n}: rows were truncated or the database replaced by an older copy",
                 report.last_n,
-                kind_name(cs[0].kind),
+                cs[0].kind.as_str(),
                 cs[0].ts
             ),
         )));
     }
     report.after_last_checkpoint = report.last_n - report.last_checkpoint.map_or(0, |c| c.0);
-    let orphan: Option<i64> = conn
-        .query_row(
-            "SELECT seq FROM records WHERE class = 1
-               AND NOT EXISTS (SELECT 1 FROM audit_chain WHERE record_seq = records.seq)
-             LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let orphan = source.unchained_audit_record()?;
     if let Some(seq) = orphan {
         return Ok(Err(problem(
             None,
@@ -367,30 +361,15 @@ fn walk(
     Ok(Ok(()))
 }
 
-fn kind_name(k: CheckpointKind) -> &'static str {
-    match k {
-        CheckpointKind::Checkpoint => "checkpoint",
-        CheckpointKind::Anchor => "anchor",
-    }
-}
-
 /// The chain rows DSAR deletions tombstoned, as inclusive ranges.
-fn dsar_tombstones(conn: &Connection) -> Result<Vec<(u64, u64)>, StoreError> {
-    let mut stmt = conn.prepare("SELECT fields FROM records WHERE class = 1 AND name = ?1")?;
+fn dsar_tombstones(source: &mut dyn AuditSource) -> Result<Vec<(u64, u64)>, StoreError> {
     let mut out = Vec::new();
-    let rows = stmt.query_map([DSAR_DELETE_NAME], |r| r.get::<_, String>(0))?;
-    for fields in rows {
-        let v: serde_json::Value = serde_json::from_str(&fields?).unwrap_or_default();
-        if let Some(ranges) = v.get(TOMBSTONED_FIELD).and_then(|r| r.as_array()) {
-            for r in ranges {
-                if let (Some(a), Some(b)) = (
-                    r.get(0).and_then(serde_json::Value::as_u64),
-                    r.get(1).and_then(serde_json::Value::as_u64),
-                ) {
-                    out.push((a, b));
-                }
-            }
-        }
+    for r in source.audit_records_named(DSAR_DELETE_NAME)? {
+        let Some(logbook_proto::Value::Json(ranges)) = r.fields.get(TOMBSTONED_FIELD) else {
+            continue;
+        };
+        let ranges: Vec<(u64, u64)> = serde_json::from_str(ranges.as_str()).unwrap_or_default();
+        out.extend(ranges);
     }
     Ok(out)
 }

@@ -11,16 +11,14 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use logbook_proto::Timestamp;
 
+use super::write_store;
 use crate::config::Config;
 use crate::query::parse_age;
-use crate::retention::{PurgeSpec, Selector, StorageClass};
-use crate::store::{PurgeOptions, PurgeReport, SqliteStore, Subject};
-
-/// Opens the configured database for writing, with the configured keys.
-pub(crate) fn write_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open_with(&config.db, &config.store_options())
-        .with_context(|| format!("opening database {} for writing", config.db.display()))
-}
+use crate::retention::{
+    dsar_delete, dsar_export, purge, restore_archive, PurgeOptions, PurgeReport, PurgeSpec,
+    Selector, StorageClass,
+};
+use crate::store::Subject;
 
 /// Arguments of `logbook purge`.
 #[derive(Debug, Args)]
@@ -88,7 +86,8 @@ impl PurgeArgs {
         };
         let dry_run = self.dry_run || !self.yes;
         let mut store = write_store(config)?;
-        let report = store.purge(
+        let report = purge(
+            store.as_mut(),
             &specs,
             Timestamp::now(),
             &PurgeOptions {
@@ -169,7 +168,7 @@ impl ArchiveArgs {
         match &self.command {
             ArchiveCommand::Restore { file } => {
                 let mut store = write_store(config)?;
-                let (read, stored) = store.restore_archive(file)?;
+                let (read, stored) = restore_archive(store.as_mut(), file)?;
                 println!(
                     "restored {stored} records ({} already stored) from {}",
                     read - stored,
@@ -243,7 +242,11 @@ impl DsarArgs {
                     .open(output)
                     .with_context(|| format!("creating {}", output.display()))?;
                 let mut store = write_store(config)?;
-                let n = store.dsar_export(&subject.subject(), &mut BufWriter::new(file))?;
+                let n = dsar_export(
+                    store.as_mut(),
+                    &subject.subject(),
+                    &mut BufWriter::new(file),
+                )?;
                 println!("exported {n} records to {}", output.display());
                 Ok(())
             }
@@ -252,7 +255,7 @@ impl DsarArgs {
                     bail!("nothing deleted: add --yes to delete this subject's records");
                 }
                 let mut store = write_store(config)?;
-                let r = store.dsar_delete(&subject.subject())?;
+                let r = dsar_delete(store.as_mut(), &subject.subject())?;
                 println!(
                     "deleted {} ops records and {} quarantined records; tombstoned {} audit records (the chain stays verifiable)",
                     r.deleted, r.quarantined, r.tombstoned

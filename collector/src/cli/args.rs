@@ -85,28 +85,41 @@ impl FilterArgs {
     }
 }
 
-/// Output formats for record listings.
+/// Output formats. Each command takes the ones that make sense for it ([`formats`]);
+/// `--help` lists them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
-    /// Aligned columns for people.
+    /// Aligned columns for people (for `run`: the span tree).
     #[default]
     Table,
-    /// One JSON array.
+    /// One JSON document.
     Json,
-    /// One JSON record per line (the record contract).
-    Jsonl,
-    /// Comma-separated values with a header row.
-    Csv,
-}
-
-/// Output formats for `export`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ExportFormat {
-    /// One JSON record per line (the record contract).
-    #[default]
+    /// One JSON object per line (for records: the record contract).
     Jsonl,
     /// Comma-separated values with a header row.
     Csv,
     /// One line per record, like a log file.
     Text,
+}
+
+impl Format {
+    /// Record listings: `query`.
+    pub(crate) const LISTING: &'static [Self] = &[Self::Table, Self::Json, Self::Jsonl, Self::Csv];
+    /// Streams of records: `export`.
+    pub(crate) const EXPORT: &'static [Self] = &[Self::Jsonl, Self::Csv, Self::Text];
+    /// Following records: `tail`.
+    pub(crate) const TAIL: &'static [Self] = &[Self::Text, Self::Jsonl];
+    /// Runs and span trees: `runs`, `run`.
+    pub(crate) const RUNS: &'static [Self] = &[Self::Table, Self::Json, Self::Jsonl];
+}
+
+/// A parser of `--format` that accepts only `allowed`.
+pub(crate) fn formats(
+    allowed: &'static [Format],
+) -> impl clap::builder::TypedValueParser<Value = Format> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(
+        allowed.iter().filter_map(ValueEnum::to_possible_value),
+    )
+    .try_map(|word: String| Format::from_str(&word, false).map_err(std::io::Error::other))
 }

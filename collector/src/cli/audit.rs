@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::Args;
 
-use crate::audit::{
-    default_checkpoint_file, default_key_dir, verify, Keys, PublicKey, VerifyOptions,
-};
+use crate::audit::{verify, Keys, PublicKey, VerifyOptions};
 use crate::config::Config;
-use crate::store::SqliteStore;
+use crate::store::open_reader;
 
 /// Arguments of `logbook verify`.
 #[derive(Debug, Args)]
@@ -30,11 +28,10 @@ pub struct VerifyArgs {
 
 impl VerifyArgs {
     pub(crate) fn run(&self, config: &Config) -> anyhow::Result<()> {
-        let store = SqliteStore::open_read_only(&config.db)?;
+        let store = open_reader(&config.db)?;
         let key_dir = config
-            .key_dir
-            .clone()
-            .unwrap_or_else(|| default_key_dir(&config.db));
+            .key_dir()
+            .context("no key_dir configured and no database file to find keys/ beside")?;
         let keys = Keys::load(&key_dir)
             .with_context(|| format!("loading the audit keys from {}", key_dir.display()))?;
         let public = match &self.public_key {
@@ -44,10 +41,10 @@ impl VerifyArgs {
         let checkpoint_file = self
             .checkpoints
             .clone()
-            .or_else(|| config.checkpoint_file.clone())
-            .unwrap_or_else(|| default_checkpoint_file(&config.db));
+            .or_else(|| config.checkpoint_file())
+            .context("no checkpoint_file configured: give --checkpoints")?;
         let report = verify(
-            store.connection(),
+            store.as_ref(),
             &VerifyOptions {
                 chain_key: *keys.chain_key(),
                 public,

@@ -7,24 +7,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use logbook_proto::{Json, Timestamp, Value};
 use serde::Serialize;
 
+use super::args::{formats, Format};
 use super::output::{clip, csv_cell, duration, render_value};
 use crate::config::Config;
 use crate::query::{Cursor, TimeSpec};
-use crate::store::{CallCommon, CallFilter, CostBy, CostGroup, SqliteStore};
-
-/// Output formats for calls and costs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-enum Format {
-    /// Aligned columns.
-    #[default]
-    Table,
-    /// A JSON array.
-    Json,
-    /// One JSON object per line.
-    Jsonl,
-    /// Comma-separated values with a header.
-    Csv,
-}
+use crate::store::{open_reader, CallCommon, CallFilter, CostBy, CostGroup, StoreReader};
 
 /// Which calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -106,7 +93,7 @@ pub struct CallsArgs {
     #[arg(long, value_name = "CURSOR")]
     before: Option<Cursor>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, default_value = "table", value_parser = formats(Format::LISTING))]
     format: Format,
 }
 
@@ -143,7 +130,7 @@ fn write_structured<T: Serialize>(
                 writeln!(out, "{line}")?;
             }
         }
-        Format::Table => return Ok(false),
+        Format::Table | Format::Text => return Ok(false),
     }
     Ok(true)
 }
@@ -191,14 +178,11 @@ fn next_page<'a>(
     if calls.len() != limit {
         return None;
     }
-    calls.last().map(|c| Cursor {
-        ts: c.started,
-        seq: u64::try_from(c.seq).unwrap_or(0),
-    })
+    calls.last().map(CallCommon::cursor)
 }
 
 impl CallsArgs {
-    pub(crate) fn run(&self, store: &SqliteStore) -> anyhow::Result<()> {
+    pub(crate) fn run(&self, store: &dyn StoreReader) -> anyhow::Result<()> {
         if self.tool.is_some() && self.kind == Kind::Llm && self.model.is_some() {
             bail!("--model and --tool: give one (with --kind tool, --tool names the tool)");
         }
@@ -209,9 +193,7 @@ impl CallsArgs {
             self.kind
         };
         let mut f = self.filter.to_filter(name, self.limit);
-        f.before = self
-            .before
-            .map(|c| (c.ts, i64::try_from(c.seq).unwrap_or(i64::MAX)));
+        f.before = self.before;
         // The next page starts after the last call shown, when the page was full.
         let next;
         let mut out = BufWriter::new(io::stdout().lock());
@@ -384,7 +366,7 @@ pub struct CostArgs {
     #[arg(long, default_value_t = 100)]
     limit: usize,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, default_value = "table", value_parser = formats(Format::LISTING))]
     format: Format,
 }
 
@@ -398,7 +380,7 @@ enum CostCommand {
     /// Print the price table in effect: built-in prices and those of logbook.toml.
     Prices {
         /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(long, default_value = "table", value_parser = formats(Format::LISTING))]
         format: Format,
     },
 }
@@ -408,17 +390,17 @@ impl CostArgs {
         match &self.command {
             Some(CostCommand::Recompute) => {
                 let prices = config.price_table();
-                let mut store = super::admin::write_store(config)?;
-                let changed = store.recompute_cost(&prices)?;
+                let mut store = super::write_store(config)?;
+                let changed = crate::views::recompute_cost(store.as_mut(), &prices)?;
                 println!("recomputed: the cost of {changed} LLM calls changed");
                 Ok(())
             }
             Some(CostCommand::Prices { format }) => prices(config, *format),
-            None => self.report(&SqliteStore::open_read_only(&config.db)?),
+            None => self.report(open_reader(&config.db)?.as_ref()),
         }
     }
 
-    fn report(&self, store: &SqliteStore) -> anyhow::Result<()> {
+    fn report(&self, store: &dyn StoreReader) -> anyhow::Result<()> {
         let f = self.filter.to_filter(self.model.clone(), self.limit);
         let groups = store.cost(self.by, &f)?;
         let mut out = BufWriter::new(io::stdout().lock());
@@ -481,16 +463,7 @@ impl CostArgs {
                 row(&mut out, &g.key, g)?;
             }
             // Of every matching call, not only the groups shown.
-            let total = store.cost(CostBy::All, &f)?.pop().unwrap_or(CostGroup {
-                key: String::new(),
-                calls: 0,
-                input_tokens: 0,
-                output_tokens: 0,
-                cache_read_tokens: 0,
-                cost: None,
-                provider_cost: None,
-                unpriced_calls: 0,
-            });
+            let total = store.cost(CostBy::All, &f)?.pop().unwrap_or_default();
             row(&mut out, "TOTAL", &total)?;
             if groups.len() == self.limit {
                 writeln!(

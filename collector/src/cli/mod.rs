@@ -14,11 +14,13 @@ mod stats;
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Sources};
-use crate::store::SqliteStore;
+use crate::store::{open_reader, open_writer, StoreReader, StoreWriter};
 
 /// logbook: a flight recorder for async Rust services and AI agents.
 ///
@@ -30,9 +32,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// SQLite database file [default: $XDG_DATA_HOME/logbook/logbook.db; env LOGBOOK_DB].
+    /// Where records are stored: a SQLite database file (sqlite:PATH or a path)
+    /// [default: $XDG_DATA_HOME/logbook/logbook.db; env LOGBOOK_DB].
     #[arg(long, global = true, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    pub db: Option<String>,
 
     /// The command.
     #[command(subcommand)]
@@ -43,11 +46,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the collector: listen on the Unix socket and store records.
+    #[command(after_long_help = crate::config::keys_help())]
     Serve(serve::ServeArgs),
     /// List runs, newest first.
     Runs(runs::RunsArgs),
-    /// Show one run as a span tree with durations, status and errors, prompts and
-    /// responses, tool arguments and results.
+    /// Show one run (by run id, or by trace id) as a span tree with durations, status and
+    /// errors, prompts and responses, tool arguments and results.
     Run(runs::RunArgs),
     /// List LLM calls (model, tokens, cost, response) or tool calls (arguments,
     /// result), newest first.
@@ -80,7 +84,7 @@ impl Cli {
     fn sources(&self, flags: Vec<(&'static str, String)>) -> Sources {
         let mut flags = flags;
         if let Some(db) = &self.db {
-            flags.push(("db", db.display().to_string()));
+            flags.push(("db", db.clone()));
         }
         Sources {
             file: self.config.clone(),
@@ -92,30 +96,37 @@ impl Cli {
         Config::load(&self.sources(Vec::new()))
     }
 
-    /// Opens the configured database read-only.
-    fn read_store(&self) -> anyhow::Result<SqliteStore> {
+    /// Opens the configured store for reading.
+    fn read_store(&self) -> anyhow::Result<Arc<dyn StoreReader>> {
         let config = self.config()?;
-        Ok(SqliteStore::open_read_only(&config.db)?)
+        Ok(open_reader(&config.db)?)
     }
 
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<()> {
         match &self.command {
             Command::Serve(a) => a.run(&self),
-            Command::Runs(a) => a.run(&self.read_store()?),
-            Command::Run(a) => a.run(&self.read_store()?),
-            Command::Calls(a) => a.run(&self.read_store()?),
+            Command::Runs(a) => a.run(self.read_store()?.as_ref()),
+            Command::Run(a) => a.run(self.read_store()?.as_ref()),
+            Command::Calls(a) => a.run(self.read_store()?.as_ref()),
             Command::Cost(a) => a.run(&self.config()?),
-            Command::Query(a) => a.run(&self.read_store()?),
-            Command::Tail(a) => a.run(&self.read_store()?),
-            Command::Export(a) => a.run(&self.read_store()?, &self.config()?),
-            Command::Stats(a) => a.run(&self.read_store()?),
+            Command::Query(a) => a.run(self.read_store()?.as_ref()),
+            Command::Tail(a) => a.run(self.read_store()?.as_ref()),
+            Command::Export(a) => a.run(self.read_store()?.as_ref(), &self.config()?),
+            Command::Stats(a) => a.run(self.read_store()?.as_ref()),
             Command::Verify(a) => a.run(&self.config()?),
             Command::Purge(a) => a.run(&self.config()?),
             Command::Archive(a) => a.run(&self.config()?),
             Command::Dsar(a) => a.run(&self.config()?),
         }
     }
+}
+
+/// Opens the configured store for writing, with the configured keys: an admin command
+/// beside a running collector (the store orders their writes).
+pub(crate) fn write_store(config: &Config) -> anyhow::Result<Box<dyn StoreWriter>> {
+    open_writer(&config.db, &config.store_options())
+        .with_context(|| format!("opening database {} for writing", config.db))
 }
 
 /// The `logbook` binary's entry point: parses arguments, runs the command, and turns

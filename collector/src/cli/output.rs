@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use logbook_proto::{keys, Kind, Record, ScopeKey, Status, Value};
 
-use super::args::{ExportFormat, Format};
+use super::args::Format;
 
 /// Writes records one at a time.
 pub(crate) trait RecordWriter {
@@ -15,6 +15,7 @@ pub(crate) trait RecordWriter {
     fn finish(&mut self) -> io::Result<()>;
 }
 
+/// A writer of records in `format`.
 pub(crate) fn for_format<'a, W: Write + 'a>(format: Format, out: W) -> Box<dyn RecordWriter + 'a> {
     match format {
         Format::Table => Box::new(Table { out, header: false }),
@@ -25,21 +26,7 @@ pub(crate) fn for_format<'a, W: Write + 'a>(format: Format, out: W) -> Box<dyn R
             header: false,
             line: String::new(),
         }),
-    }
-}
-
-pub(crate) fn for_export<'a, W: Write + 'a>(
-    format: ExportFormat,
-    out: W,
-) -> Box<dyn RecordWriter + 'a> {
-    match format {
-        ExportFormat::Jsonl => Box::new(JsonLines { out }),
-        ExportFormat::Csv => Box::new(Csv {
-            out,
-            header: false,
-            line: String::new(),
-        }),
-        ExportFormat::Text => Box::new(Text {
+        Format::Text => Box::new(Text {
             out,
             line: String::new(),
         }),

@@ -9,14 +9,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use super::args::{ExportFormat, FilterArgs, Format};
-use super::output;
-use crate::query::{Cursor, Page};
 use logbook_proto::Value;
 
+use super::args::{formats, FilterArgs, Format};
+use super::output;
 use crate::audit::admin_record;
 use crate::config::Config;
-use crate::store::Store;
+use crate::query::{Cursor, Page};
+use crate::store::StoreReader;
 
 /// Arguments of `logbook query`.
 #[derive(Debug, Args)]
@@ -30,7 +30,7 @@ pub struct QueryArgs {
     #[arg(long, value_name = "CURSOR")]
     before: Option<Cursor>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, default_value = "table", value_parser = formats(Format::LISTING))]
     format: Format,
     /// Show quarantined records (refused by validation, e.g. a missing required scope
     /// field), newest first, with the reason, instead of stored ones.
@@ -39,7 +39,7 @@ pub struct QueryArgs {
 }
 
 impl QueryArgs {
-    pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
+    pub(crate) fn run(&self, store: &dyn StoreReader) -> anyhow::Result<()> {
         if self.quarantine {
             return self.quarantine(store);
         }
@@ -70,7 +70,7 @@ impl QueryArgs {
 }
 
 impl QueryArgs {
-    fn quarantine(&self, store: &dyn Store) -> anyhow::Result<()> {
+    fn quarantine(&self, store: &dyn StoreReader) -> anyhow::Result<()> {
         let rows = store.quarantined(self.limit as usize)?;
         let mut out = BufWriter::new(io::stdout().lock());
         match self.format {
@@ -84,7 +84,7 @@ impl QueryArgs {
                     writeln!(out)?;
                 }
             }
-            Format::Table | Format::Csv => {
+            Format::Table | Format::Csv | Format::Text => {
                 if self.format == Format::Csv {
                     writeln!(out, "received,reason,service,name,record")?;
                 }
@@ -135,26 +135,17 @@ pub struct TailArgs {
     #[arg(long, default_value_t = 250, value_name = "MS")]
     interval: u64,
     /// Output format: text lines, or JSON Lines.
-    #[arg(long, value_enum, default_value_t = TailFormat::Text)]
-    format: TailFormat,
-}
-
-/// Output formats for `tail`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum TailFormat {
-    /// One line per record, like a log file.
-    Text,
-    /// One JSON record per line.
-    Jsonl,
+    #[arg(long, default_value = "text", value_parser = formats(Format::TAIL))]
+    format: Format,
 }
 
 impl TailArgs {
-    pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
+    pub(crate) fn run(&self, store: &dyn StoreReader) -> anyhow::Result<()> {
         let filter = self.filter.to_filter();
         // Everything stored up to now is "old"; only records after it are followed. A
         // commit landing between these two reads shows in the first page and would come
-        // again after `last`: remember those, to print them once.
-        let mut last = store.last_seq()?;
+        // again after `end`: remember those, to print them once.
+        let mut cursor = store.stream_end()?;
         let mut newest = store.query(
             &filter,
             &Page {
@@ -163,13 +154,9 @@ impl TailArgs {
             },
         )?;
         newest.reverse();
-        let mut printed: HashSet<u64> =
-            newest.iter().map(|r| r.seq).filter(|s| *s > last).collect();
-        let format = match self.format {
-            TailFormat::Text => ExportFormat::Text,
-            TailFormat::Jsonl => ExportFormat::Jsonl,
-        };
-        let mut out = output::for_export(format, LineWriter(io::stdout()));
+        let end = cursor.backend_position();
+        let mut printed: HashSet<u64> = newest.iter().map(|r| r.seq).filter(|s| *s > end).collect();
+        let mut out = output::for_format(self.format, LineWriter(io::stdout()));
         for r in &newest {
             out.write(r)?;
         }
@@ -180,14 +167,17 @@ impl TailArgs {
         loop {
             std::thread::sleep(Duration::from_millis(self.interval));
             loop {
-                let batch = store.after(last, &filter, 1000)?;
-                for r in batch.iter().filter(|r| !printed.remove(&r.seq)) {
-                    out.write(r)?;
+                let page = store.stream_after(cursor, &filter, 1000)?;
+                for item in &page.items {
+                    if !printed.remove(&item.record.seq) {
+                        out.write(&item.record)?;
+                    }
                 }
                 out.finish()?;
-                match batch.last() {
-                    Some(r) => last = r.seq,
-                    None => break,
+                let full = page.items.len() == 1000;
+                cursor = page.cursor;
+                if !full {
+                    break;
                 }
             }
         }
@@ -212,22 +202,22 @@ pub struct ExportArgs {
     #[command(flatten)]
     filter: FilterArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    format: ExportFormat,
+    #[arg(long, default_value = "jsonl", value_parser = formats(Format::EXPORT))]
+    format: Format,
     /// Write to this file instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
 }
 
 impl ExportArgs {
-    pub(crate) fn run(&self, store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    pub(crate) fn run(&self, store: &dyn StoreReader, config: &Config) -> anyhow::Result<()> {
         let sink: Box<dyn Write> = match &self.output {
             Some(path) => Box::new(
                 File::create(path).with_context(|| format!("creating {}", path.display()))?,
             ),
             None => Box::new(io::stdout().lock()),
         };
-        let mut out = output::for_export(self.format, BufWriter::with_capacity(256 * 1024, sink));
+        let mut out = output::for_format(self.format, BufWriter::with_capacity(256 * 1024, sink));
         let filter = self.filter.to_filter();
         let n = store.scan(&filter, &mut |r| out.write(&r))?;
         out.finish()?;
@@ -255,7 +245,7 @@ impl ExportArgs {
                 ),
             ],
         );
-        match super::admin::write_store(config).and_then(|mut s| Ok(s.write(&[audit], &[])?)) {
+        match super::write_store(config).and_then(|mut s| Ok(s.write(&[audit])?)) {
             Ok(_) => {}
             Err(e) => {
                 eprintln!("logbook: warning: could not write the export's audit record: {e:#}")

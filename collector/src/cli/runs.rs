@@ -1,31 +1,20 @@
 //! `logbook runs` and `logbook run ID`.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
 
 use anyhow::bail;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use logbook_proto::genai;
-use logbook_proto::{Kind, Record, SpanId, Status, Timestamp, Value};
+use logbook_proto::{Record, Timestamp, TraceId, Value};
 
+use super::args::{formats, Format};
 use super::calls::usd;
 use super::output::{clip, duration, inline_fields, render_value, short_value};
 use crate::pipeline::{CATEGORY_LLM_CALL, CATEGORY_TOOL_CALL};
 use crate::query::{RunFilter, TimeSpec};
-use crate::store::{RunSummary, Store};
-
-/// Output formats for runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-enum RunFormat {
-    /// Aligned columns (for `run`: the span tree).
-    #[default]
-    Table,
-    /// JSON.
-    Json,
-    /// One JSON object per line.
-    Jsonl,
-}
+use crate::store::{RunKind, RunSummary, StoreReader};
+use crate::views::{RunTree, TreeItem};
 
 /// Arguments of `logbook runs`.
 #[derive(Debug, Args)]
@@ -51,18 +40,26 @@ pub struct RunsArgs {
     /// Only runs of this agent (gen_ai.agent.name).
     #[arg(long)]
     agent: Option<String>,
+    /// Only runs keyed this way: run (a run id) or trace (a trace whose spans set none).
+    #[arg(long, value_parser = [RunKind::Run.as_str(), RunKind::Trace.as_str()])]
+    kind: Option<String>,
     /// At most this many runs.
     #[arg(long, default_value_t = 50)]
     limit: usize,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    format: RunFormat,
+    #[arg(long, default_value = "table", value_parser = formats(Format::RUNS))]
+    format: Format,
 }
 
 impl RunsArgs {
-    pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
+    pub(crate) fn run(&self, store: &dyn StoreReader) -> anyhow::Result<()> {
         let now = Timestamp::now();
         let runs = store.runs(&RunFilter {
+            kind: match self.kind.as_deref() {
+                Some("trace") => Some(RunKind::Trace),
+                Some(_) => Some(RunKind::Run),
+                None => None,
+            },
             since: self.since.map(|t| t.resolve(now)),
             until: self.until.map(|t| t.resolve(now)),
             tenant: self.tenant.clone(),
@@ -74,17 +71,17 @@ impl RunsArgs {
         })?;
         let mut out = BufWriter::new(io::stdout().lock());
         match self.format {
-            RunFormat::Json => {
+            Format::Json => {
                 serde_json::to_writer_pretty(&mut out, &runs)?;
                 writeln!(out)?;
             }
-            RunFormat::Jsonl => {
+            Format::Jsonl => {
                 for r in &runs {
                     serde_json::to_writer(&mut out, r)?;
                     writeln!(out)?;
                 }
             }
-            RunFormat::Table => {
+            _ => {
                 writeln!(
                     out,
                     "{:<36} {:<20} {:>9} {:<7} {:<14} {:<18} {:<12} {:>4} {:>5} {:>15} {:>10} {:>6}",
@@ -110,7 +107,7 @@ impl RunsArgs {
                         r.duration_ns.map(duration).unwrap_or_else(|| "-".into()),
                         r.status,
                         clip(r.service.as_deref().unwrap_or("-"), 14),
-                        clip(r.agent.as_deref().or(r.root_name.as_deref()).unwrap_or("-"), 18),
+                        clip(run_name(r), 18),
                         clip(r.user_id.as_deref().unwrap_or("-"), 12),
                         r.llm_calls,
                         r.tool_calls,
@@ -126,10 +123,16 @@ impl RunsArgs {
     }
 }
 
+/// What the runs listing names a run by: its agent, else its root span, else (a trace
+/// whose root has not arrived) nothing yet.
+fn run_name(r: &RunSummary) -> &str {
+    r.agent.as_deref().or(r.root_name.as_deref()).unwrap_or("-")
+}
+
 /// Arguments of `logbook run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The run id.
+    /// The run id, or a trace id (32 hex digits): the trace's run, or the run it holds.
     id: String,
     /// Most records to read for the tree.
     #[arg(long, default_value_t = 100_000)]
@@ -139,24 +142,22 @@ pub struct RunArgs {
     #[arg(long)]
     full: bool,
     /// Output format: the span tree, or JSON (the run and its records).
-    #[arg(long, value_enum, default_value_t)]
-    format: RunFormat,
+    #[arg(long, default_value = "table", value_parser = formats(Format::RUNS))]
+    format: Format,
 }
 
 impl RunArgs {
-    pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
-        let Some(summary) = store.run(&self.id)? else {
-            bail!("no run {:?} (see `logbook runs`)", self.id);
-        };
-        let records = store.run_records(&self.id, self.limit)?;
+    pub(crate) fn run(&self, store: &dyn StoreReader) -> anyhow::Result<()> {
+        let summary = find_run(store, &self.id)?;
+        let records = store.run_records(&summary.run_id, self.limit)?;
         let mut out = BufWriter::new(io::stdout().lock());
         match self.format {
-            RunFormat::Json | RunFormat::Jsonl => {
+            Format::Json | Format::Jsonl => {
                 let v = serde_json::json!({ "run": summary, "records": records });
                 serde_json::to_writer_pretty(&mut out, &v)?;
                 writeln!(out)?;
             }
-            RunFormat::Table => {
+            _ => {
                 out.write_all(header(&summary).as_bytes())?;
                 out.write_all(tree(&records, self.full).as_bytes())?;
                 if records.len() == self.limit {
@@ -167,6 +168,30 @@ impl RunArgs {
         out.flush()?;
         Ok(())
     }
+}
+
+/// The run `id` names: a run by its key, else the runs of a trace by its id (one of
+/// them, when it holds exactly one).
+fn find_run(store: &dyn StoreReader, id: &str) -> anyhow::Result<RunSummary> {
+    if let Some(run) = store.run(id)? {
+        return Ok(run);
+    }
+    if let Ok(trace) = id.parse::<TraceId>() {
+        let mut runs = store.runs_of_trace(trace)?;
+        match runs.len() {
+            0 => {}
+            1 => return Ok(runs.remove(0)),
+            _ => bail!(
+                "trace {id} holds {} runs; name one: {}",
+                runs.len(),
+                runs.iter()
+                    .map(|r| r.run_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    bail!("no run {id:?}: no run id or trace id matches it (see `logbook runs`)")
 }
 
 /// `2026-11-21T20:00:00Z`: a time to the second.
@@ -180,7 +205,8 @@ fn to_seconds(t: Timestamp) -> String {
 
 fn header(r: &RunSummary) -> String {
     let mut s = format!(
-        "run {}  {}  {}  started {}\n",
+        "{} {}  {}  {}  started {}\n",
+        r.kind.as_str(),
         r.run_id,
         r.status,
         r.duration_ns.map(duration).unwrap_or_else(|| "-".into()),
@@ -232,87 +258,21 @@ fn header(r: &RunSummary) -> String {
     s
 }
 
-/// A span's start and end records and what happened inside it.
-#[derive(Default)]
-struct Node<'a> {
-    start: Option<&'a Record>,
-    end: Option<&'a Record>,
-    children: Vec<Item<'a>>,
-}
-
-enum Item<'a> {
-    Span(SpanId),
-    Event(&'a Record),
-}
-
-impl<'a> Node<'a> {
-    fn record(&self) -> Option<&'a Record> {
-        self.end.or(self.start)
-    }
-    fn ts(&self) -> Timestamp {
-        self.start.or(self.end).map_or(Timestamp(0), |r| r.ts)
-    }
-}
-
 /// The run's records as an indented tree: spans with status and duration, events
 /// under the span they happened in.
 fn tree(records: &[Record], full: bool) -> String {
-    let mut nodes: HashMap<SpanId, Node<'_>> = HashMap::new();
-    for r in records {
-        if let (Kind::SpanStart | Kind::SpanEnd, Some(id)) = (r.kind, r.span_id) {
-            let n = nodes.entry(id).or_default();
-            if r.kind == Kind::SpanStart {
-                n.start = Some(r);
-            } else {
-                n.end = Some(r);
-            }
-        }
-    }
-    let mut roots: Vec<Item<'_>> = Vec::new();
-    let ids: Vec<SpanId> = nodes.keys().copied().collect();
-    for id in ids {
-        let parent = nodes[&id]
-            .record()
-            .and_then(|r| r.parent_span_id)
-            .filter(|p| nodes.contains_key(p));
-        match parent {
-            Some(p) => nodes
-                .get_mut(&p)
-                .expect("checked")
-                .children
-                .push(Item::Span(id)),
-            None => roots.push(Item::Span(id)),
-        }
-    }
-    for r in records.iter().filter(|r| r.kind == Kind::Event) {
-        match r.span_id.and_then(|s| nodes.get_mut(&s)) {
-            Some(n) => n.children.push(Item::Event(r)),
-            None => roots.push(Item::Event(r)),
-        }
-    }
-    let ts = |nodes: &HashMap<SpanId, Node<'_>>, item: &Item<'_>| match item {
-        Item::Span(id) => nodes[id].ts(),
-        Item::Event(r) => r.ts,
-    };
-    let mut keys: Vec<SpanId> = nodes.keys().copied().collect();
-    keys.sort_unstable();
-    for id in keys {
-        let mut children = std::mem::take(&mut nodes.get_mut(&id).expect("exists").children);
-        children.sort_by_key(|c| ts(&nodes, c));
-        nodes.get_mut(&id).expect("exists").children = children;
-    }
-    roots.sort_by_key(|c| ts(&nodes, c));
+    let tree = RunTree::build(records);
     let mut out = String::new();
-    let n = roots.len();
-    for (i, item) in roots.iter().enumerate() {
-        render(&nodes, item, "", i + 1 == n, true, full, &mut out);
+    let n = tree.roots.len();
+    for (i, item) in tree.roots.iter().enumerate() {
+        render(&tree, item, "", i + 1 == n, true, full, &mut out);
     }
     out
 }
 
 fn render(
-    nodes: &HashMap<SpanId, Node<'_>>,
-    item: &Item<'_>,
+    tree: &RunTree<'_>,
+    item: &TreeItem<'_>,
     prefix: &str,
     last: bool,
     top: bool,
@@ -327,7 +287,7 @@ fn render(
     out.push_str(prefix);
     out.push_str(branch);
     match item {
-        Item::Event(r) => {
+        TreeItem::Event(r) => {
             let _ = write!(
                 out,
                 "{} {}",
@@ -340,14 +300,10 @@ fn render(
             }
             out.push('\n');
         }
-        Item::Span(id) => {
-            let node = &nodes[id];
+        TreeItem::Span(i) => {
+            let node = tree.span(*i);
             let Some(r) = node.record() else { return };
-            let status = match node.end {
-                Some(e) => e.status.unwrap_or(Status::Ok).as_str(),
-                None => "running",
-            };
-            let _ = write!(out, "{}  {}", r.name, status);
+            let _ = write!(out, "{}  {}", r.name, node.status_word());
             if let Some(d) = node.end.and_then(|e| e.duration_ns) {
                 let _ = write!(out, "  {}", duration(d));
             }
@@ -374,7 +330,7 @@ fn render(
                 }
             }
             for (i, c) in node.children.iter().enumerate() {
-                render(nodes, c, &child_prefix, i + 1 == n, false, full, out);
+                render(tree, c, &child_prefix, i + 1 == n, false, full, out);
             }
         }
     }

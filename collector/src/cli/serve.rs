@@ -5,38 +5,36 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Cli;
-use crate::config::{Config, KEYS};
+use crate::config::{key_help, Config};
 use crate::store::Durability;
 
 /// Arguments of `logbook serve`. Each overrides the same key of the configuration file
-/// and of its `LOGBOOK_*` environment variable.
+/// and of its `LOGBOOK_*` environment variable; `--help` lists every key.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Unix socket to listen on [default: $XDG_RUNTIME_DIR/logbook.sock, else a per-user
-    /// directory under the temp dir; env LOGBOOK_SOCKET].
-    #[arg(long, value_name = "PATH")]
+    /// Unix socket to listen on.
+    #[arg(long, value_name = "PATH", help = key_help("socket"))]
     socket: Option<PathBuf>,
-    /// Permissions of the socket file, octal [default: 0600; env LOGBOOK_SOCKET_MODE].
-    #[arg(long, value_name = "MODE")]
+    /// Permissions of the socket file, octal.
+    #[arg(long, value_name = "MODE", help = key_help("socket_mode"))]
     socket_mode: Option<String>,
-    /// Largest frame accepted from a client, in bytes [default: 16777216].
-    #[arg(long, value_name = "BYTES")]
+    /// Largest frame accepted from a client, in bytes.
+    #[arg(long, value_name = "BYTES", help = key_help("max_frame_bytes"))]
     max_frame_bytes: Option<u32>,
-    /// Group commit: most records per transaction [default: 20000].
-    #[arg(long, value_name = "N")]
+    /// Group commit: most records per transaction.
+    #[arg(long, value_name = "N", help = key_help("commit_max_records"))]
     commit_max_records: Option<usize>,
-    /// Group commit: longest wait for more records before committing, in ms [default: 5].
-    #[arg(long, value_name = "MS")]
+    /// Group commit: longest wait for more records before committing, in ms.
+    #[arg(long, value_name = "MS", help = key_help("commit_interval_ms"))]
     commit_interval_ms: Option<u64>,
-    /// Most records received but not yet committed; beyond it connections stop reading
-    /// and clients buffer [default: 50000].
-    #[arg(long, value_name = "N")]
+    /// Most records received but not yet committed.
+    #[arg(long, value_name = "N", help = key_help("queue_records"))]
     queue_records: Option<usize>,
-    /// full: fsync every commit; normal: fsync at checkpoints [default: full].
-    #[arg(long, value_name = "MODE")]
+    /// full: fsync every commit; normal: fsync at checkpoints.
+    #[arg(long, value_name = "MODE", help = key_help("durability"))]
     durability: Option<Durability>,
-    /// The collector's own log level: error, warn, info, debug, trace [default: info].
-    #[arg(long, value_name = "LEVEL")]
+    /// The collector's own log level.
+    #[arg(long, value_name = "LEVEL", help = key_help("log"))]
     log: Option<String>,
     /// Print the effective configuration and exit.
     #[arg(long)]
@@ -47,7 +45,7 @@ impl ServeArgs {
     fn flags(&self) -> Vec<(&'static str, String)> {
         let mut f = Vec::new();
         let mut put = |key: &'static str, v: Option<String>| {
-            debug_assert!(KEYS.iter().any(|(k, _)| *k == key));
+            debug_assert!(crate::config::key(key).is_some());
             if let Some(v) = v {
                 f.push((key, v));
             }
@@ -70,13 +68,7 @@ impl ServeArgs {
             self.commit_interval_ms.map(|v| v.to_string()),
         );
         put("queue_records", self.queue_records.map(|v| v.to_string()));
-        put(
-            "durability",
-            self.durability.map(|d| match d {
-                Durability::Full => "full".to_owned(),
-                Durability::Normal => "normal".to_owned(),
-            }),
-        );
+        put("durability", self.durability.map(|d| d.as_str().to_owned()));
         put("log", self.log.clone());
         f
     }
@@ -88,7 +80,7 @@ impl ServeArgs {
             return Ok(());
         }
         init_logging(&config.log);
-        crate::ingest::run(config)
+        crate::serve::run(config)
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use clap::Args;
 use logbook_proto::{Kind, Level};
 
-use crate::store::Store;
+use crate::store::StoreReader;
 
 /// Arguments of `logbook stats`.
 #[derive(Debug, Args)]
@@ -20,7 +20,7 @@ fn mib(bytes: u64) -> String {
 }
 
 impl StatsArgs {
-    pub(crate) fn run(&self, store: &dyn Store) -> anyhow::Result<()> {
+    pub(crate) fn run(&self, store: &dyn StoreReader) -> anyhow::Result<()> {
         let s = store.stats()?;
         let mut out = io::stdout().lock();
         if self.json {
@@ -44,12 +44,7 @@ impl StatsArgs {
             writeln!(out, "  time range  {o} .. {n}")?;
         }
         writeln!(out, "runs          {}", s.runs)?;
-        writeln!(
-            out,
-            "database      {} (write-ahead log {})",
-            mib(s.db_bytes),
-            mib(s.wal_bytes)
-        )?;
+        writeln!(out, "storage       {}: {}", mib(s.storage_bytes), s.storage)?;
         writeln!(
             out,
             "ingest rate   {:.1} records/s over the last minute, {:.1}/s over 10 minutes",

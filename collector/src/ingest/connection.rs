@@ -1,23 +1,23 @@
-//! One client connection: handshake, then batches in and acknowledgements out.
+//! One client connection: handshake, then batches in, through admission, and
+//! acknowledgements out, in the order the batches came.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use logbook_proto::wire::{
-    decode_frame, encode_frame, frame_len, ErrorCode, ErrorFrame, Frame, Hello, RecordReject,
+    decode_frame, encode_frame, frame_len, Ack, ErrorCode, ErrorFrame, Frame, Hello, RecordReject,
     Reject, Welcome, HEADER_LEN, PROTOCOL_VERSION,
 };
-use logbook_proto::{Resource, Timestamp, Value};
+use logbook_proto::{Resource, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
-use super::writer::{Outgoing, WriteRequest};
-use crate::config::SensitiveString;
-use crate::pipeline::Pipeline;
-use crate::store::{ClientDrops, ClientInfo, Quarantined};
+use super::SocketContext;
+use crate::admission::{AdmitError, Outcome, Pending};
+use crate::store::{ClientDrops, ClientInfo};
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,47 +27,35 @@ const LINGER: Duration = Duration::from_secs(1);
 /// cannot hold up a shutdown.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What every connection shares.
-pub(crate) struct Shared {
-    pub(crate) pipeline: Pipeline,
-    pub(crate) writer: mpsc::Sender<WriteRequest>,
-    /// Records received but not yet committed, bounded: a connection that cannot take
-    /// permits for its batch stops reading, and its client buffers.
-    pub(crate) queue: Arc<Semaphore>,
-    /// The semaphore's size: a larger batch takes all of it.
-    pub(crate) queue_records: usize,
-    pub(crate) max_frame_bytes: u32,
-    pub(crate) token: Option<SensitiveString>,
+/// What the connection sends its peer, in order: a frame; a batch's answer once it is
+/// committed; or a last error frame before closing.
+enum Outgoing {
+    Frame(Frame),
+    Batch { seq: u64, outcome: Pending },
+    Fatal(ErrorFrame),
 }
 
-pub(crate) async fn handle(
+pub(super) async fn handle(
     stream: UnixStream,
-    shared: Arc<Shared>,
+    cx: Arc<SocketContext>,
     shutdown: watch::Receiver<bool>,
 ) {
     let (mut rd, wr) = stream.into_split();
+    // Unbounded in messages, bounded in what they hold: each batch's records wait in
+    // the admission queue (bounded in records), only its pending outcome here.
     let (out, out_rx) = mpsc::unbounded_channel();
     let sender = tokio::spawn(write_frames(wr, out_rx));
-    let failed = match read_loop(&mut rd, &shared, &out, shutdown).await {
+    let failed = match read_loop(&mut rd, &cx, &out, shutdown).await {
         Ok(()) => false,
         Err(error) => {
             warn!(code = ?error.code, error = %error.message, "Closing a client connection.");
-            // Through the writer, so the acks of batches read before the error go first
-            // and the client can tell which batch the error is about.
-            let fatal = WriteRequest::Fatal {
-                error,
-                reply: out.clone(),
-            };
-            if let Err(mpsc::error::SendError(WriteRequest::Fatal { error, .. })) =
-                shared.writer.send(fatal).await
-            {
-                let _ = out.send(Outgoing::Fatal(error));
-            }
+            // After the answers of every batch read before the error, so the client can
+            // tell which batch the error is about.
+            let _ = out.send(Outgoing::Fatal(error));
             true
         }
     };
-    // The sender finishes once every batch read from this connection is acknowledged:
-    // the writer holds a clone of `out` until it commits.
+    // The sender finishes once every batch read from this connection is answered.
     drop(out);
     let _ = sender.await;
     if failed {
@@ -85,11 +73,26 @@ async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Ou
     let mut buf = Vec::new();
     while let Some(msg) = rx.recv().await {
         buf.clear();
-        let fatal = matches!(msg, Outgoing::Fatal(_));
-        match msg {
-            Outgoing::Frame(f) => encode_frame(&f, &mut buf),
-            Outgoing::Fatal(e) => encode_frame(&Frame::Error(e), &mut buf),
-        }
+        let fatal = match msg {
+            Outgoing::Frame(f) => {
+                encode_frame(&f, &mut buf);
+                false
+            }
+            Outgoing::Batch { seq, outcome } => match outcome.await {
+                Ok(outcome) => {
+                    answer(seq, &outcome, &mut buf);
+                    false
+                }
+                Err(e) => {
+                    encode_frame(&Frame::Error(admit_error(&e)), &mut buf);
+                    true
+                }
+            },
+            Outgoing::Fatal(e) => {
+                encode_frame(&Frame::Error(e), &mut buf);
+                true
+            }
+        };
         match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&buf)).await {
             Ok(Ok(())) if !fatal => {}
             Ok(_) => break,
@@ -100,6 +103,38 @@ async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Ou
         }
     }
     let _ = wr.shutdown().await;
+}
+
+/// A committed batch's answer: a reject frame for its refused records (already kept in
+/// quarantine), then its acknowledgement.
+fn answer(seq: u64, outcome: &Outcome, buf: &mut Vec<u8>) {
+    if !outcome.refused.is_empty() {
+        let records = outcome
+            .refused
+            .iter()
+            .map(|r| RecordReject {
+                index: r.index,
+                id: r.id,
+                reason: r.reason.to_string(),
+            })
+            .collect();
+        encode_frame(&Frame::Reject(Reject { seq, records }), buf);
+    }
+    encode_frame(
+        &Frame::Ack(Ack {
+            seq,
+            stored: outcome.stored,
+            duplicates: outcome.duplicates,
+        }),
+        buf,
+    );
+}
+
+fn admit_error(e: &AdmitError) -> ErrorFrame {
+    ErrorFrame {
+        code: ErrorCode::Unavailable,
+        message: e.to_string(),
+    }
 }
 
 /// Reads one frame body; `Ok(None)` at a clean end of stream. Memory grows with the
@@ -144,23 +179,16 @@ fn io_error(e: &std::io::Error) -> ErrorFrame {
     }
 }
 
-fn unavailable() -> ErrorFrame {
-    ErrorFrame {
-        code: ErrorCode::Unavailable,
-        message: "collector is shutting down".into(),
-    }
-}
-
 async fn handshake(
     rd: &mut OwnedReadHalf,
-    shared: &Shared,
+    cx: &SocketContext,
     buf: &mut Vec<u8>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<Hello>, ErrorFrame> {
     let read = tokio::select! {
         biased;
         _ = shutdown.changed() => return Ok(None),
-        r = tokio::time::timeout(HELLO_TIMEOUT, read_frame(rd, shared.max_frame_bytes, buf)) => r,
+        r = tokio::time::timeout(HELLO_TIMEOUT, read_frame(rd, cx.max_frame_bytes, buf)) => r,
     };
     let read = read.map_err(|_| ErrorFrame {
         code: ErrorCode::ProtocolViolation,
@@ -184,7 +212,7 @@ async fn handshake(
             })
         }
     };
-    if let Some(token) = &shared.token {
+    if let Some(token) = &cx.token {
         if !hello
             .token
             .as_deref()
@@ -202,7 +230,7 @@ async fn handshake(
                     ("client.pid", Value::I64(i64::from(hello.pid))),
                 ],
             );
-            let _ = shared.writer.send(WriteRequest::Audit(audit)).await;
+            let _ = cx.admission.audit(audit).await;
             return Err(ErrorFrame {
                 code: ErrorCode::Unauthorized,
                 message: "missing or wrong token".into(),
@@ -214,12 +242,12 @@ async fn handshake(
 
 async fn read_loop(
     rd: &mut OwnedReadHalf,
-    shared: &Shared,
+    cx: &SocketContext,
     out: &mpsc::UnboundedSender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ErrorFrame> {
     let mut buf = Vec::new();
-    let Some(hello) = handshake(rd, shared, &mut buf, &mut shutdown).await? else {
+    let Some(hello) = handshake(rd, cx, &mut buf, &mut shutdown).await? else {
         return Ok(());
     };
     let client = ClientInfo {
@@ -233,79 +261,41 @@ async fn read_loop(
     debug!(service = %client.resource.service, pid = client.resource.pid, "Client connected.");
     let _ = out.send(Outgoing::Frame(Frame::Welcome(Welcome {
         version: PROTOCOL_VERSION,
-        max_frame_bytes: shared.max_frame_bytes,
+        max_frame_bytes: cx.max_frame_bytes,
         server: concat!("logbook ", env!("CARGO_PKG_VERSION")).into(),
     })));
     loop {
         let read = tokio::select! {
             biased;
             _ = shutdown.changed() => return Ok(()),
-            r = read_frame(rd, shared.max_frame_bytes, &mut buf) => r?,
+            r = read_frame(rd, cx.max_frame_bytes, &mut buf) => r?,
         };
         if read.is_none() {
             return Ok(());
         }
         match decode_frame(&buf, &client.resource) {
             Ok(Frame::Batch(batch)) => {
-                let mut counts = logbook_redact::Counts::new();
-                let (ok, rejected) = shared.pipeline.process_counted(batch.records, &mut counts);
-                let redactions = counts
-                    .iter()
-                    .filter(|(_, n)| *n > 0)
-                    .map(|(r, n)| (r.to_owned(), n))
-                    .collect();
-                let mut quarantined = Vec::with_capacity(rejected.len());
-                if !rejected.is_empty() {
-                    let received = Timestamp::now();
-                    let records = rejected
-                        .into_iter()
-                        .map(|r| {
-                            quarantined.push(Quarantined {
-                                received,
-                                reason: r.reason.clone(),
-                                record: r.record,
-                            });
-                            RecordReject {
-                                index: r.index,
-                                id: r.id,
-                                reason: r.reason,
-                            }
-                        })
-                        .collect();
-                    let _ = out.send(Outgoing::Frame(Frame::Reject(Reject {
-                        seq: batch.seq,
-                        records,
-                    })));
-                }
-                let permits =
-                    u32::try_from(ok.len().clamp(1, shared.queue_records)).unwrap_or(u32::MAX);
-                let permit = Arc::clone(&shared.queue)
-                    .acquire_many_owned(permits)
+                // Waits while the writer is behind: this connection stops reading and
+                // its client buffers.
+                let outcome = cx
+                    .admission
+                    .submit(&client, batch.records)
                     .await
-                    .map_err(|_| unavailable())?;
-                shared
-                    .writer
-                    .send(WriteRequest::Batch {
-                        seq: batch.seq,
-                        records: ok,
-                        quarantined,
-                        redactions,
-                        reply: out.clone(),
-                        permit,
-                    })
-                    .await
-                    .map_err(|_| unavailable())?;
+                    .map_err(|e| admit_error(&e))?;
+                let _ = out.send(Outgoing::Batch {
+                    seq: batch.seq,
+                    outcome,
+                });
             }
             Ok(Frame::Gap(gap)) => {
                 let drops = ClientDrops {
                     client: client.clone(),
                     dropped: gap.dropped,
                 };
-                shared
-                    .writer
-                    .send(WriteRequest::Drops(drops))
+                cx.admission
+                    .report_drops(drops)
                     .await
-                    .map_err(|_| unavailable())?;
+                    .map_err(|e| admit_error(&e))?;
             }
             Ok(other) => {
                 return Err(ErrorFrame {

@@ -10,7 +10,7 @@ use tracing::info;
 
 /// Binds `path` with permissions `mode`. The directory is created if missing (mode
 /// 0700 for the default per-user directory).
-pub(crate) fn bind(path: &Path, mode: u32) -> anyhow::Result<(tokio::net::UnixListener, u64)> {
+pub(super) fn bind(path: &Path, mode: u32) -> anyhow::Result<(tokio::net::UnixListener, u64)> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if dir == logbook_proto::paths::default_socket_dir() {
             logbook_proto::paths::ensure_private_dir(dir)?;
@@ -79,7 +79,7 @@ fn bind_with_mode(path: &Path, mode: u32) -> anyhow::Result<std::os::unix::net::
 }
 
 /// Removes the socket file if it is still the one this process bound.
-pub(crate) fn remove_if_ours(path: &Path, inode: u64) {
+pub(super) fn remove_if_ours(path: &Path, inode: u64) {
     if std::fs::metadata(path).is_ok_and(|m| m.ino() == inode) {
         let _ = std::fs::remove_file(path);
     }

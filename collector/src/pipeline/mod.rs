@@ -7,6 +7,8 @@ mod validate;
 
 use std::sync::Arc;
 
+use std::fmt;
+
 use logbook_proto::{Fields, Record, RecordId, ScopeKey};
 use logbook_redact::{Counts, Redactor};
 
@@ -18,6 +20,25 @@ pub use category::{
 pub use normalize::normalize;
 pub use validate::{validate, Limits};
 
+/// Why the pipeline refused a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// It breaks a structural rule (empty name, zero id, time out of range, too many
+    /// fields, …): one line saying which.
+    Invalid(String),
+    /// It lacks a scope field the configuration requires (`required_scope`).
+    MissingScope(ScopeKey),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Invalid(why) => f.write_str(why),
+            Self::MissingScope(k) => write!(f, "missing required scope field `{}`", k.as_str()),
+        }
+    }
+}
+
 /// A record the pipeline refused, with the reason sent back to the client.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rejected {
@@ -25,9 +46,9 @@ pub struct Rejected {
     pub index: u32,
     /// The record's id.
     pub id: RecordId,
-    /// One line: why.
-    pub reason: String,
-    /// The record, kept in quarantine.
+    /// Why.
+    pub reason: Refusal,
+    /// The record (redacted), kept in quarantine.
     pub record: Record,
 }
 
@@ -91,16 +112,18 @@ impl Pipeline {
                 self.redactor.redact_fields(&mut copies, counts);
                 r.fields.merge(copies);
             }
-            let checked = validate(&r, &self.limits).and_then(|()| {
-                match self
-                    .required_scope
-                    .iter()
-                    .find(|k| r.scope.get(**k).is_none())
-                {
-                    Some(k) => Err(format!("missing required scope field `{}`", k.as_str())),
-                    None => Ok(()),
-                }
-            });
+            let checked = validate(&r, &self.limits)
+                .map_err(Refusal::Invalid)
+                .and_then(|()| {
+                    match self
+                        .required_scope
+                        .iter()
+                        .find(|k| r.scope.get(**k).is_none())
+                    {
+                        Some(k) => Err(Refusal::MissingScope(*k)),
+                        None => Ok(()),
+                    }
+                });
             match checked {
                 Ok(()) => {
                     if r.category.is_none() {

@@ -3,13 +3,13 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use logbook_proto::Level;
+use logbook_proto::{Level, PerLevel};
 
 /// Atomic counters; every record ends in exactly one of delivered, rejected or dropped.
 pub(crate) struct Counters {
     used: AtomicUsize,
     capacity: usize,
-    dropped: [AtomicU64; 5],
+    dropped: PerLevel<AtomicU64>,
     delivered: AtomicU64,
     rejected: AtomicU64,
     /// Taken off the queue by the worker and not yet delivered, rejected or dropped.
@@ -79,7 +79,7 @@ impl Counters {
     }
 
     /// Records the worker held and gave up on, by level.
-    pub(crate) fn abandoned(&self, levels: &[u32; 5], cost: usize) {
+    pub(crate) fn abandoned(&self, levels: &LevelCounts, cost: usize) {
         let mut n = 0;
         for (i, c) in levels.iter().enumerate() {
             self.dropped[i].fetch_add(u64::from(*c), Ordering::Relaxed);
@@ -89,7 +89,7 @@ impl Counters {
         self.release(cost);
     }
 
-    pub(crate) fn dropped_by_level(&self) -> [u64; 5] {
+    pub(crate) fn dropped_by_level(&self) -> PerLevel<u64> {
         std::array::from_fn(|i| self.dropped[i].load(Ordering::Relaxed))
     }
 
@@ -107,7 +107,7 @@ impl Counters {
 }
 
 /// Records per level in one batch.
-pub(crate) type LevelCounts = [u32; 5];
+pub(crate) type LevelCounts = PerLevel<u32>;
 
 #[cfg(test)]
 mod tests {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logbook_collector::embedded::Embedded;
-use logbook_collector::store::{ClientInfo, StoreError};
+use logbook_collector::store::{ClientDrops, ClientInfo, StoreError};
 use logbook_proto::wire::{decode_record, RECORD_ID_OFFSET};
-use logbook_proto::{Level, Record, RecordId, Resource};
+use logbook_proto::{Level, PerLevel, Record, RecordId, Resource};
 
 use super::worker::Full;
 use super::{Counters, Identity, LevelCounts, Mark, Sink};
@@ -27,7 +27,7 @@ pub(crate) struct EmbeddedSink {
     /// Records waiting for a transaction, with their budget charge and level.
     pending: Vec<(Record, usize, Level)>,
     scratch: Vec<u8>,
-    drops_stored: [u64; 5],
+    drops_stored: PerLevel<u64>,
     drops_at: Option<Instant>,
     committed: u64,
 }
@@ -48,7 +48,7 @@ impl EmbeddedSink {
             counters,
             pending: Vec::new(),
             scratch: Vec::new(),
-            drops_stored: [0; 5],
+            drops_stored: [0; Level::COUNT],
             drops_at: None,
             committed: 0,
         })
@@ -62,18 +62,21 @@ impl EmbeddedSink {
         let n = self.pending.len().min(MAX_BATCH);
         let chunk: Vec<(Record, usize, Level)> = self.pending.drain(..n).collect();
         let cost: usize = chunk.iter().map(|c| c.1).sum();
-        let mut levels: LevelCounts = [0; 5];
+        let mut levels: LevelCounts = [0; Level::COUNT];
         for c in &chunk {
             levels[c.2.index()] += 1;
         }
-        match self.store.ingest(chunk.into_iter().map(|c| c.0).collect()) {
+        match self
+            .store
+            .ingest(&self.client, chunk.into_iter().map(|c| c.0).collect())
+        {
             Ok(outcome) => {
                 self.counters.delivered(
                     u64::from(outcome.stored) + u64::from(outcome.duplicates),
                     cost,
                 );
-                self.counters.rejected(outcome.rejected.len() as u64);
-                for r in outcome.rejected.iter().take(10) {
+                self.counters.rejected(outcome.refused.len() as u64);
+                for r in outcome.refused.iter().take(10) {
                     eprintln!("logbook: rejected record {}: {}", r.id, r.reason);
                 }
             }
@@ -100,7 +103,7 @@ impl Sink for EmbeddedSink {
             Ok(r) => self.pending.push((r, cost, level)),
             // Our own encoding of our own values always decodes; count it if not.
             Err(_) => {
-                let mut levels = [0; 5];
+                let mut levels = [0; Level::COUNT];
                 levels[level.index()] = 1;
                 self.counters.abandoned(&levels, cost);
             }
@@ -124,7 +127,13 @@ impl Sink for EmbeddedSink {
             .is_none_or(|at| at.elapsed() >= DROPS_INTERVAL);
         if dropped != self.drops_stored
             && due
-            && self.store.record_drops(&self.client, dropped).is_ok()
+            && self
+                .store
+                .record_drops(ClientDrops {
+                    client: self.client.clone(),
+                    dropped,
+                })
+                .is_ok()
         {
             self.drops_stored = dropped;
             self.drops_at = Some(Instant::now());

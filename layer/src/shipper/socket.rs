@@ -16,7 +16,7 @@ use logbook_proto::wire::{
     decode_frame, encode_frame, frame_len, read_frame, Ack, BatchEncoder, ErrorCode, ErrorFrame,
     Frame, Gap, Hello, Reject, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN,
 };
-use logbook_proto::{Level, RecordId, Resource};
+use logbook_proto::{Level, PerLevel, RecordId, Resource};
 
 use super::worker::Full;
 use super::{Counters, LevelCounts, Mark, Sink};
@@ -84,7 +84,7 @@ impl OpenBatch {
             seq,
             enc: BatchEncoder::new(seq),
             cost: 0,
-            levels: [0; 5],
+            levels: [0; Level::COUNT],
         }
     }
 }
@@ -132,7 +132,7 @@ pub(crate) struct SocketSink {
     next_seq: u64,
     open: Option<OpenBatch>,
     unacked: VecDeque<SentBatch>,
-    gap_sent: [u64; 5],
+    gap_sent: PerLevel<u64>,
     gap_at: Instant,
     /// Printed "cannot connect" for the current outage.
     outage_reported: bool,
@@ -157,7 +157,7 @@ impl SocketSink {
             next_seq: 1,
             open: None,
             unacked: VecDeque::new(),
-            gap_sent: [0; 5],
+            gap_sent: [0; Level::COUNT],
             gap_at: Instant::now(),
             outage_reported: false,
             reject_notices: 0,
@@ -246,7 +246,7 @@ impl SocketSink {
                         break;
                     }
                     if batch.enc.count() == 0 {
-                        let mut levels = [0; 5];
+                        let mut levels = [0; Level::COUNT];
                         levels[level] = 1;
                         self.counters.abandoned(&levels, cost);
                         break;
@@ -477,7 +477,7 @@ impl Sink for SocketSink {
                 // It may fit on its own: send what we have and try a fresh batch.
                 Err(_) if open.enc.count() > 0 => self.seal(),
                 Err(too_large) => {
-                    let mut levels = [0; 5];
+                    let mut levels = [0; Level::COUNT];
                     levels[level] = 1;
                     eprintln!(
                         "logbook: dropped a record of {} bytes: larger than the collector's frame limit of {}",

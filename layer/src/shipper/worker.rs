@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use logbook_proto::wire::{decode_record, encode_record, EncodedFields, RECORD_LEVEL_OFFSET};
-use logbook_proto::{Level, RecordId, Resource};
+use logbook_proto::{Level, PerLevel, RecordId, Resource};
 use logbook_redact::{Counts, Redactor};
 use tracing_core::Dispatch;
 
@@ -20,7 +20,7 @@ use super::{Control, Counters, Identity};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Mark {
     pub(crate) batch: u64,
-    pub(crate) dropped: [u64; 5],
+    pub(crate) dropped: PerLevel<u64>,
 }
 
 /// The sink has no room (its share of the budget is spent): the record stays in its
@@ -54,7 +54,7 @@ pub(crate) struct NullSink {
 
 impl Sink for NullSink {
     fn push(&mut self, _: [&[u8]; 2], _: RecordId, level: Level) -> Result<(), Full> {
-        let mut levels = [0; 5];
+        let mut levels = [0; Level::COUNT];
         levels[level.index()] = 1;
         self.counters.abandoned(&levels, 0);
         Ok(())

@@ -13,7 +13,7 @@ use super::{
     Reject, Welcome, HEADER_LEN, HELLO_MAGIC, MAX_FIELDS_PER_RECORD, PROTOCOL_VERSION,
 };
 use crate::ids::{InstanceId, RecordId, SpanId, TraceId};
-use crate::record::{Kind, Level, Record, Resource, Scope, ScopeKey, Status};
+use crate::record::{Kind, Level, PerLevel, Record, Resource, Scope, ScopeKey, Status};
 use crate::time::Timestamp;
 use crate::value::{Fields, Json, Str, Value};
 
@@ -250,7 +250,7 @@ pub fn decode_frame(body: &[u8], resource: &Arc<Resource>) -> Result<Frame, Deco
             Frame::Reject(Reject { seq, records })
         }
         FrameType::Gap => {
-            let mut dropped = [0u64; 5];
+            let mut dropped: PerLevel<u64> = [0; Level::COUNT];
             for d in &mut dropped {
                 *d = r.u64("gap count")?;
             }

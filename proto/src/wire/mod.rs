@@ -19,7 +19,7 @@ pub use encode::{
 pub use fields::{EncodedFields, MessageText, TextField};
 
 use crate::ids::{InstanceId, RecordId};
-use crate::record::{Level, Record};
+use crate::record::{Level, PerLevel, Record};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -73,8 +73,8 @@ impl FrameType {
     }
 }
 
-/// The client's opening frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The client's opening frame. Its `Debug` form never shows the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Hello {
     /// Protocol version the client speaks.
     pub version: u16,
@@ -88,6 +88,19 @@ pub struct Hello {
     pub host: String,
     /// Shared secret, when the collector requires one.
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("version", &self.version)
+            .field("instance", &self.instance)
+            .field("pid", &self.pid)
+            .field("service", &self.service)
+            .field("host", &self.host)
+            .field("token", &self.token.as_ref().map(|_| "**REDACTED**"))
+            .finish()
+    }
 }
 
 /// The collector's answer to a hello.
@@ -148,7 +161,7 @@ pub struct Reject {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Gap {
     /// Dropped records per [`Level`], indexed by [`Level::index`].
-    pub dropped: [u64; 5],
+    pub dropped: PerLevel<u64>,
 }
 
 impl Gap {

@@ -349,9 +349,13 @@ impl RawClient {
 /// Fills a database (creating it) with `n` event records whose timestamps repeat:
 /// `distinct_ts` different times, so many records share each one.
 pub fn fill_db(db: &Path, n: u64, distinct_ts: u64) {
-    use logbook_collector::store::{Durability, SqliteStore, Store};
+    use logbook_collector::store::{open_writer, Durability, StoreAddress, StoreOptions};
     use logbook_proto::{Kind, Level, RecordId, Scope, ScopeKey, Timestamp, TraceId, Value};
-    let mut store = SqliteStore::open(db, Durability::Normal).unwrap();
+    let mut store = open_writer(
+        &StoreAddress::sqlite(db),
+        &StoreOptions::with_durability(Durability::Normal),
+    )
+    .unwrap();
     let instance = InstanceId::from_random(4242);
     let base = Timestamp::now().as_nanos() - 3_600_000_000_000;
     let scopes: Vec<Arc<logbook_proto::Scope>> = (0..4)
@@ -390,11 +394,11 @@ pub fn fill_db(db: &Path, n: u64, distinct_ts: u64) {
         r.fields.set("label", Value::Str(format!("item, \"{i}\"")));
         batch.push(r);
         if batch.len() == 10_000 {
-            store.write(&batch, &[]).unwrap();
+            store.write(&batch).unwrap();
             batch.clear();
         }
     }
-    store.write(&batch, &[]).unwrap();
+    store.write(&batch).unwrap();
 }
 
 /// Runs `cmd` to completion and returns its status, stdout, stderr and peak resident

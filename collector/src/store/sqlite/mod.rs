@@ -1,97 +1,57 @@
 //! The SQLite backend: one file, WAL, one writer, any number of readers.
+//!
+//! [`SqliteWriter`] owns a read-write connection: the collector's writer thread, the
+//! embedded sink, or an admin command beside a running collector (SQLite orders their
+//! write transactions; each waits for the lock by polling every millisecond).
+//! [`SqliteReader`] keeps a small pool of read-only connections, so any number of
+//! threads can read at once. `rusqlite` is used nowhere else in the collector.
 
 mod admin;
+mod audit;
 mod calls;
 mod read;
-mod schema;
+pub mod schema;
 mod write;
-
-pub use admin::{ArchiveFile, ArchiveReport, DsarReport, PurgeOptions, PurgeReport, Subject};
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use logbook_proto::{Record, RecordId, Timestamp};
+use logbook_proto::{Record, RecordId, Timestamp, TraceId};
 use rusqlite::{Connection, OpenFlags};
-use thiserror::Error;
 
 use super::latency::{Histogram, PendingLatency};
 use super::{
-    Batch, CallFilter, CostBy, CostGroup, LlmCall, RunSummary, Store, StoreError, StoreStats,
-    ToolCall,
+    Batch, CallFilter, CostBy, CostGroup, Deleted, Durability, LlmCall, PricedCall, QuarantineRow,
+    RunSummary, Selection, StoreError, StoreOptions, StoreReader, StoreStats, StoreWriter,
+    StreamCursor, StreamPage, Subject, ToolCall, Written,
 };
 use crate::audit::{
-    default_checkpoint_file, default_key_dir, AuditRules, Checkpoint, CheckpointKind,
+    default_checkpoint_file, default_key_dir, AuditRules, AuditSource, Checkpoint, CheckpointKind,
     CheckpointPolicy, Keys,
 };
 use crate::cost::PriceTable;
-use crate::query::{Page, RecordFilter, RunFilter};
+use crate::query::{Cursor, Page, RecordFilter, RunFilter};
+
+pub use schema::RECORD_COLUMNS;
+pub use write::raw;
 
 pub(crate) use schema::SCHEMA_VERSION;
 
-/// How hard a commit works to survive a crash.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// `fsync` on every commit: an acknowledged record survives power loss.
-    #[default]
-    Full,
-    /// `fsync` at checkpoints only: an acknowledged record survives a crash of the
-    /// collector but possibly not of the machine. Faster.
-    Normal,
-}
-
-/// A durability word that is neither `full` nor `normal`.
-#[derive(Debug, Error)]
-#[error("invalid durability {0:?}: expected full or normal")]
-pub struct ParseDurabilityError(String);
-
-impl FromStr for Durability {
-    type Err = ParseDurabilityError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "full" => Ok(Self::Full),
-            "normal" => Ok(Self::Normal),
-            _ => Err(ParseDurabilityError(s.to_owned())),
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let busy = matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        if busy {
+            return Self::Busy(e.to_string());
         }
-    }
-}
-
-/// How a store is opened for writing.
-#[derive(Clone, Debug)]
-pub struct StoreOptions {
-    /// fsync policy.
-    pub durability: Durability,
-    /// Where the chain, signing and pseudonym keys live (made on first open)
-    /// [default: a `keys` directory beside the database].
-    pub key_dir: Option<PathBuf>,
-    /// Where signed checkpoints are appended [default: the database path with the
-    /// extension `.checkpoints`].
-    pub checkpoint_file: Option<PathBuf>,
-    /// A checkpoint after this many audit records.
-    pub checkpoint_records: u64,
-    /// A checkpoint at least this often, also when idle.
-    pub checkpoint_interval: Duration,
-    /// Which records are audit records.
-    pub audit: AuditRules,
-    /// Prices for the cost of LLM calls.
-    pub prices: Arc<PriceTable>,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        Self {
-            durability: Durability::Full,
-            key_dir: None,
-            checkpoint_file: None,
-            checkpoint_records: 1000,
-            checkpoint_interval: Duration::from_secs(60),
-            audit: AuditRules::default(),
-            prices: Arc::new(PriceTable::builtin()),
+        Self::Database {
+            message: e.to_string(),
+            source: Box::new(e),
         }
     }
 }
@@ -107,36 +67,25 @@ struct Trust {
     last: Instant,
 }
 
-/// A logbook database in one SQLite file.
-pub struct SqliteStore {
+/// A logbook database in one SQLite file, opened for writing.
+pub struct SqliteWriter {
     conn: Connection,
     path: PathBuf,
     /// Latencies measured after commits, written with the next commit (or on drop).
     latency: PendingLatency,
-    /// Keys and checkpoint state (writers only).
-    trust: Option<Trust>,
+    trust: Trust,
+    reader: Arc<SqliteReader>,
+    /// Spaces admin transactions so that a collector writing beside them comes first.
+    pacer: admin::Pacer,
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed, with its directory) a database for writing and
-    /// brings its schema up to date. A new database file is readable by its owner only
-    /// (SQLite gives its journal files the same permissions): records hold prompts,
-    /// user ids and other things other local users should not read.
-    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
-        Self::open_with(
-            path,
-            &StoreOptions {
-                durability,
-                ..StoreOptions::default()
-            },
-        )
-    }
-
-    /// [`SqliteStore::open`] with every option: also loads (or makes) the keys and
-    /// sets the checkpoint policy.
-    pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
-        let durability = options.durability;
-        let io = |context: String| move |source| StoreError::Io { context, source };
+impl SqliteWriter {
+    /// Opens (creating if needed, with its directory) a database for writing, brings
+    /// its schema up to date, and loads (or makes) the keys. A new database file is
+    /// readable by its owner only (SQLite gives its journal files the same
+    /// permissions): records hold prompts, user ids and other things other local users
+    /// should not read.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         if let Some(dir) = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty() && !d.exists())
@@ -145,7 +94,7 @@ impl SqliteStore {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(io(format!("creating {}", dir.display())))?;
+                .map_err(StoreError::io(format!("creating {}", dir.display())))?;
         }
         if !path.exists() {
             match std::fs::OpenOptions::new()
@@ -156,7 +105,7 @@ impl SqliteStore {
             {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(format!("creating {}", path.display()))(e)),
+                Err(e) => return Err(StoreError::io(format!("creating {}", path.display()))(e)),
             }
         }
         let mut conn = Connection::open(path)?;
@@ -171,7 +120,7 @@ impl SqliteStore {
         conn.pragma_update(
             None,
             "synchronous",
-            match durability {
+            match options.durability {
                 Durability::Full => "FULL",
                 Durability::Normal => "NORMAL",
             },
@@ -184,11 +133,13 @@ impl SqliteStore {
             .clone()
             .unwrap_or_else(|| default_key_dir(path));
         let keys = Arc::new(Keys::load_or_create(&key_dir)?);
+        let pacer = admin::Pacer::new(&conn)?;
         Ok(Self {
+            reader: Arc::new(SqliteReader::open(path)?),
             conn,
             path: path.to_owned(),
             latency: PendingLatency::new(),
-            trust: Some(Trust {
+            trust: Trust {
                 keys,
                 rules: options.audit.clone(),
                 prices: Arc::clone(&options.prices),
@@ -202,101 +153,8 @@ impl SqliteStore {
                 },
                 since: 0,
                 last: Instant::now(),
-            }),
-        })
-    }
-
-    /// LLM calls, newest first.
-    pub fn llm_calls(&self, f: &CallFilter) -> Result<Vec<LlmCall>, StoreError> {
-        calls::llm_calls(&self.conn, f)
-    }
-
-    /// Tool calls, newest first.
-    pub fn tool_calls(&self, f: &CallFilter) -> Result<Vec<ToolCall>, StoreError> {
-        calls::tool_calls(&self.conn, f)
-    }
-
-    /// LLM calls matching `f`, summed per model, user, tenant, … or day.
-    pub fn cost(&self, by: CostBy, f: &CallFilter) -> Result<Vec<CostGroup>, StoreError> {
-        calls::cost(&self.conn, by, f)
-    }
-
-    /// Computes the cost of every stored LLM call again with `prices` (after a price
-    /// change) and the runs' totals; writes an audit record. Returns the calls whose
-    /// cost changed.
-    pub fn recompute_cost(&mut self, prices: &PriceTable) -> Result<u64, StoreError> {
-        if self.trust.is_none() {
-            return Err(read_only());
-        }
-        let changed = calls::recompute(&mut self.conn, prices)?;
-        let audit = crate::audit::admin_record(
-            "cost_recompute",
-            format!("Cost recomputed: {changed} LLM calls changed."),
-            vec![("changed", logbook_proto::Value::U64(changed))],
-        );
-        self.write(&[audit], &[])?;
-        Ok(changed)
-    }
-
-    /// The keys, for a store opened for writing.
-    pub fn keys(&self) -> Option<&Arc<Keys>> {
-        self.trust.as_ref().map(|t| &t.keys)
-    }
-
-    /// The checkpoint file, for a store opened for writing.
-    pub fn checkpoint_file(&self) -> Option<&Path> {
-        self.trust.as_ref().map(|t| t.policy.file.as_path())
-    }
-
-    /// Signs the chain's head now and appends the checkpoint to the file and the
-    /// database.
-    pub fn checkpoint(&mut self) -> Result<Checkpoint, StoreError> {
-        let Some(trust) = self.trust.as_mut() else {
-            return Err(read_only());
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let (n, chain) = crate::audit::chain_head(&tx)?;
-        let c = Checkpoint::sign(&trust.keys, CheckpointKind::Checkpoint, n, chain, 0);
-        c.save(&tx, &trust.policy.file)?;
-        tx.commit()?;
-        trust.since = 0;
-        trust.last = Instant::now();
-        Ok(c)
-    }
-
-    /// Opens an existing database for reading only; never creates or migrates one.
-    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        if !path.exists() {
-            return Err(StoreError::Io {
-                context: format!("no logbook database at {}", path.display()),
-                source: io::Error::from(io::ErrorKind::NotFound),
-            });
-        }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if version == 0 {
-            return Err(StoreError::Io {
-                context: format!("{} is not a logbook database", path.display()),
-                source: io::Error::from(io::ErrorKind::InvalidData),
-            });
-        }
-        Ok(Self {
-            conn,
-            path: path.to_owned(),
-            latency: PendingLatency::new(),
-            trust: None,
+            },
+            pacer,
         })
     }
 
@@ -305,107 +163,146 @@ impl SqliteStore {
         &self.path
     }
 
-    /// The underlying connection, for tests and tools that inspect the file.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The checkpoint file.
+    pub fn checkpoint_file(&self) -> &Path {
+        &self.trust.policy.file
     }
 }
 
-pub(super) fn read_only() -> StoreError {
-    StoreError::Io {
-        context: "the database was opened read-only".into(),
-        source: io::Error::from(io::ErrorKind::PermissionDenied),
-    }
-}
-
-impl Store for SqliteStore {
-    fn write_batch(&mut self, batch: &Batch<'_>) -> Result<Vec<bool>, StoreError> {
-        let Some(trust) = self.trust.as_mut() else {
-            return Err(read_only());
-        };
+impl StoreWriter for SqliteWriter {
+    fn write_batch(&mut self, batch: &Batch<'_>) -> Result<Written, StoreError> {
         let written = write::write(
             &mut self.conn,
             batch,
             &mut self.latency,
-            &write::Chaining {
-                rules: &trust.rules,
-                key: trust.keys.chain_key(),
-                prices: &trust.prices,
+            &write::Context {
+                rules: &self.trust.rules,
+                key: self.trust.keys.chain_key(),
+                prices: &self.trust.prices,
             },
         )?;
-        trust.since += written.chained;
-        if trust.since >= trust.policy.every_records {
+        self.trust.since += written.chained;
+        if self.trust.since >= self.trust.policy.every_records {
             self.checkpoint()?;
         }
-        Ok(written.stored)
+        Ok(written.written)
     }
 
     fn tick(&mut self) -> Result<(), StoreError> {
-        if self
-            .trust
-            .as_ref()
-            .is_some_and(|t| t.last.elapsed() >= t.policy.every)
-        {
+        if self.trust.last.elapsed() >= self.trust.policy.every {
             self.checkpoint()?;
         }
         Ok(())
     }
 
-    fn query(&self, filter: &RecordFilter, page: &Page) -> Result<Vec<Record>, StoreError> {
-        read::query(&self.conn, filter, page)
+    fn checkpoint(&mut self) -> Result<Checkpoint, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (n, chain) = audit::chain_head(&tx)?;
+        let c = Checkpoint::sign(&self.trust.keys, CheckpointKind::Checkpoint, n, chain, 0);
+        audit::save_checkpoint(&tx, &c, &self.trust.policy.file)?;
+        tx.commit()?;
+        self.trust.since = 0;
+        self.trust.last = Instant::now();
+        Ok(c)
     }
 
-    fn count(&self, filter: &RecordFilter) -> Result<u64, StoreError> {
-        read::count(&self.conn, filter)
+    fn keys(&self) -> &Arc<Keys> {
+        &self.trust.keys
     }
 
-    fn scan(
-        &self,
-        filter: &RecordFilter,
+    fn reader(&self) -> Arc<dyn StoreReader> {
+        Arc::clone(&self.reader) as Arc<dyn StoreReader>
+    }
+
+    fn count_selected(&mut self, selection: &Selection) -> Result<u64, StoreError> {
+        admin::count(&self.conn, selection)
+    }
+
+    fn nth_newest_selected(
+        &mut self,
+        selection: &Selection,
+        n: u64,
+    ) -> Result<Option<Cursor>, StoreError> {
+        admin::nth_newest(&self.conn, selection, n)
+    }
+
+    fn first_unselected_chain_row(
+        &mut self,
+        selection: &Selection,
+    ) -> Result<Option<u64>, StoreError> {
+        admin::first_unselected_chain_row(&self.conn, selection)
+    }
+
+    fn scan_selected(
+        &mut self,
+        selection: &Selection,
         visit: &mut dyn FnMut(Record) -> io::Result<()>,
     ) -> Result<u64, StoreError> {
-        read::scan(&self.conn, filter, visit)
+        admin::scan(&self.conn, selection, visit)
     }
 
-    fn after(
-        &self,
-        seq: u64,
-        filter: &RecordFilter,
+    fn delete_selected(
+        &mut self,
+        selection: &Selection,
         limit: usize,
-    ) -> Result<Vec<Record>, StoreError> {
-        read::after(&self.conn, seq, filter, limit)
+    ) -> Result<Deleted, StoreError> {
+        let anchor = |n: u64, chain: [u8; 32], pruned: u64| {
+            Checkpoint::sign(&self.trust.keys, CheckpointKind::Anchor, n, chain, pruned)
+        };
+        self.pacer.start();
+        let deleted = admin::delete(
+            &mut self.conn,
+            selection,
+            limit,
+            &anchor,
+            &self.trust.policy.file,
+        )?;
+        self.pacer.pause(&self.conn)?;
+        Ok(deleted)
     }
 
-    fn last_seq(&self) -> Result<u64, StoreError> {
-        read::last_seq(&self.conn)
+    fn chain_rows_of(&mut self, subject: &Subject) -> Result<Vec<u64>, StoreError> {
+        admin::chain_rows_of(&self.conn, subject)
     }
 
-    fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
-        read::get(&self.conn, id)
+    fn tombstone(&mut self, chain_rows: &[u64], subject: &Subject) -> Result<u64, StoreError> {
+        self.pacer.start();
+        let n = admin::tombstone(&mut self.conn, chain_rows, subject)?;
+        self.pacer.pause(&self.conn)?;
+        Ok(n)
     }
 
-    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
-        read::runs(&self.conn, filter)
+    fn delete_quarantined(&mut self, subject: &Subject) -> Result<u64, StoreError> {
+        admin::delete_quarantined(&self.conn, subject)
     }
 
-    fn run(&self, run_id: &str) -> Result<Option<RunSummary>, StoreError> {
-        read::run(&self.conn, run_id)
+    fn compact(&mut self) -> Result<(), StoreError> {
+        admin::vacuum(&self.conn, &mut self.pacer)
     }
 
-    fn run_records(&self, run_id: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
-        read::run_records(&self.conn, run_id, limit)
+    fn priced_calls(&mut self, after: i64, limit: usize) -> Result<Vec<PricedCall>, StoreError> {
+        calls::priced(&self.conn, after, limit)
     }
 
-    fn stats(&self) -> Result<StoreStats, StoreError> {
-        read::stats(&self.conn, &self.path)
+    fn set_call_costs(&mut self, costs: &[(i64, Option<f64>)]) -> Result<(), StoreError> {
+        calls::set_costs(&mut self.conn, costs)
     }
+}
 
-    fn quarantined(&self, limit: usize) -> Result<Vec<super::QuarantineRow>, StoreError> {
-        read::quarantined(&self.conn, limit)
-    }
-
-    fn latency(&self, since: Timestamp) -> Result<Histogram, StoreError> {
-        read::latency(&self.conn, since)
+impl Drop for SqliteWriter {
+    /// Writes the latencies of the last commit, which no later commit will carry, and
+    /// signs the chain's head if audit records came since the last checkpoint.
+    fn drop(&mut self) {
+        if !self.latency.is_empty() {
+            let _ = write::persist_latency(&self.conn, &self.latency);
+        }
+        if self.trust.since > 0 {
+            if let Err(e) = self.checkpoint() {
+                tracing::error!(error = %e, "Could not write the closing checkpoint.");
+            }
+        }
     }
 }
 
@@ -428,17 +325,170 @@ fn poll_for_lock(conn: &mut Connection) -> Result<(), StoreError> {
 /// How long a writer waits for another's transaction before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-impl Drop for SqliteStore {
-    /// Writes the latencies of the last commit, which no later commit will carry.
-    /// And signs the chain's head if audit records came since the last checkpoint.
-    fn drop(&mut self) {
-        if !self.latency.is_empty() {
-            let _ = write::persist_latency(&self.conn, &self.latency);
+/// Read-only connections kept open for reuse.
+const POOL: usize = 8;
+
+/// A logbook database in one SQLite file, for reading: safe to share, each call on a
+/// read-only connection of its own.
+pub struct SqliteReader {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl SqliteReader {
+    /// Opens an existing database for reading only; never creates or migrates one.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let reader = Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let conn = reader.connect()?;
+        reader.release(conn);
+        Ok(reader)
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let path = &self.path;
+        if !path.exists() {
+            return Err(StoreError::Io {
+                context: format!("no logbook database at {}", path.display()),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            });
         }
-        if self.trust.as_ref().is_some_and(|t| t.since > 0) {
-            if let Err(e) = self.checkpoint() {
-                tracing::error!(error = %e, "Could not write the closing checkpoint.");
-            }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
         }
+        if version == 0 {
+            return Err(StoreError::invalid_data(format!(
+                "{} is not a logbook database",
+                path.display()
+            )));
+        }
+        if version < SCHEMA_VERSION {
+            return Err(StoreError::invalid_data(format!(
+                "{} has schema version {version}; start `logbook serve` (or any writing command) on it once to upgrade it to {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
+        Ok(conn)
+    }
+
+    fn release(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < POOL {
+            idle.push(conn);
+        }
+    }
+
+    /// Runs `f` on a pooled connection.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        let result = f(&conn);
+        self.release(conn);
+        result
+    }
+}
+
+impl StoreReader for SqliteReader {
+    fn query(&self, filter: &RecordFilter, page: &Page) -> Result<Vec<Record>, StoreError> {
+        self.with(|c| read::query(c, filter, page))
+    }
+
+    fn count(&self, filter: &RecordFilter) -> Result<u64, StoreError> {
+        self.with(|c| read::count(c, filter))
+    }
+
+    fn scan(
+        &self,
+        filter: &RecordFilter,
+        visit: &mut dyn FnMut(Record) -> io::Result<()>,
+    ) -> Result<u64, StoreError> {
+        self.with(|c| read::scan(c, filter, visit))
+    }
+
+    fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
+        self.with(|c| read::get(c, id))
+    }
+
+    fn stream_end(&self) -> Result<StreamCursor, StoreError> {
+        self.with(read::stream_end)
+    }
+
+    fn stream_after(
+        &self,
+        cursor: StreamCursor,
+        filter: &RecordFilter,
+        limit: usize,
+    ) -> Result<StreamPage, StoreError> {
+        self.with(|c| read::stream_after(c, cursor, filter, limit))
+    }
+
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        self.with(|c| read::runs(c, filter))
+    }
+
+    fn run(&self, key: &str) -> Result<Option<RunSummary>, StoreError> {
+        self.with(|c| read::run(c, key))
+    }
+
+    fn runs_of_trace(&self, trace: TraceId) -> Result<Vec<RunSummary>, StoreError> {
+        self.with(|c| read::runs_of_trace(c, trace))
+    }
+
+    fn run_records(&self, key: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.with(|c| read::run_records(c, key, limit))
+    }
+
+    fn llm_calls(&self, filter: &CallFilter) -> Result<Vec<LlmCall>, StoreError> {
+        self.with(|c| calls::llm_calls(c, filter))
+    }
+
+    fn tool_calls(&self, filter: &CallFilter) -> Result<Vec<ToolCall>, StoreError> {
+        self.with(|c| calls::tool_calls(c, filter))
+    }
+
+    fn cost(&self, by: CostBy, filter: &CallFilter) -> Result<Vec<CostGroup>, StoreError> {
+        self.with(|c| calls::cost(c, by, filter))
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.with(|c| read::stats(c, &self.path))
+    }
+
+    fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError> {
+        self.with(|c| read::quarantined(c, limit))
+    }
+
+    fn latency(&self, since: Timestamp) -> Result<Histogram, StoreError> {
+        self.with(|c| read::latency(c, since))
+    }
+
+    fn with_audit_snapshot(
+        &self,
+        f: &mut dyn FnMut(&mut dyn AuditSource) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let mut source = audit::Snapshot { conn: &tx };
+            let result = f(&mut source);
+            drop(tx);
+            result
+        })
     }
 }

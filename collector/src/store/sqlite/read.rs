@@ -3,7 +3,7 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use logbook_proto::{
     Fields, Kind, Level, Record, RecordId, Resource, Scope, ScopeKey, SpanId, Status, Str,
@@ -12,14 +12,26 @@ use logbook_proto::{
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
+use super::schema::{col, RECORD_COLUMNS};
+use super::write::{load_next_seq, saturate};
 use crate::query::{Page, RecordFilter, RunFilter};
 use crate::store::latency::Histogram;
-use crate::store::{level_index, ClientDropRow, QuarantineRow, RunSummary, StoreError, StoreStats};
+use crate::store::{
+    ClientDropRow, QuarantineRow, RunKind, RunSummary, StoreError, StoreStats, StreamCursor,
+    StreamItem, StreamPage,
+};
+use crate::views::call::usd;
 
-pub(super) const COLUMNS: &str =
-    "seq, id, ts, kind, level, name, target, message, trace_id, span_id, parent_span_id,
-    run_id, step_id, tenant, env, project, app, surface, user_id, session_id, request_id,
-    service, host, pid, file, line, category, status, duration_ns, busy_ns, idle_ns, fields";
+/// Every column of `records`, comma-separated, in [`RECORD_COLUMNS`] order.
+pub(super) static COLUMNS: LazyLock<String> = LazyLock::new(|| RECORD_COLUMNS.join(", "));
+
+/// The level index (0..Level::COUNT) for a stored level code, if valid.
+fn level_index(code: i64) -> Option<usize> {
+    u8::try_from(code)
+        .ok()
+        .and_then(Level::from_code)
+        .map(Level::index)
+}
 
 /// A `WHERE` clause under construction, with its parameters.
 #[derive(Default)]
@@ -216,12 +228,13 @@ fn query_sql(f: &RecordFilter, page: &Page) -> (String, Vec<SqlValue>) {
             [
                 SqlValue::Integer(c.ts.as_nanos()),
                 SqlValue::Integer(c.ts.as_nanos()),
-                SqlValue::Integer(seq_param(c.seq)),
+                SqlValue::Integer(saturate(c.seq)),
             ],
         );
     }
     let sql = format!(
-        "SELECT {COLUMNS} FROM records{} ORDER BY ts DESC, seq DESC LIMIT {}",
+        "SELECT {} FROM records{} ORDER BY ts DESC, seq DESC LIMIT {}",
+        *COLUMNS,
         w.sql(),
         page.limit
     );
@@ -255,7 +268,11 @@ pub(super) fn scan(
     visit: &mut dyn FnMut(Record) -> io::Result<()>,
 ) -> Result<u64, StoreError> {
     let w = Where::from_filter(f);
-    let sql = format!("SELECT {COLUMNS} FROM records{} ORDER BY ts, seq", w.sql());
+    let sql = format!(
+        "SELECT {} FROM records{} ORDER BY ts, seq",
+        *COLUMNS,
+        w.sql()
+    );
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(params_from_iter(w.params))?;
     let mut n = 0;
@@ -266,43 +283,86 @@ pub(super) fn scan(
     Ok(n)
 }
 
-pub(super) fn after(
-    conn: &Connection,
-    seq: u64,
-    f: &RecordFilter,
-    limit: usize,
-) -> Result<Vec<Record>, StoreError> {
-    let mut w = Where::from_filter(f);
-    w.push("seq > ?", [SqlValue::Integer(seq_param(seq))]);
-    let sql = format!(
-        "SELECT {COLUMNS} FROM records{} ORDER BY seq LIMIT {limit}",
-        w.sql()
-    );
-    collect(conn, &sql, w.params)
+/// The end of the stream: past every sequence number handed out.
+pub(super) fn stream_end(conn: &Connection) -> Result<StreamCursor, StoreError> {
+    Ok(StreamCursor::from_backend(
+        u64::try_from(load_next_seq(conn)? - 1).unwrap_or(0),
+    ))
 }
 
-pub(super) fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
-    let s: Option<i64> = conn.query_row("SELECT max(seq) FROM records", [], |r| r.get(0))?;
-    Ok(s.unwrap_or(0) as u64)
+/// Records after `cursor` (a seq: SQLite's one writer commits seqs in order) matching
+/// `f`; the page's cursor is the last examined, or the end of the stream when the page
+/// is not full, read in the same snapshot.
+pub(super) fn stream_after(
+    conn: &Connection,
+    cursor: StreamCursor,
+    f: &RecordFilter,
+    limit: usize,
+) -> Result<StreamPage, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let mut w = Where::from_filter(f);
+    w.push(
+        "seq > ?",
+        [SqlValue::Integer(saturate(cursor.backend_position()))],
+    );
+    let sql = format!(
+        "SELECT {} FROM records{} ORDER BY seq LIMIT {limit}",
+        *COLUMNS,
+        w.sql()
+    );
+    let records = collect(&tx, &sql, w.params)?;
+    let next = if records.len() == limit {
+        records
+            .last()
+            .map_or(cursor, |r| StreamCursor::from_backend(r.seq))
+    } else {
+        stream_end(&tx)?.max(cursor)
+    };
+    drop(tx);
+    Ok(StreamPage {
+        items: records
+            .into_iter()
+            .map(|record| StreamItem {
+                cursor: StreamCursor::from_backend(record.seq),
+                record,
+            })
+            .collect(),
+        cursor: next,
+    })
 }
 
 pub(super) fn get(conn: &Connection, id: RecordId) -> Result<Option<Record>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM records WHERE id = ?");
+    let sql = format!("SELECT {} FROM records WHERE id = ?", *COLUMNS);
     Ok(collect(conn, &sql, vec![SqlValue::Blob(id.0.to_vec())])?.pop())
 }
 
+/// A run's records: those carrying its run id, or, for a trace's run, the records of
+/// the trace that carry none and belong to a span.
 pub(super) fn run_records(
     conn: &Connection,
-    run_id: &str,
+    key: &str,
     limit: usize,
 ) -> Result<Vec<Record>, StoreError> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM records WHERE run_id = ? ORDER BY ts, seq LIMIT {limit}");
-    collect(conn, &sql, vec![SqlValue::Text(run_id.to_owned())])
-}
-
-fn seq_param(seq: u64) -> i64 {
-    i64::try_from(seq).unwrap_or(i64::MAX)
+    let kind: Option<String> = conn
+        .query_row("SELECT kind FROM runs WHERE run_id = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if kind.as_deref() == Some(RunKind::Trace.as_str()) {
+        if let Ok(trace) = key.parse::<TraceId>() {
+            let sql = format!(
+                "SELECT {} FROM records WHERE trace_id = ? AND run_id IS NULL AND span_id IS NOT NULL
+                 ORDER BY ts, seq LIMIT {limit}",
+                *COLUMNS
+            );
+            return collect(conn, &sql, vec![SqlValue::Blob(trace.0.to_vec())]);
+        }
+    }
+    let sql = format!(
+        "SELECT {} FROM records WHERE run_id = ? ORDER BY ts, seq LIMIT {limit}",
+        *COLUMNS
+    );
+    collect(conn, &sql, vec![SqlValue::Text(key.to_owned())])
 }
 
 fn collect(conn: &Connection, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Record>, StoreError> {
@@ -335,52 +395,80 @@ fn id_bytes<const N: usize>(
     .transpose()
 }
 
+/// A record from a row selected with [`COLUMNS`].
 pub(super) fn record_from_row(row: &Row<'_>) -> Result<Record, StoreError> {
-    let seq: i64 = row.get(0)?;
+    const SEQ: usize = col("seq");
+    const ID: usize = col("id");
+    const TS: usize = col("ts");
+    const KIND: usize = col("kind");
+    const LEVEL: usize = col("level");
+    const NAME: usize = col("name");
+    const TARGET: usize = col("target");
+    const MESSAGE: usize = col("message");
+    const TRACE: usize = col("trace_id");
+    const SPAN: usize = col("span_id");
+    const PARENT: usize = col("parent_span_id");
+    const SERVICE: usize = col("service");
+    const HOST: usize = col("host");
+    const PID: usize = col("pid");
+    const FILE: usize = col("file");
+    const LINE: usize = col("line");
+    const CATEGORY: usize = col("category");
+    const STATUS: usize = col("status");
+    const DURATION: usize = col("duration_ns");
+    const BUSY: usize = col("busy_ns");
+    const IDLE: usize = col("idle_ns");
+    const FIELDS: usize = col("fields");
+    let seq: i64 = row.get(SEQ)?;
     let corrupt = |message: String| StoreError::Corrupt { seq, message };
-    let kind_code: i64 = row.get(3)?;
+    let kind_code: i64 = row.get(KIND)?;
     let kind = u8::try_from(kind_code)
         .ok()
         .and_then(Kind::from_code)
         .ok_or_else(|| corrupt(format!("kind {kind_code}")))?;
-    let level_code: i64 = row.get(4)?;
+    let level_code: i64 = row.get(LEVEL)?;
     let level = u8::try_from(level_code)
         .ok()
         .and_then(Level::from_code)
         .ok_or_else(|| corrupt(format!("level {level_code}")))?;
-    let id = id_bytes::<16>(row, 1, seq, "id")?.ok_or_else(|| corrupt("id is null".into()))?;
-    let name: String = row.get(5)?;
+    let id = id_bytes::<16>(row, ID, seq, "id")?.ok_or_else(|| corrupt("id is null".into()))?;
+    let name: String = row.get(NAME)?;
     let mut r = Record::new(
         RecordId(id),
-        Timestamp(row.get(2)?),
+        Timestamp(row.get(TS)?),
         kind,
         level,
         Str::Owned(name),
     );
     r.seq = seq as u64;
-    r.target = Str::Owned(row.get(6)?);
-    r.message = row.get(7)?;
+    r.target = Str::Owned(row.get(TARGET)?);
+    r.message = row.get(MESSAGE)?;
     r.trace_id = TraceId(
-        id_bytes::<16>(row, 8, seq, "trace_id")?
+        id_bytes::<16>(row, TRACE, seq, "trace_id")?
             .ok_or_else(|| corrupt("trace_id is null".into()))?,
     );
-    r.span_id = id_bytes::<8>(row, 9, seq, "span_id")?.map(SpanId);
-    r.parent_span_id = id_bytes::<8>(row, 10, seq, "parent_span_id")?.map(SpanId);
+    r.span_id = id_bytes::<8>(row, SPAN, seq, "span_id")?.map(SpanId);
+    r.parent_span_id = id_bytes::<8>(row, PARENT, seq, "parent_span_id")?.map(SpanId);
     let mut scope = Scope::new();
-    for (i, key) in ScopeKey::ALL.iter().enumerate() {
-        scope.set(*key, row.get(11 + i)?);
+    for key in ScopeKey::ALL {
+        // Scope columns are named by their keys.
+        let i = RECORD_COLUMNS
+            .iter()
+            .position(|c| *c == key.as_str())
+            .ok_or_else(|| corrupt(format!("no column for {key}")))?;
+        scope.set(*key, row.get(i)?);
     }
     r.scope = Arc::new(scope);
     r.resource = Arc::new(Resource {
-        service: row.get(21)?,
-        host: row.get(22)?,
-        pid: row.get(23)?,
+        service: row.get(SERVICE)?,
+        host: row.get(HOST)?,
+        pid: row.get(PID)?,
     });
-    r.file = row.get::<_, Option<String>>(24)?.map(Str::Owned);
-    r.line = row.get(25)?;
-    r.category = row.get::<_, Option<String>>(26)?.map(Str::Owned);
+    r.file = row.get::<_, Option<String>>(FILE)?.map(Str::Owned);
+    r.line = row.get(LINE)?;
+    r.category = row.get::<_, Option<String>>(CATEGORY)?.map(Str::Owned);
     r.status = row
-        .get::<_, Option<i64>>(27)?
+        .get::<_, Option<i64>>(STATUS)?
         .map(|c| {
             u8::try_from(c)
                 .ok()
@@ -391,53 +479,64 @@ pub(super) fn record_from_row(row: &Row<'_>) -> Result<Record, StoreError> {
     let nanos = |i: usize| -> Result<Option<u64>, StoreError> {
         Ok(row.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
     };
-    r.duration_ns = nanos(28)?;
-    r.busy_ns = nanos(29)?;
-    r.idle_ns = nanos(30)?;
-    let fields = row.get_ref(31)?.as_str().map_err(rusqlite::Error::from)?;
+    r.duration_ns = nanos(DURATION)?;
+    r.busy_ns = nanos(BUSY)?;
+    r.idle_ns = nanos(IDLE)?;
+    let fields = row
+        .get_ref(FIELDS)?
+        .as_str()
+        .map_err(rusqlite::Error::from)?;
     r.fields =
         serde_json::from_str::<Fields>(fields).map_err(|e| corrupt(format!("fields: {e}")))?;
     Ok(r)
 }
 
-const RUN_COLUMNS: &str =
-    "run_id, first_ts, last_ts, status, duration_ns, root_name, trace_id, service,
-    tenant, env, project, app, user_id, session_id, record_count, error_count, span_count,
-    agent, llm_calls, tool_calls, input_tokens, output_tokens, cache_read_tokens, cost,
-    provider_cost, models";
+/// A run's columns: the root's trace, service and agent where it has them, else the
+/// least seen (see `crate::views::run`).
+const RUN_COLUMNS: &str = "run_id, kind, first_ts, last_ts, status, duration_ns, root_name,
+    coalesce(root_trace, trace_id), coalesce(root_service, service), tenant, env, project, app,
+    user_id, session_id, record_count, error_count, span_count, coalesce(root_agent, agent),
+    llm_calls, tool_calls, input_tokens, output_tokens, cache_read_tokens, cost_nusd,
+    provider_cost_nusd, models";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
-    let trace: Option<Vec<u8>> = row.get(6)?;
+    let count = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
+    let trace: Option<Vec<u8>> = row.get(7)?;
     Ok(RunSummary {
         run_id: row.get(0)?,
-        started: Timestamp(row.get(1)?),
-        last_seen: Timestamp(row.get(2)?),
-        status: row.get(3)?,
-        duration_ns: row.get::<_, Option<i64>>(4)?.map(|v| v.max(0) as u64),
-        root_name: row.get(5)?,
+        kind: if row.get_ref(1)?.as_str().ok() == Some(RunKind::Trace.as_str()) {
+            RunKind::Trace
+        } else {
+            RunKind::Run
+        },
+        started: Timestamp(row.get(2)?),
+        last_seen: Timestamp(row.get(3)?),
+        status: row.get(4)?,
+        duration_ns: row.get::<_, Option<i64>>(5)?.map(|v| v.max(0) as u64),
+        root_name: row.get(6)?,
         trace_id: trace
             .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
             .map(TraceId),
-        service: row.get(7)?,
-        tenant: row.get(8)?,
-        env: row.get(9)?,
-        project: row.get(10)?,
-        app: row.get(11)?,
-        user_id: row.get(12)?,
-        session_id: row.get(13)?,
-        records: row.get::<_, i64>(14)? as u64,
-        errors: row.get::<_, i64>(15)? as u64,
-        spans: row.get::<_, i64>(16)? as u64,
-        agent: row.get(17)?,
-        llm_calls: row.get::<_, i64>(18)?.max(0) as u64,
-        tool_calls: row.get::<_, i64>(19)?.max(0) as u64,
-        input_tokens: row.get::<_, i64>(20)?.max(0) as u64,
-        output_tokens: row.get::<_, i64>(21)?.max(0) as u64,
-        cache_read_tokens: row.get::<_, i64>(22)?.max(0) as u64,
-        cost: row.get(23)?,
-        provider_cost: row.get(24)?,
+        service: row.get(8)?,
+        tenant: row.get(9)?,
+        env: row.get(10)?,
+        project: row.get(11)?,
+        app: row.get(12)?,
+        user_id: row.get(13)?,
+        session_id: row.get(14)?,
+        records: count(15)?,
+        errors: count(16)?,
+        spans: count(17)?,
+        agent: row.get(18)?,
+        llm_calls: count(19)?,
+        tool_calls: count(20)?,
+        input_tokens: count(21)?,
+        output_tokens: count(22)?,
+        cache_read_tokens: count(23)?,
+        cost: row.get::<_, Option<i64>>(24)?.map(usd),
+        provider_cost: row.get::<_, Option<i64>>(25)?.map(usd),
         models: row
-            .get::<_, Option<String>>(25)?
+            .get::<_, Option<String>>(26)?
             .and_then(|m| serde_json::from_str(&m).ok())
             .unwrap_or_default(),
     })
@@ -454,13 +553,16 @@ pub(super) fn runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, 
     for (col, v) in [
         ("tenant", &f.tenant),
         ("user_id", &f.user_id),
-        ("service", &f.service),
+        ("coalesce(root_service, service)", &f.service),
         ("status", &f.status),
-        ("agent", &f.agent),
+        ("coalesce(root_agent, agent)", &f.agent),
     ] {
         if let Some(v) = v {
             w.push(&format!("{col} = ?"), [Where::text(v)]);
         }
+    }
+    if let Some(k) = f.kind {
+        w.push("kind = ?", [Where::text(k.as_str())]);
     }
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM runs{} ORDER BY first_ts DESC, run_id LIMIT {}",
@@ -472,9 +574,22 @@ pub(super) fn runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, 
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(super) fn run(conn: &Connection, run_id: &str) -> Result<Option<RunSummary>, StoreError> {
+pub(super) fn run(conn: &Connection, key: &str) -> Result<Option<RunSummary>, StoreError> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?");
-    Ok(conn.query_row(&sql, [run_id], run_from_row).optional()?)
+    Ok(conn.query_row(&sql, [key], run_from_row).optional()?)
+}
+
+pub(super) fn runs_of_trace(
+    conn: &Connection,
+    trace: TraceId,
+) -> Result<Vec<RunSummary>, StoreError> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE coalesce(root_trace, trace_id) = ?1
+         ORDER BY first_ts, run_id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([&trace.0[..]], run_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub(super) fn stats(conn: &Connection, path: &Path) -> Result<StoreStats, StoreError> {
@@ -497,10 +612,17 @@ pub(super) fn stats(conn: &Connection, path: &Path) -> Result<StoreStats, StoreE
         conn.query_row("PRAGMA page_count", [], |r| r.get(0))?,
         conn.query_row("PRAGMA page_size", [], |r| r.get(0))?,
     );
-    s.db_bytes = (page_count * page_size) as u64;
+    let db_bytes = (page_count * page_size).max(0) as u64;
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    s.wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    s.storage_bytes = db_bytes + wal_bytes;
+    s.storage = format!(
+        "SQLite {} ({:.1} MiB, write-ahead log {:.1} MiB)",
+        path.display(),
+        db_bytes as f64 / (1024.0 * 1024.0),
+        wal_bytes as f64 / (1024.0 * 1024.0)
+    );
     let (oldest, newest): (Option<i64>, Option<i64>) =
         conn.query_row("SELECT min(ts), max(ts) FROM records", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -550,19 +672,16 @@ pub(super) fn stats(conn: &Connection, path: &Path) -> Result<StoreStats, StoreE
     s.latency_count = h.count();
     s.latency_p50_ms = h.percentile_ms(50.0);
     s.latency_p99_ms = h.percentile_ms(99.0);
-    // Tables of schema version 4; a file not yet opened by a writer of it has none.
-    if conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? >= 4 {
-        s.quarantined = conn.query_row("SELECT count(*) FROM quarantine", [], |r| {
-            r.get::<_, i64>(0)
-        })? as u64;
-        s.audit_records = conn.query_row("SELECT count(*) FROM audit_chain", [], |r| {
-            r.get::<_, i64>(0)
-        })? as u64;
-        let mut stmt = conn.prepare_cached("SELECT rule, n FROM redaction_counts ORDER BY rule")?;
-        s.redactions = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
-            .collect::<Result<_, _>>()?;
-    }
+    s.quarantined = conn.query_row("SELECT count(*) FROM quarantine", [], |r| {
+        r.get::<_, i64>(0)
+    })? as u64;
+    s.audit_records = conn.query_row("SELECT count(*) FROM audit_chain", [], |r| {
+        r.get::<_, i64>(0)
+    })? as u64;
+    let mut stmt = conn.prepare_cached("SELECT rule, n FROM redaction_counts ORDER BY rule")?;
+    s.redactions = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+        .collect::<Result<_, _>>()?;
     Ok(s)
 }
 

@@ -395,7 +395,128 @@ UPDATE runs SET
                           AND agent IS NOT NULL LIMIT 1)
  WHERE run_id IN (SELECT run_id FROM llm_calls UNION SELECT run_id FROM tool_calls);
 "#,
+    // 6: the collector core. Every trace is a unit of work: records without a run_id
+    // that belong to a span tree form a run keyed by their trace (kind 'trace'), named
+    // by its root span; their calls carry that key. Runs merge commutatively (see
+    // collector/src/views/run.rs): the root (root_rank, then the lowest root_span_id)
+    // decides status, duration, name, and root_trace/root_service/root_agent; other
+    // "pick one" columns (trace_id, service, agent, the scope) hold the least value
+    // seen; costs add up in whole nano-dollars; models are a sorted set. The audit
+    // chain records the format of each row's content hash: 1 (SQLite's row, before)
+    // or 2 (the canonical encoding, collector/src/audit/canonical.rs). Runs and calls
+    // of records stored before are backfilled.
+    r#"
+ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';
+ALTER TABLE runs ADD COLUMN root_rank INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN root_trace BLOB;
+ALTER TABLE runs ADD COLUMN root_service TEXT;
+ALTER TABLE runs ADD COLUMN root_agent TEXT;
+ALTER TABLE runs ADD COLUMN cost_nusd INTEGER;
+ALTER TABLE runs ADD COLUMN provider_cost_nusd INTEGER;
+UPDATE runs SET root_rank = 2, root_trace = trace_id, root_service = service, root_agent = agent
+ WHERE root_span_id IS NOT NULL;
+UPDATE runs SET
+    cost_nusd          = (SELECT sum(CAST(round(cost * 1e9) AS INTEGER)) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    provider_cost_nusd = (SELECT sum(CAST(round(provider_cost * 1e9) AS INTEGER)) FROM llm_calls c WHERE c.run_id = runs.run_id);
+ALTER TABLE runs DROP COLUMN cost;
+ALTER TABLE runs DROP COLUMN provider_cost;
+UPDATE runs SET models = (SELECT json_group_array(value ORDER BY value) FROM json_each(runs.models))
+ WHERE models IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_trace ON runs (coalesce(root_trace, trace_id));
+
+INSERT OR IGNORE INTO runs (run_id, kind, first_ts, last_ts, trace_id, service, tenant, env, project,
+                            app, user_id, session_id, record_count, error_count, span_count)
+SELECT lower(hex(trace_id)), 'trace', min(ts), max(ts), trace_id, min(service), min(tenant),
+       min(env), min(project), min(app), min(user_id), min(session_id), count(*),
+       sum(level = 5 OR status = 2), sum(kind = 3)
+  FROM records WHERE run_id IS NULL AND span_id IS NOT NULL GROUP BY trace_id;
+UPDATE runs SET (root_rank, root_span_id, root_name, root_trace, root_service, root_agent, status, duration_ns) =
+    (SELECT 2, span_id, name, trace_id, service, json_extract(fields, '$."gen_ai.agent.name"'),
+            CASE WHEN kind = 3 THEN CASE status WHEN 2 THEN 'error' ELSE 'ok' END ELSE 'running' END,
+            CASE WHEN kind = 3 THEN duration_ns END
+       FROM records r
+      WHERE r.trace_id = runs.trace_id AND r.run_id IS NULL AND r.parent_span_id IS NULL
+        AND r.kind IN (2, 3)
+      ORDER BY r.span_id, r.kind DESC LIMIT 1)
+ WHERE kind = 'trace' AND EXISTS (
+    SELECT 1 FROM records r WHERE r.trace_id = runs.trace_id AND r.run_id IS NULL
+       AND r.parent_span_id IS NULL AND r.kind IN (2, 3));
+UPDATE llm_calls SET run_id = lower(hex(trace_id)) WHERE run_id IS NULL AND span_id IS NOT NULL;
+UPDATE tool_calls SET run_id = lower(hex(trace_id)) WHERE run_id IS NULL AND span_id IS NOT NULL;
+UPDATE runs SET
+    llm_calls          = (SELECT count(*) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    input_tokens       = (SELECT coalesce(sum(input_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    output_tokens      = (SELECT coalesce(sum(output_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    cache_read_tokens  = (SELECT coalesce(sum(cache_read_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    cost_nusd          = (SELECT sum(CAST(round(cost * 1e9) AS INTEGER)) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    provider_cost_nusd = (SELECT sum(CAST(round(provider_cost * 1e9) AS INTEGER)) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    models             = (SELECT json_group_array(model ORDER BY model) FROM (SELECT DISTINCT model FROM llm_calls c
+                           WHERE c.run_id = runs.run_id AND model IS NOT NULL) HAVING count(*) > 0),
+    tool_calls         = (SELECT count(*) FROM tool_calls c WHERE c.run_id = runs.run_id),
+    agent              = (SELECT min(agent) FROM llm_calls c WHERE c.run_id = runs.run_id)
+ WHERE kind = 'trace';
+
+ALTER TABLE audit_chain ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
+"#,
 ];
+
+/// The columns of `records`, in the order every statement of this backend reads and
+/// writes them (and format 1 of the audit chain hashed them, up to `class`).
+pub const RECORD_COLUMNS: [&str; 33] = [
+    "seq",
+    "id",
+    "ts",
+    "kind",
+    "level",
+    "name",
+    "target",
+    "message",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "run_id",
+    "step_id",
+    "tenant",
+    "env",
+    "project",
+    "app",
+    "surface",
+    "user_id",
+    "session_id",
+    "request_id",
+    "service",
+    "host",
+    "pid",
+    "file",
+    "line",
+    "category",
+    "status",
+    "duration_ns",
+    "busy_ns",
+    "idle_ns",
+    "fields",
+    "class",
+];
+
+/// The position of column `name` in [`RECORD_COLUMNS`], checked at compile time.
+pub(super) const fn col(name: &str) -> usize {
+    let mut i = 0;
+    while i < RECORD_COLUMNS.len() {
+        let c = RECORD_COLUMNS[i].as_bytes();
+        let n = name.as_bytes();
+        if c.len() == n.len() {
+            let mut j = 0;
+            while j < c.len() && c[j] == n[j] {
+                j += 1;
+            }
+            if j == c.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a column of records")
+}
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

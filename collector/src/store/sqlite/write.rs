@@ -1,51 +1,101 @@
 //! The write path: one transaction per group commit, idempotent by record id, keeping
-//! the text index, the runs, LLM call and tool call views and the counters current.
+//! the text index, the runs and call views (`crate::views`), the counters and the audit
+//! chain current.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
-use logbook_proto::genai::AGENT_NAME;
-use logbook_proto::{Kind, Record, ScopeKey, Status, Timestamp};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use logbook_proto::{Record, ScopeKey, Status, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension, Statement, TransactionBehavior};
 
-use super::calls;
-use crate::audit::{append_chain, AuditRules, CLASS_AUDIT, CLASS_OPS};
+use super::schema::RECORD_COLUMNS;
+use super::{audit, calls};
+use crate::audit::{record_digest, AuditRules, StorageClass};
 use crate::cost::PriceTable;
 use crate::store::latency::{Histogram, PendingLatency};
-use crate::store::{Batch, StoreError};
+use crate::store::{Batch, StoreError, Stored, StreamCursor, Written};
+use crate::views::call::CallRow;
+use crate::views::run::{RunDelta, RunKey, STATUS_RUNNING};
 
-const INSERT_RECORD: &str = "INSERT OR IGNORE INTO records (
-    seq, id, ts, kind, level, name, target, message, trace_id, span_id, parent_span_id,
-    run_id, step_id, tenant, env, project, app, surface, user_id, session_id, request_id,
-    service, host, pid, file, line, category, status, duration_ns, busy_ns, idle_ns, fields, class
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)";
+/// `INSERT OR IGNORE INTO records (…every column…) VALUES (?1, …)`.
+static INSERT_RECORD: LazyLock<String> = LazyLock::new(|| {
+    let params: Vec<String> = (1..=RECORD_COLUMNS.len())
+        .map(|i| format!("?{i}"))
+        .collect();
+    format!(
+        "INSERT OR IGNORE INTO records ({}) VALUES ({})",
+        RECORD_COLUMNS.join(", "),
+        params.join(", ")
+    )
+});
 
 const INSERT_TEXT: &str = "INSERT INTO records_fts (rowid, message, fields) VALUES (?1, ?2, ?3)";
 
+/// Merges a run delta into its row (see `crate::views::run`: every column merges
+/// commutatively). In an upsert, bare column names are the stored row's old values.
 const UPSERT_RUN: &str = "INSERT INTO runs (
-    run_id, first_ts, last_ts, status, duration_ns, root_name, root_span_id, trace_id, service,
-    tenant, env, project, app, user_id, session_id, record_count, error_count, span_count, agent
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+    run_id, kind, first_ts, last_ts, status, duration_ns, root_name, root_span_id, root_rank,
+    root_trace, root_service, root_agent, trace_id, service, agent, tenant, env, project, app,
+    user_id, session_id, record_count, error_count, span_count, llm_calls, tool_calls,
+    input_tokens, output_tokens, cache_read_tokens, cost_nusd, provider_cost_nusd, models
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)
 ON CONFLICT (run_id) DO UPDATE SET
     first_ts     = min(first_ts, excluded.first_ts),
     last_ts      = max(last_ts, excluded.last_ts),
-    status       = CASE WHEN excluded.status <> 'running' THEN excluded.status ELSE status END,
-    duration_ns  = coalesce(excluded.duration_ns, duration_ns),
-    root_name    = coalesce(excluded.root_name, root_name),
-    root_span_id = coalesce(excluded.root_span_id, root_span_id),
-    trace_id     = CASE WHEN excluded.root_span_id IS NOT NULL THEN excluded.trace_id ELSE coalesce(trace_id, excluded.trace_id) END,
-    service      = CASE WHEN excluded.root_span_id IS NOT NULL THEN excluded.service ELSE coalesce(service, excluded.service) END,
-    tenant       = coalesce(tenant, excluded.tenant),
-    env          = coalesce(env, excluded.env),
-    project      = coalesce(project, excluded.project),
-    app          = coalesce(app, excluded.app),
-    user_id      = coalesce(user_id, excluded.user_id),
-    session_id   = coalesce(session_id, excluded.session_id),
+    status       = CASE WHEN (BETTER) THEN excluded.status
+                        WHEN (SAME) AND excluded.status <> 'running' THEN excluded.status
+                        ELSE status END,
+    duration_ns  = CASE WHEN (BETTER) THEN excluded.duration_ns
+                        WHEN (SAME) THEN coalesce(excluded.duration_ns, duration_ns)
+                        ELSE duration_ns END,
+    root_name    = CASE WHEN (BETTER) THEN excluded.root_name ELSE root_name END,
+    root_trace   = CASE WHEN (BETTER) THEN excluded.root_trace ELSE root_trace END,
+    root_service = CASE WHEN (BETTER) THEN excluded.root_service ELSE root_service END,
+    root_agent   = CASE WHEN (BETTER) THEN excluded.root_agent
+                        WHEN (SAME) THEN coalesce(excluded.root_agent, root_agent)
+                        ELSE root_agent END,
+    root_rank    = CASE WHEN (BETTER) THEN excluded.root_rank ELSE root_rank END,
+    root_span_id = CASE WHEN (BETTER) THEN excluded.root_span_id ELSE root_span_id END,
+    trace_id     = coalesce(min(trace_id, excluded.trace_id), trace_id, excluded.trace_id),
+    service      = coalesce(min(service, excluded.service), service, excluded.service),
+    agent        = coalesce(min(agent, excluded.agent), agent, excluded.agent),
+    tenant       = coalesce(min(tenant, excluded.tenant), tenant, excluded.tenant),
+    env          = coalesce(min(env, excluded.env), env, excluded.env),
+    project      = coalesce(min(project, excluded.project), project, excluded.project),
+    app          = coalesce(min(app, excluded.app), app, excluded.app),
+    user_id      = coalesce(min(user_id, excluded.user_id), user_id, excluded.user_id),
+    session_id   = coalesce(min(session_id, excluded.session_id), session_id, excluded.session_id),
     record_count = record_count + excluded.record_count,
     error_count  = error_count + excluded.error_count,
     span_count   = span_count + excluded.span_count,
-    agent        = CASE WHEN excluded.root_span_id IS NOT NULL AND excluded.agent IS NOT NULL
-                        THEN excluded.agent ELSE coalesce(agent, excluded.agent) END";
+    llm_calls    = llm_calls + excluded.llm_calls,
+    tool_calls   = tool_calls + excluded.tool_calls,
+    input_tokens = input_tokens + excluded.input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens,
+    cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+    cost_nusd    = CASE WHEN excluded.cost_nusd IS NULL THEN cost_nusd
+                        ELSE coalesce(cost_nusd, 0) + excluded.cost_nusd END,
+    provider_cost_nusd = CASE WHEN excluded.provider_cost_nusd IS NULL THEN provider_cost_nusd
+                        ELSE coalesce(provider_cost_nusd, 0) + excluded.provider_cost_nusd END,
+    models       = CASE WHEN excluded.models IS NULL THEN models ELSE
+                       (SELECT json_group_array(value ORDER BY value) FROM
+                          (SELECT value FROM json_each(coalesce(runs.models, '[]'))
+                           UNION SELECT value FROM json_each(excluded.models))) END";
+
+/// The stored root gives way to the delta's: the delta has a root, and the stored row
+/// none, or one of lower rank, or of equal rank and higher span id.
+const BETTER: &str = "excluded.root_span_id IS NOT NULL AND (root_span_id IS NULL
+    OR excluded.root_rank > root_rank
+    OR (excluded.root_rank = root_rank AND excluded.root_span_id < root_span_id))";
+/// The delta holds another record of the stored root span.
+const SAME: &str = "excluded.root_span_id = root_span_id";
+
+static UPSERT_RUN_SQL: LazyLock<String> = LazyLock::new(|| {
+    UPSERT_RUN
+        .replace("(BETTER)", &format!("({BETTER})"))
+        .replace("(SAME)", &format!("({SAME})"))
+});
 
 /// The next sequence number: past every stored record and every number ever handed out.
 pub(super) fn load_next_seq(conn: &Connection) -> Result<i64, StoreError> {
@@ -58,8 +108,8 @@ pub(super) fn load_next_seq(conn: &Connection) -> Result<i64, StoreError> {
     Ok(max_seq.map_or(1, |m| m + 1).max(saved.unwrap_or(1)))
 }
 
-/// What the audit chain needs of a write.
-pub(super) struct Chaining<'a> {
+/// What the write path needs besides the batch.
+pub(super) struct Context<'a> {
     pub(super) rules: &'a AuditRules,
     pub(super) key: &'a [u8; 32],
     /// Prices, for the cost of LLM calls.
@@ -67,19 +117,84 @@ pub(super) struct Chaining<'a> {
 }
 
 /// What one write did.
-pub(super) struct Written {
-    /// Per record: newly stored.
-    pub(super) stored: Vec<bool>,
+pub(super) struct Outcome {
+    pub(super) written: Written,
     /// Audit records appended to the chain.
     pub(super) chained: u64,
+}
+
+/// Binding a record to the insert statement: shared with the ingest ceiling benchmark,
+/// so that its plain loop inserts exactly the columns the store does.
+pub mod raw {
+    use super::*;
+
+    /// The statement inserting one row of `records` (ignoring a known id).
+    pub fn insert_sql() -> &'static str {
+        &INSERT_RECORD
+    }
+
+    /// The stored code of a storage class.
+    pub fn class_code(class: StorageClass) -> i64 {
+        match class {
+            StorageClass::Ops => 0,
+            StorageClass::Audit => 1,
+        }
+    }
+
+    /// Inserts `r` as `seq` with its fields already serialized; returns rows inserted
+    /// (0 when its id is stored already).
+    pub fn insert(
+        stmt: &mut Statement<'_>,
+        seq: i64,
+        r: &Record,
+        fields_json: &str,
+        class: StorageClass,
+    ) -> rusqlite::Result<usize> {
+        let s = &r.scope;
+        stmt.execute(params![
+            seq,
+            &r.id.0[..],
+            r.ts.as_nanos(),
+            r.kind.code(),
+            r.level.code(),
+            r.name.as_ref(),
+            r.target.as_ref(),
+            r.message.as_deref(),
+            &r.trace_id.0[..],
+            r.span_id.as_ref().map(|i| &i.0[..]),
+            r.parent_span_id.as_ref().map(|i| &i.0[..]),
+            s.get(ScopeKey::RunId),
+            s.get(ScopeKey::StepId),
+            s.get(ScopeKey::Tenant),
+            s.get(ScopeKey::Env),
+            s.get(ScopeKey::Project),
+            s.get(ScopeKey::App),
+            s.get(ScopeKey::Surface),
+            s.get(ScopeKey::UserId),
+            s.get(ScopeKey::SessionId),
+            s.get(ScopeKey::RequestId),
+            r.resource.service.as_str(),
+            r.resource.host.as_str(),
+            r.resource.pid,
+            r.file.as_deref(),
+            r.line,
+            r.category.as_deref(),
+            r.status.map(Status::code),
+            r.duration_ns.map(saturate),
+            r.busy_ns.map(saturate),
+            r.idle_ns.map(saturate),
+            fields_json,
+            class_code(class),
+        ])
+    }
 }
 
 pub(super) fn write(
     conn: &mut Connection,
     batch: &Batch<'_>,
     latency: &mut PendingLatency,
-    chaining: &Chaining<'_>,
-) -> Result<Written, StoreError> {
+    cx: &Context<'_>,
+) -> Result<Outcome, StoreError> {
     let Batch {
         records,
         drops,
@@ -92,12 +207,13 @@ pub(super) fn write(
     // Read inside the transaction: admin commands (purge, DSAR, restore) write from
     // other processes, and the write lock orders them with this one.
     let mut seq = load_next_seq(&tx)?;
-    let mut audit_seqs = Vec::new();
+    let from = StreamCursor::from_backend(u64::try_from(seq - 1).unwrap_or(0));
+    let mut audit_rows = Vec::new();
     let mut stored = Vec::with_capacity(records.len());
-    let mut runs: HashMap<&str, RunDelta<'_>> = HashMap::new();
-    let mut counts = [[0i64; 5]; 3];
+    let mut runs: HashMap<RunKey<'_>, RunDelta<'_>> = HashMap::new();
+    let mut counts = [[0i64; logbook_proto::Level::COUNT]; 3];
     {
-        let mut insert = tx.prepare_cached(INSERT_RECORD)?;
+        let mut insert = tx.prepare_cached(&INSERT_RECORD)?;
         let mut text = tx.prepare_cached(INSERT_TEXT)?;
         let mut fields_json = Vec::with_capacity(512);
         let mut field_text = String::new();
@@ -106,54 +222,18 @@ pub(super) fn write(
             // Serializing our own Fields into a Vec cannot fail, and yields UTF-8.
             let _ = serde_json::to_writer(&mut fields_json, &r.fields);
             let fields_text = std::str::from_utf8(&fields_json).unwrap_or("{}");
-            let s = &r.scope;
-            let class = if chaining.rules.is_audit(r) {
-                CLASS_AUDIT
-            } else {
-                CLASS_OPS
-            };
-            let n = insert.execute(params![
-                seq,
-                &r.id.0[..],
-                r.ts.as_nanos(),
-                r.kind.code(),
-                r.level.code(),
-                r.name.as_ref(),
-                r.target.as_ref(),
-                r.message.as_deref(),
-                &r.trace_id.0[..],
-                r.span_id.as_ref().map(|i| &i.0[..]),
-                r.parent_span_id.as_ref().map(|i| &i.0[..]),
-                s.get(ScopeKey::RunId),
-                s.get(ScopeKey::StepId),
-                s.get(ScopeKey::Tenant),
-                s.get(ScopeKey::Env),
-                s.get(ScopeKey::Project),
-                s.get(ScopeKey::App),
-                s.get(ScopeKey::Surface),
-                s.get(ScopeKey::UserId),
-                s.get(ScopeKey::SessionId),
-                s.get(ScopeKey::RequestId),
-                r.resource.service.as_str(),
-                r.resource.host.as_str(),
-                r.resource.pid,
-                r.file.as_deref(),
-                r.line,
-                r.category.as_deref(),
-                r.status.map(Status::code),
-                r.duration_ns.map(saturate),
-                r.busy_ns.map(saturate),
-                r.idle_ns.map(saturate),
-                fields_text,
-                class,
-            ])?;
-            if n == 0 {
-                stored.push(false);
+            let class = cx.rules.class_of(r);
+            if raw::insert(&mut insert, seq, r, fields_text, class)? == 0 {
+                stored.push(None);
                 continue;
             }
-            stored.push(true);
-            if class == CLASS_AUDIT {
-                audit_seqs.push(seq);
+            let position = u64::try_from(seq).unwrap_or(0);
+            stored.push(Some(Stored {
+                seq: position,
+                cursor: StreamCursor::from_backend(position),
+            }));
+            if class == StorageClass::Audit {
+                audit_rows.push((seq, record_digest(r, position, class)));
             }
             field_text.clear();
             searchable_text(r, &mut field_text);
@@ -161,42 +241,27 @@ pub(super) fn write(
                 text.execute(params![seq, r.message.as_deref(), field_text.as_str()])?;
             }
             counts[r.kind.code() as usize - 1][r.level.index()] += 1;
-            let mut run = None;
-            if let Some(run_id) = s.get(ScopeKey::RunId) {
-                let delta = runs.entry(run_id).or_insert_with(|| RunDelta::new(r));
-                delta.add(r);
-                run = Some(&mut delta.calls);
+            let call = CallRow::of(r, cx.prices);
+            if let Some(c) = &call {
+                calls::insert(&tx, seq, c)?;
             }
-            calls::record_call(&tx, seq, r, chaining.prices, run)?;
+            if let Some(key) = crate::views::run_key(r) {
+                let delta = RunDelta::of(r, key, call.as_ref());
+                match runs.get_mut(&key) {
+                    Some(d) => d.merge(delta),
+                    None => {
+                        runs.insert(key, delta);
+                    }
+                }
+            }
             seq += 1;
         }
     }
-    let inserted = stored.iter().filter(|s| **s).count() as i64;
+    let inserted = stored.iter().filter(|s| s.is_some()).count() as i64;
     if inserted > 0 {
-        let mut upsert = tx.prepare_cached(UPSERT_RUN)?;
-        for (run_id, d) in &runs {
-            upsert.execute(params![
-                run_id,
-                d.first_ts,
-                d.last_ts,
-                d.status.unwrap_or("running"),
-                d.duration_ns,
-                d.root_name,
-                d.root_span_id,
-                d.trace_id,
-                d.service,
-                d.scope[0],
-                d.scope[1],
-                d.scope[2],
-                d.scope[3],
-                d.scope[4],
-                d.scope[5],
-                d.records,
-                d.errors,
-                d.spans,
-                d.agent,
-            ])?;
-            calls::add_to_run(&tx, run_id, &d.calls)?;
+        let mut upsert = tx.prepare_cached(&UPSERT_RUN_SQL)?;
+        for d in runs.values() {
+            upsert_run(&mut upsert, d)?;
         }
         let mut count = tx.prepare_cached(
             "INSERT INTO record_counts (kind, level, n) VALUES (?1, ?2, ?3)
@@ -247,8 +312,8 @@ pub(super) fn write(
             ])?;
         }
     }
-    append_chain(&tx, chaining.key, &audit_seqs)?;
-    let chained = audit_seqs.len() as u64;
+    audit::append_chain(&tx, cx.key, &audit_rows)?;
+    let chained = audit_rows.len() as u64;
     if !quarantined.is_empty() {
         let mut insert = tx.prepare_cached(
             "INSERT INTO quarantine (received, reason, record_id, service, record)
@@ -280,14 +345,63 @@ pub(super) fn write(
     let minute = now / 60_000_000_000;
     let h = latency.entry(minute).or_default();
     for (r, new) in records.iter().zip(&stored) {
-        if *new {
+        if new.is_some() {
             h.record(now - r.ts.as_nanos());
         }
     }
     if h.count() == 0 {
         latency.remove(&minute);
     }
-    Ok(Written { stored, chained })
+    Ok(Outcome {
+        written: Written {
+            stored,
+            from,
+            to: StreamCursor::from_backend(u64::try_from(seq - 1).unwrap_or(0)),
+        },
+        chained,
+    })
+}
+
+fn upsert_run(stmt: &mut Statement<'_>, d: &RunDelta<'_>) -> Result<(), StoreError> {
+    let root = d.root.as_ref();
+    let models = (!d.calls.models.is_empty())
+        .then(|| serde_json::to_string(&d.calls.models).unwrap_or_default());
+    let [tenant, env, project, app, user_id, session_id] = d.scope;
+    stmt.execute(params![
+        d.key.text(),
+        d.key.kind().as_str(),
+        d.first_ts,
+        d.last_ts,
+        root.map_or(STATUS_RUNNING, |r| r.status_word()),
+        root.and_then(|r| r.duration_ns).map(saturate),
+        root.map(|r| r.name),
+        root.map(|r| &r.span_id.0[..]),
+        root.map_or(0, |r| r.rank),
+        root.map(|r| &r.trace_id.0[..]),
+        root.map(|r| r.service),
+        root.and_then(|r| r.agent),
+        &d.trace_id.0[..],
+        d.service,
+        d.agent,
+        tenant,
+        env,
+        project,
+        app,
+        user_id,
+        session_id,
+        saturate(d.records),
+        saturate(d.errors),
+        saturate(d.spans),
+        saturate(d.calls.llm_calls),
+        saturate(d.calls.tool_calls),
+        saturate(d.calls.input_tokens),
+        saturate(d.calls.output_tokens),
+        saturate(d.calls.cache_read_tokens),
+        d.calls.cost_nusd,
+        d.calls.provider_cost_nusd,
+        models,
+    ])?;
+    Ok(())
 }
 
 /// Adds pending latency histograms to their minutes' rows.
@@ -313,7 +427,7 @@ pub(super) fn persist_latency(
     Ok(())
 }
 
-fn saturate(v: u64) -> i64 {
+pub(super) fn saturate(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -330,88 +444,5 @@ fn searchable_text(r: &Record, out: &mut String) {
             out.push(' ');
         }
         out.push_str(s);
-    }
-}
-
-/// What one transaction adds to one run.
-struct RunDelta<'a> {
-    first_ts: i64,
-    last_ts: i64,
-    status: Option<&'static str>,
-    duration_ns: Option<i64>,
-    root_name: Option<&'a str>,
-    root_span_id: Option<&'a [u8]>,
-    trace_id: &'a [u8],
-    service: &'a str,
-    /// tenant, env, project, app, user_id, session_id: the first seen.
-    scope: [Option<&'a str>; 6],
-    records: i64,
-    errors: i64,
-    spans: i64,
-    /// `gen_ai.agent.name`: the first seen.
-    agent: Option<&'a str>,
-    /// What its LLM and tool calls add.
-    calls: calls::CallTotals,
-}
-
-const RUN_SCOPE: [ScopeKey; 6] = [
-    ScopeKey::Tenant,
-    ScopeKey::Env,
-    ScopeKey::Project,
-    ScopeKey::App,
-    ScopeKey::UserId,
-    ScopeKey::SessionId,
-];
-
-impl<'a> RunDelta<'a> {
-    fn new(r: &'a Record) -> Self {
-        Self {
-            first_ts: r.ts.as_nanos(),
-            last_ts: r.ts.as_nanos(),
-            status: None,
-            duration_ns: None,
-            root_name: None,
-            root_span_id: None,
-            trace_id: &r.trace_id.0,
-            service: &r.resource.service,
-            scope: [None; 6],
-            records: 0,
-            errors: 0,
-            spans: 0,
-            agent: None,
-            calls: calls::CallTotals::default(),
-        }
-    }
-
-    fn add(&mut self, r: &'a Record) {
-        self.first_ts = self.first_ts.min(r.ts.as_nanos());
-        self.last_ts = self.last_ts.max(r.ts.as_nanos());
-        self.records += 1;
-        self.errors += i64::from(r.is_error());
-        self.spans += i64::from(r.kind == Kind::SpanEnd);
-        if self.agent.is_none() {
-            self.agent = r.fields.get(AGENT_NAME).and_then(|v| v.as_str());
-        }
-        for (slot, key) in self.scope.iter_mut().zip(RUN_SCOPE) {
-            if slot.is_none() {
-                *slot = r.scope.get(key);
-            }
-        }
-        // The span that started the run (category "run") names it and, when it ends,
-        // decides its status and duration.
-        if r.category.as_deref() == Some(crate::pipeline::CATEGORY_RUN) && r.kind != Kind::Event {
-            self.root_name = Some(&r.name);
-            self.root_span_id = r.span_id.as_ref().map(|s| &s.0[..]);
-            self.trace_id = &r.trace_id.0;
-            // The run is the root's: other processes' records may come first.
-            self.service = &r.resource.service;
-            if let Some(agent) = r.fields.get(AGENT_NAME).and_then(|v| v.as_str()) {
-                self.agent = Some(agent);
-            }
-            if r.kind == Kind::SpanEnd {
-                self.status = Some(r.status.unwrap_or(Status::Ok).as_str());
-                self.duration_ns = r.duration_ns.map(saturate);
-            }
-        }
     }
 }

@@ -1,61 +1,22 @@
-//! Purges, archives, restores and DSAR requests on a real SQLite file: what they
-//! delete, what they keep consistent, and that the audit chain verifies after each.
+//! Purges, archives, restores and DSAR requests: what they delete, what they keep
+//! consistent, and that the audit chain verifies after each.
 
-#![allow(clippy::unwrap_used)]
-
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use logbook_collector::audit::{verify, Keys, VerifyOptions, VerifyReport};
 use logbook_collector::query::{RecordFilter, RunFilter};
-use logbook_collector::retention::{PurgeSpec, Selector, StorageClass};
-use logbook_collector::store::{PurgeOptions, SqliteStore, Store, StoreOptions, Subject};
+use logbook_collector::retention::{
+    dsar_delete, dsar_export, purge, restore_archive, PurgeOptions, PurgeSpec, Selector,
+    StorageClass,
+};
+use logbook_collector::store::{StoreReader, StoreWriter, Subject};
 use logbook_proto::{
     InstanceId, Kind, Level, Record, RecordId, Resource, Scope, ScopeKey, Str, Timestamp, TraceId,
     Value,
 };
 
-const DAY: i64 = 86_400_000_000_000;
-
-struct Db {
-    dir: tempfile::TempDir,
-    db: PathBuf,
-}
-
-impl Db {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("l.db");
-        Self { dir, db }
-    }
-
-    fn options(&self) -> StoreOptions {
-        StoreOptions {
-            checkpoint_records: 5,
-            checkpoint_interval: Duration::from_secs(3600),
-            ..StoreOptions::default()
-        }
-    }
-
-    fn open(&self) -> SqliteStore {
-        SqliteStore::open_with(&self.db, &self.options()).unwrap()
-    }
-
-    fn verify(&self) -> VerifyReport {
-        let keys = Keys::load(&self.dir.path().join("keys")).unwrap();
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
-        verify(
-            &conn,
-            &VerifyOptions {
-                chain_key: *keys.chain_key(),
-                public: keys.public(),
-                checkpoint_file: self.db.with_extension("checkpoints"),
-            },
-        )
-        .unwrap()
-    }
-}
+use crate::backend::{Backend, Tamper};
+use crate::DAY;
 
 fn record(i: u64, ts: i64, tenant: &str, user: &str, audit: bool) -> Record {
     let mut r = Record::new(
@@ -87,7 +48,7 @@ fn record(i: u64, ts: i64, tenant: &str, user: &str, audit: bool) -> Record {
 
 /// 200 records a day for 10 days ending now; every 10th an audit record; two tenants,
 /// four users.
-fn fill(store: &mut SqliteStore, now: i64) {
+fn fill(store: &mut dyn StoreWriter, now: i64) {
     let mut batch = Vec::new();
     for i in 0..2000u64 {
         let ts = now - 10 * DAY + i as i64 * (DAY / 200);
@@ -96,22 +57,20 @@ fn fill(store: &mut SqliteStore, now: i64) {
         batch.push(record(i, ts, tenant, &user, i % 10 == 0));
     }
     for chunk in batch.chunks(100) {
-        store.write(chunk, &[]).unwrap();
+        store.write(chunk).unwrap();
     }
 }
 
-fn count(store: &SqliteStore, f: RecordFilter) -> u64 {
-    store.count(&f).unwrap()
+fn count(store: &dyn StoreWriter, f: RecordFilter) -> u64 {
+    store.reader().count(&f).unwrap()
 }
 
-#[test]
-fn purge_by_age_archives_anchors_and_restores() {
-    let db = Db::new();
+pub fn purge_by_age_archives_anchors_and_restores(db: &dyn Backend) {
     let now = Timestamp::now().as_nanos();
-    let mut store = db.open();
-    fill(&mut store, now);
+    let mut store = db.writer(5);
+    fill(store.as_mut(), now);
     assert!(db.verify().ok());
-    let size_before = std::fs::metadata(&db.db).unwrap().len();
+    let size_before = store.reader().stats().unwrap().storage_bytes;
 
     // Ops older than 5 days, and audit older than 7 days, archived first.
     let specs = [
@@ -126,28 +85,28 @@ fn purge_by_age_archives_anchors_and_restores() {
             ..PurgeSpec::default()
         },
     ];
-    let archive = db.dir.path().join("archive");
-    let dry = store
-        .purge(
-            &specs,
-            Timestamp(now),
-            &PurgeOptions {
-                dry_run: true,
-                ..PurgeOptions::default()
-            },
-        )
-        .unwrap();
-    let report = store
-        .purge(
-            &specs,
-            Timestamp(now),
-            &PurgeOptions {
-                archive_dir: Some(archive.clone()),
-                origin: "test".into(),
-                ..PurgeOptions::default()
-            },
-        )
-        .unwrap();
+    let archive = db.dir().join("archive");
+    let dry = purge(
+        store.as_mut(),
+        &specs,
+        Timestamp(now),
+        &PurgeOptions {
+            dry_run: true,
+            ..PurgeOptions::default()
+        },
+    )
+    .unwrap();
+    let report = purge(
+        store.as_mut(),
+        &specs,
+        Timestamp(now),
+        &PurgeOptions {
+            archive_dir: Some(archive.clone()),
+            origin: "test".into(),
+            ..PurgeOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!((dry.ops, dry.audit), (report.ops, report.audit));
     // Days 0..5 hold 1000 records, 100 of them audit; days 0..3, 60 audit.
     assert_eq!(report.ops, 900, "{report:?}");
@@ -155,10 +114,11 @@ fn purge_by_age_archives_anchors_and_restores() {
     assert_eq!(report.anchor, Some(60));
     let all = RecordFilter::default();
     // 2000 - 960, plus the purge's own audit record.
-    assert_eq!(count(&store, all.clone()), 1041);
-    assert_eq!(store.stats().unwrap().records, 1041);
+    assert_eq!(count(store.as_ref(), all.clone()), 1041);
+    assert_eq!(store.reader().stats().unwrap().records, 1041);
     // Runs view consistent with what is left.
     let runs = store
+        .reader()
         .runs(&RunFilter {
             limit: 100,
             ..RunFilter::default()
@@ -180,21 +140,19 @@ fn purge_by_age_archives_anchors_and_restores() {
     assert!(a.files.iter().any(|f| f.path.ends_with("/acme.jsonl.gz")));
     assert!(a.files.iter().any(|f| f.path.ends_with("/globex.jsonl.gz")));
 
-    // The file shrinks once freed pages are given back.
+    // The store shrinks once freed space is given back.
     drop(store);
-    let size_after = std::fs::metadata(&db.db).unwrap().len();
+    let size_after = db.reader().stats().unwrap().storage_bytes;
     assert!(size_after < size_before, "{size_after} < {size_before}");
 
     // Restore brings every record back; twice is harmless.
-    let mut store = db.open();
-    let (read, stored) = store.restore_archive(&a.dir.join("manifest.json")).unwrap();
+    let mut store = db.writer(5);
+    let (read, stored) = restore_archive(store.as_mut(), &a.dir.join("manifest.json")).unwrap();
     assert_eq!((read, stored), (960, 960));
-    let (_, again) = store
-        .restore_archive(&a.dir.join(&a.files[0].path))
-        .unwrap();
+    let (_, again) = restore_archive(store.as_mut(), &a.dir.join(&a.files[0].path)).unwrap();
     assert_eq!(again, 0);
     // 1041 + 960 + 2 restore audit records.
-    assert_eq!(count(&store, all), 2003);
+    assert_eq!(count(store.as_ref(), all), 2003);
     let v = db.verify();
     assert!(v.ok(), "{:?}", v.problem);
 
@@ -204,21 +162,19 @@ fn purge_by_age_archives_anchors_and_restores() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&f, bytes).unwrap();
-    let e = store.restore_archive(&f).unwrap_err().to_string();
+    let e = restore_archive(store.as_mut(), &f).unwrap_err().to_string();
     assert!(e.contains("SHA-256"), "{e}");
 }
 
-#[test]
-fn purge_by_count_and_tenant_rule() {
-    let db = Db::new();
+pub fn purge_by_count_and_tenant_rule(db: &dyn Backend) {
     let now = Timestamp::now().as_nanos();
-    let mut store = db.open();
-    fill(&mut store, now);
+    let mut store = db.writer(5);
+    fill(store.as_mut(), now);
     let acme_ops = RecordFilter {
         tenant: Some("acme".into()),
         ..RecordFilter::default()
     };
-    let before_acme = count(&store, acme_ops.clone());
+    let before_acme = count(store.as_ref(), acme_ops.clone());
     // Keep the newest 100 globex ops records; acme is excluded by an earlier rule.
     let specs = [
         PurgeSpec {
@@ -240,36 +196,36 @@ fn purge_by_count_and_tenant_rule() {
             ..PurgeSpec::default()
         },
     ];
-    let r = store
-        .purge(&specs, Timestamp(now), &PurgeOptions::default())
-        .unwrap();
+    let r = purge(
+        store.as_mut(),
+        &specs,
+        Timestamp(now),
+        &PurgeOptions::default(),
+    )
+    .unwrap();
     // globex has the odd records: 1000, all ops (audit ones are i % 10 == 0).
     assert_eq!(r.ops, 900, "{r:?}");
-    assert_eq!(count(&store, acme_ops), before_acme);
+    assert_eq!(count(store.as_ref(), acme_ops), before_acme);
     let globex = RecordFilter {
         tenant: Some("globex".into()),
         ..RecordFilter::default()
     };
-    assert_eq!(count(&store, globex), 100);
+    assert_eq!(count(store.as_ref(), globex), 100);
     assert!(db.verify().ok());
 }
 
-#[test]
-fn dsar_export_and_delete_keep_the_chain_verifiable() {
-    let db = Db::new();
+pub fn dsar_export_and_delete_keep_the_chain_verifiable(db: &dyn Backend) {
     let now = Timestamp::now().as_nanos();
-    let mut store = db.open();
-    fill(&mut store, now);
+    let mut store = db.writer(5);
+    fill(store.as_mut(), now);
     let u1 = RecordFilter {
         user_id: Some("u1".into()),
         ..RecordFilter::default()
     };
-    assert_eq!(count(&store, u1.clone()), 500);
+    assert_eq!(count(store.as_ref(), u1.clone()), 500);
 
     let mut out = Vec::new();
-    let n = store
-        .dsar_export(&Subject::User("u1".into()), &mut out)
-        .unwrap();
+    let n = dsar_export(store.as_mut(), &Subject::User("u1".into()), &mut out).unwrap();
     assert_eq!(n, 500);
     assert_eq!(String::from_utf8(out).unwrap().lines().count(), 500);
 
@@ -277,37 +233,55 @@ fn dsar_export_and_delete_keep_the_chain_verifiable() {
     let extra: Vec<Record> = (5000..5010)
         .map(|i| record(i, now - DAY, "acme", "u1", true))
         .collect();
-    store.write(&extra, &[]).unwrap();
+    store.write(&extra).unwrap();
 
-    let r = store.dsar_delete(&Subject::User("u1".into())).unwrap();
+    let r = dsar_delete(store.as_mut(), &Subject::User("u1".into())).unwrap();
     assert_eq!((r.deleted, r.tombstoned), (500, 10));
-    assert_eq!(count(&store, u1), 0);
+    assert_eq!(count(store.as_ref(), u1), 0);
     let text = RecordFilter {
         text: Some("u1".into()),
         ..RecordFilter::default()
     };
-    assert_eq!(count(&store, text), 0, "gone from the text index too");
+    assert_eq!(
+        count(store.as_ref(), text),
+        0,
+        "gone from the text index too"
+    );
     let v = db.verify();
     assert!(v.ok(), "{:?}", v.problem);
     assert_eq!(v.tombstoned, 10);
     // The DSAR audit records name how many, never whom.
-    let conn = rusqlite::Connection::open(&db.db).unwrap();
-    let fields: String = conn
-        .query_row(
-            "SELECT fields FROM records WHERE name = 'logbook.dsar.delete'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let dsar = dsar_record(store.reader().as_ref());
+    let fields = serde_json::to_string(&dsar.fields).unwrap();
     assert!(!fields.contains("u1"), "{fields}");
     assert!(fields.contains("\"tombstoned.audit\":10"), "{fields}");
+}
 
-    // A tombstone no DSAR record accounts for is tampering.
-    conn.execute_batch(
-        "DROP TRIGGER audit_chain_no_update;
-         UPDATE audit_chain SET tombstone = 1 WHERE n = 3;",
-    )
-    .unwrap();
+/// The DSAR deletion's own audit record.
+fn dsar_record(reader: &dyn StoreReader) -> Record {
+    let f = RecordFilter {
+        name: Some(logbook_collector::audit::DSAR_DELETE_NAME.into()),
+        ..RecordFilter::default()
+    };
+    let mut found = reader.query(&f, &Default::default()).unwrap();
+    assert_eq!(found.len(), 1);
+    found.remove(0)
+}
+
+/// A tombstone no DSAR record accounts for is tampering.
+pub fn a_tombstone_without_a_dsar_record_is_detected(db: &dyn Backend) {
+    let now = Timestamp::now().as_nanos();
+    let mut store = db.writer(5);
+    fill(store.as_mut(), now);
+    let extra: Vec<Record> = (5000..5003)
+        .map(|i| record(i, now - DAY, "acme", "u1", true))
+        .collect();
+    store.write(&extra).unwrap();
+    dsar_delete(store.as_mut(), &Subject::User("u1".into())).unwrap();
+    drop(store);
+    assert!(db.verify().ok());
+    db.tamper(Tamper::MarkTombstone { n: 3 });
     let p = db.verify().problem.unwrap();
     assert_eq!(p.n, Some(3), "{p}");
+    assert!(p.what.contains("without a DSAR"), "{p}");
 }

@@ -3,17 +3,16 @@
 //! once), OpenInference spans normalised, `cost` groups, a price change followed by a
 //! recompute, and a purge that leaves the views consistent.
 
-#![allow(clippy::unwrap_used)]
-
 use std::sync::Arc;
 
 use logbook_collector::cost::Price;
 use logbook_collector::pipeline::Pipeline;
 use logbook_collector::query::RunFilter;
-use logbook_collector::retention::{PurgeSpec, Selector, StorageClass};
-use logbook_collector::store::{
-    CallFilter, CostBy, PurgeOptions, SqliteStore, Store, StoreOptions,
-};
+use logbook_collector::retention::{purge, PurgeOptions, PurgeSpec, Selector, StorageClass};
+use logbook_collector::store::{CallFilter, CostBy, StoreOptions, StoreWriter};
+use logbook_collector::views::recompute_cost;
+
+use crate::backend::Backend;
 use logbook_proto::genai::{self, openinference as oi};
 use logbook_proto::{
     InstanceId, Json, Kind, Level, Record, RecordId, Resource, Scope, ScopeKey, SpanId, Status,
@@ -93,25 +92,20 @@ fn chat(model: &str, input: u64, output: u64, cached: u64) -> Vec<(&'static str,
     ]
 }
 
-fn store(dir: &std::path::Path, prices: Vec<Price>) -> SqliteStore {
-    SqliteStore::open_with(
-        &dir.join("calls.db"),
-        &StoreOptions {
-            prices: Arc::new(logbook_collector::cost::PriceTable::with_overrides(&prices)),
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap()
+fn store(b: &dyn Backend, prices: Vec<Price>) -> Box<dyn StoreWriter> {
+    b.writer_with(&StoreOptions {
+        prices: Arc::new(logbook_collector::cost::PriceTable::with_overrides(&prices)),
+        ..b.options(1000)
+    })
 }
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-12
 }
 
-#[test]
-fn calls_runs_and_cost_are_kept_at_ingest() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = store(dir.path(), Vec::new());
+pub fn calls_runs_and_cost_are_kept_at_ingest(backend: &dyn Backend) {
+    let mut store = store(backend, Vec::new());
+    let reader = store.reader();
     let mut b = Builder {
         n: 0,
         trace: TraceId::from_random(4, 4),
@@ -158,14 +152,14 @@ fn calls_runs_and_cost_are_kept_at_ingest() {
     ];
     let (ok, rejected) = Pipeline::default().process(records);
     assert!(rejected.is_empty());
-    store.write(&ok, &[]).unwrap();
+    store.write(&ok).unwrap();
 
     // gpt-4o: 600 uncached at $2.50/M, 400 cached at $1.25/M, 200 out at $10/M.
     let gpt4o = 600.0 * 2.5e-6 + 400.0 * 1.25e-6 + 200.0 * 10e-6;
     let mini = 50.0 * 0.15e-6;
     let sonnet = 2_000.0 * 3e-6 + 100.0 * 15e-6;
 
-    let llm = store
+    let llm = reader
         .llm_calls(&CallFilter {
             run_id: Some("run-1".into()),
             limit: 10,
@@ -186,7 +180,7 @@ fn calls_runs_and_cost_are_kept_at_ingest() {
     let failed = llm.iter().find(|c| c.call.status == "error").unwrap();
     assert_eq!(failed.call.error.as_deref(), Some("RateLimitError"));
 
-    let tools = store
+    let tools = reader
         .tool_calls(&CallFilter {
             limit: 10,
             ..CallFilter::default()
@@ -197,7 +191,7 @@ fn calls_runs_and_cost_are_kept_at_ingest() {
     assert_eq!(tools[0].arguments.as_ref().unwrap()["order"], "A-17");
     assert_eq!(tools[0].result.as_ref().unwrap()["status"], "shipped");
 
-    let run1 = store.run("run-1").unwrap().unwrap();
+    let run1 = reader.run("run-1").unwrap().unwrap();
     assert_eq!((run1.llm_calls, run1.tool_calls), (2, 1));
     assert_eq!(
         (
@@ -213,10 +207,10 @@ fn calls_runs_and_cost_are_kept_at_ingest() {
     assert_eq!(run1.agent.as_deref(), Some("support-bot"));
 
     // The OpenInference span became an LLM call with GenAI names.
-    let run2 = store.run("run-2").unwrap().unwrap();
+    let run2 = reader.run("run-2").unwrap().unwrap();
     assert_eq!(run2.llm_calls, 2);
     assert!(close(run2.cost.unwrap(), sonnet), "{:?}", run2.cost);
-    let oi_call = &store
+    let oi_call = &reader
         .llm_calls(&CallFilter {
             name: Some("claude-sonnet-4-5-20250929".into()),
             limit: 10,
@@ -231,7 +225,7 @@ fn calls_runs_and_cost_are_kept_at_ingest() {
     );
 
     // Cost by model and by user.
-    let by_model = store
+    let by_model = reader
         .cost(
             CostBy::Model,
             &CallFilter {
@@ -245,7 +239,7 @@ fn calls_runs_and_cost_are_kept_at_ingest() {
         (house.calls, house.cost, house.unpriced_calls),
         (1, None, 1)
     );
-    let by_user = store
+    let by_user = reader
         .cost(
             CostBy::User,
             &CallFilter {
@@ -279,17 +273,17 @@ fn calls_runs_and_cost_are_kept_at_ingest() {
             cache_read: Some(1.0),
         },
     ];
-    let mut store = self::store(dir.path(), overrides.clone());
+    let mut store = self::store(backend, overrides.clone());
     let prices = logbook_collector::cost::PriceTable::with_overrides(&overrides);
-    assert_eq!(store.recompute_cost(&prices).unwrap(), 2);
+    assert_eq!(recompute_cost(store.as_mut(), &prices).unwrap(), 2);
     let new_gpt4o = 600.0 * 2e-6 + 400.0 * 1e-6 + 200.0 * 8e-6;
-    let run1 = store.run("run-1").unwrap().unwrap();
+    let run1 = reader.run("run-1").unwrap().unwrap();
     assert!(
         close(run1.cost.unwrap(), new_gpt4o + mini),
         "{:?}",
         run1.cost
     );
-    let run2 = store.run("run-2").unwrap().unwrap();
+    let run2 = reader.run("run-2").unwrap().unwrap();
     assert!(close(
         run2.cost.unwrap(),
         sonnet + 10.0 * 1e-6 + 10.0 * 2e-6
@@ -298,29 +292,29 @@ fn calls_runs_and_cost_are_kept_at_ingest() {
     assert_eq!(run1.provider_cost, Some(0.0031));
 
     // Purging run-1's LLM calls (by category) leaves its tool call and refreshes it.
-    let report = store
-        .purge(
-            &[PurgeSpec {
-                class: StorageClass::Ops,
-                selector: Selector {
-                    category: Some("llm_call".into()),
-                    ..Selector::default()
-                },
-                except: Vec::new(),
-                max_age: Some(std::time::Duration::from_secs(0)),
-                max_count: None,
-            }],
-            Timestamp::now(),
-            &PurgeOptions::default(),
-        )
-        .unwrap();
+    let report = purge(
+        store.as_mut(),
+        &[PurgeSpec {
+            class: StorageClass::Ops,
+            selector: Selector {
+                category: Some("llm_call".into()),
+                ..Selector::default()
+            },
+            except: Vec::new(),
+            max_age: Some(std::time::Duration::from_secs(0)),
+            max_count: None,
+        }],
+        Timestamp::now(),
+        &PurgeOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.ops, 4);
-    let run1 = store.run("run-1").unwrap().unwrap();
+    let run1 = reader.run("run-1").unwrap().unwrap();
     assert_eq!((run1.llm_calls, run1.tool_calls), (0, 1));
     assert_eq!((run1.input_tokens, run1.cost), (0, None));
     assert!(run1.models.is_empty());
     assert_eq!(
-        store
+        reader
             .llm_calls(&CallFilter {
                 limit: 10,
                 ..CallFilter::default()
@@ -330,8 +324,8 @@ fn calls_runs_and_cost_are_kept_at_ingest() {
         0
     );
     // run-2 had only LLM calls: gone with them.
-    assert!(store.run("run-2").unwrap().is_none());
-    let runs = store
+    assert!(reader.run("run-2").unwrap().is_none());
+    let runs = reader
         .runs(&RunFilter {
             limit: 10,
             ..RunFilter::default()
@@ -340,10 +334,8 @@ fn calls_runs_and_cost_are_kept_at_ingest() {
     assert_eq!(runs.len(), 1);
 }
 
-#[test]
-fn a_run_is_its_roots_even_when_other_processes_records_come_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = store(dir.path(), Vec::new());
+pub fn a_run_is_its_roots_even_when_other_processes_records_come_first(backend: &dyn Backend) {
+    let mut store = store(backend, Vec::new());
     let mut b = Builder {
         n: 0,
         trace: TraceId::from_random(5, 5),
@@ -361,7 +353,7 @@ fn a_run_is_its_roots_even_when_other_processes_records_come_first() {
         pid: 2,
     });
     store
-        .write(&Pipeline::default().process(vec![child]).0, &[])
+        .write(&Pipeline::default().process(vec![child]).0)
         .unwrap();
     let mut root = b.span_end(
         "run",
@@ -371,9 +363,9 @@ fn a_run_is_its_roots_even_when_other_processes_records_come_first() {
     );
     root.category = Some("run".into());
     store
-        .write(&Pipeline::default().process(vec![root]).0, &[])
+        .write(&Pipeline::default().process(vec![root]).0)
         .unwrap();
-    let run = store.run("run-x").unwrap().unwrap();
+    let run = store.reader().run("run-x").unwrap().unwrap();
     assert_eq!(run.service.as_deref(), Some("agent-api"));
     assert_eq!(run.agent.as_deref(), Some("orchestrator"));
     assert_eq!(run.root_name.as_deref(), Some("run"));

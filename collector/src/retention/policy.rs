@@ -1,6 +1,6 @@
 //! Retention policies: how long records are kept, by age and by count, per storage
 //! class, tenant, app and category. Applied by `serve` on a schedule and by
-//! `logbook purge`; the deleting itself is [`crate::store::SqliteStore::purge`].
+//! `logbook purge` ([`super::purge`]).
 //!
 //! ```toml
 //! [retention]
@@ -22,36 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::audit::StorageClass;
 use crate::query::parse_age;
-
-/// A storage class.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StorageClass {
-    /// Ordinary records.
-    #[default]
-    Ops,
-    /// Audit records: chained, append-only, kept longer.
-    Audit,
-}
-
-impl StorageClass {
-    /// The `records.class` value.
-    pub fn code(self) -> i64 {
-        match self {
-            Self::Ops => crate::audit::CLASS_OPS,
-            Self::Audit => crate::audit::CLASS_AUDIT,
-        }
-    }
-
-    /// `ops` or `audit`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ops => "ops",
-            Self::Audit => "audit",
-        }
-    }
-}
 
 /// An age limit: `30d`, `12h`, …, or `forever` (no limit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,122 @@
+//! The commit core: a group of admitted batches, drop totals and the collector's own
+//! audit records, written in one transaction; the result split back per batch by
+//! exact offsets, and what was committed, for the post-commit feed. Shared by the
+//! collector's writer thread and embedded mode.
+
+use logbook_proto::Record;
+
+use super::{Admitted, Outcome};
+use crate::store::{
+    Batch, ClientDrops, StoreError, StoreWriter, StreamCursor, StreamItem, Written,
+};
+
+/// One part of a group.
+#[derive(Debug)]
+pub enum Entry {
+    /// A client's batch, through the pipeline.
+    Admitted(Admitted),
+    /// A client's drop totals.
+    Drops(ClientDrops),
+    /// An audit record of the collector's own.
+    Audit(Record),
+}
+
+/// What one commit stored: every new record with its stream position, and the stream
+/// positions before and after the transaction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Committed {
+    /// The stream position before the transaction. A reader whose last position is
+    /// earlier missed records another writer committed meanwhile: it reads them from
+    /// the store.
+    pub from: StreamCursor,
+    /// The stream position after it.
+    pub to: StreamCursor,
+    /// The records newly stored, in stream order, with their `seq`.
+    pub items: Vec<StreamItem>,
+}
+
+/// What a group became.
+#[derive(Debug)]
+pub struct GroupResult {
+    /// Per entry, in order: the outcome of an admitted batch; `None` for other entries.
+    pub outcomes: Vec<Option<Outcome>>,
+    /// What was committed.
+    pub committed: Committed,
+}
+
+/// Writes `group` in one transaction.
+pub fn commit(store: &mut dyn StoreWriter, group: Vec<Entry>) -> Result<GroupResult, StoreError> {
+    let mut records = Vec::new();
+    let mut drops = Vec::new();
+    let mut quarantined = Vec::new();
+    let mut redactions: Vec<(String, u64)> = Vec::new();
+    // Per entry: the range of `records` it owns, and its refusals.
+    let mut parts = Vec::with_capacity(group.len());
+    for entry in group {
+        match entry {
+            Entry::Admitted(a) => {
+                let start = records.len();
+                records.extend(a.records);
+                quarantined.extend(a.quarantined);
+                for (rule, n) in a.redactions {
+                    match redactions.iter_mut().find(|(r, _)| *r == rule) {
+                        Some((_, total)) => *total += n,
+                        None => redactions.push((rule, n)),
+                    }
+                }
+                parts.push(Some((start..records.len(), a.refused)));
+            }
+            Entry::Drops(d) => {
+                drops.push(d);
+                parts.push(None);
+            }
+            Entry::Audit(r) => {
+                records.push(r);
+                parts.push(None);
+            }
+        }
+    }
+    let written: Written = store.write_batch(&Batch {
+        records: &records,
+        drops: &drops,
+        quarantined: &quarantined,
+        redactions: &redactions,
+    })?;
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let outcomes = parts
+        .into_iter()
+        .map(|part| {
+            part.map(|(range, refused)| {
+                let new = written.stored[range.clone()]
+                    .iter()
+                    .filter(|s| s.is_some())
+                    .count();
+                Outcome {
+                    stored: count(new),
+                    duplicates: count(range.len() - new),
+                    refused,
+                }
+            })
+        })
+        .collect();
+    let items = records
+        .into_iter()
+        .zip(&written.stored)
+        .filter_map(|(mut record, stored)| {
+            let s = (*stored)?;
+            record.seq = s.seq;
+            Some(StreamItem {
+                cursor: s.cursor,
+                record,
+            })
+        })
+        .collect();
+    Ok(GroupResult {
+        outcomes,
+        committed: Committed {
+            from: written.from,
+            to: written.to,
+            items,
+        },
+    })
+}

@@ -1,0 +1,170 @@
+//! The one writer: a thread that groups queued requests into one transaction (up to a
+//! record count or a wait), commits, answers each batch with its outcome, and
+//! publishes the commit on the feed.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use logbook_proto::Record;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tracing::{debug, error, info};
+
+use super::commit::{commit, Entry};
+use super::feed::Feed;
+use super::handle::AdmitError;
+use super::{Admitted, Outcome};
+use crate::store::{ClientDrops, StoreWriter};
+
+/// Where a batch's outcome goes.
+pub(crate) type Reply = oneshot::Sender<Result<Outcome, AdmitError>>;
+
+/// What the writer is asked to do.
+pub(crate) enum Request {
+    /// A client's batch; answered once committed.
+    Admit {
+        admitted: Admitted,
+        reply: Reply,
+        /// The batch's share of the queue, returned once it is committed.
+        permit: OwnedSemaphorePermit,
+    },
+    /// A client's drop totals.
+    Drops(ClientDrops),
+    /// An audit record of the collector's own (a configuration load, an auth failure).
+    Audit(Record),
+    /// Time passed: upkeep that is due (checkpoints).
+    Tick,
+}
+
+impl Request {
+    fn records(&self) -> usize {
+        match self {
+            Self::Admit { admitted, .. } => admitted.records.len() + admitted.quarantined.len(),
+            Self::Audit(_) => 1,
+            Self::Drops(_) | Self::Tick => 0,
+        }
+    }
+}
+
+/// Group commit limits.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupCommit {
+    /// Most records per transaction.
+    pub max_records: usize,
+    /// Longest wait for more before committing.
+    pub max_wait: Duration,
+}
+
+/// Starts the writer thread. It stops when every sender is gone and the queue is
+/// drained; joining it returns the records it stored.
+pub(super) fn spawn(
+    mut store: Box<dyn StoreWriter>,
+    mut rx: mpsc::Receiver<Request>,
+    limits: GroupCommit,
+    feed: Feed,
+    runtime: Handle,
+) -> std::io::Result<JoinHandle<u64>> {
+    std::thread::Builder::new()
+        .name("logbook-writer".into())
+        .spawn(move || {
+            let mut total = 0u64;
+            while let Some(first) = rx.blocking_recv() {
+                let mut group = vec![first];
+                let mut n = group[0].records();
+                let deadline = Instant::now() + limits.max_wait;
+                while n < limits.max_records {
+                    let next = match rx.try_recv() {
+                        Ok(r) => Some(r),
+                        Err(mpsc::error::TryRecvError::Disconnected) => None,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                None
+                            } else {
+                                runtime.block_on(async {
+                                    tokio::time::timeout(left, rx.recv()).await.ok().flatten()
+                                })
+                            }
+                        }
+                    };
+                    let Some(req) = next else { break };
+                    n += req.records();
+                    group.push(req);
+                }
+                let started = Instant::now();
+                let stored = commit_group(store.as_mut(), group, &feed);
+                debug!(
+                    records = n,
+                    stored,
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "Committed a group."
+                );
+                total += stored;
+            }
+            info!(records = total, "Writer stopped.");
+            total
+        })
+}
+
+/// Commits one group, answers every batch in it and publishes the commit; returns the
+/// records newly stored.
+fn commit_group(store: &mut dyn StoreWriter, group: Vec<Request>, feed: &Feed) -> u64 {
+    let mut entries = Vec::with_capacity(group.len());
+    let mut replies = Vec::with_capacity(group.len());
+    let mut permits = Vec::new();
+    let mut tick = false;
+    for req in group {
+        match req {
+            Request::Admit {
+                admitted,
+                reply,
+                permit,
+            } => {
+                entries.push(Entry::Admitted(admitted));
+                replies.push(Some(reply));
+                permits.push(permit);
+            }
+            Request::Drops(d) => {
+                entries.push(Entry::Drops(d));
+                replies.push(None);
+            }
+            Request::Audit(r) => {
+                entries.push(Entry::Audit(r));
+                replies.push(None);
+            }
+            Request::Tick => tick = true,
+        }
+    }
+    if tick {
+        if let Err(e) = store.tick() {
+            error!(error = %e, "Could not write an audit checkpoint.");
+        }
+    }
+    if entries.is_empty() {
+        return 0;
+    }
+    let result = commit(store, entries);
+    // The queue space comes back once the records are out of memory's way.
+    drop(permits);
+    // A closed connection just loses its replies; the client resends unacknowledged
+    // batches and the resends are recognised as duplicates.
+    match result {
+        Ok(done) => {
+            for (outcome, reply) in done.outcomes.into_iter().zip(replies) {
+                if let (Some(outcome), Some(reply)) = (outcome, reply) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            let stored = done.committed.items.len() as u64;
+            feed.publish(done.committed);
+            stored
+        }
+        Err(e) => {
+            error!(error = %e, "Commit failed; clients will resend.");
+            for reply in replies.into_iter().flatten() {
+                let _ = reply.send(Err(AdmitError::Store(e.to_string())));
+            }
+            0
+        }
+    }
+}

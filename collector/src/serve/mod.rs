@@ -1,0 +1,140 @@
+//! `logbook serve`: the composition root. Configuration → store → admission (the
+//! writer thread and its post-commit feed) → listeners → background jobs; and on
+//! SIGINT or SIGTERM, shutdown in the reverse order: listeners stop accepting and
+//! answer what they read, jobs stop, admission closes, and the writer commits and
+//! acknowledges everything already received before the process exits 0.
+
+mod jobs;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::admission::feed::Feed;
+use crate::admission::{Admission, GroupCommit, Intake, QueueLimits};
+use crate::config::Config;
+use crate::ingest::{SocketContext, SocketListener};
+use crate::pipeline::Pipeline;
+use crate::store::open_writer;
+
+/// Requests waiting for the writer before transports wait too (backpressure; the
+/// records they hold are bounded by `queue_records`).
+const WRITE_QUEUE: usize = 256;
+
+/// Runs the collector until SIGINT or SIGTERM; then stops accepting, commits and
+/// acknowledges everything already received, and returns.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("logbook-io")
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(config))
+}
+
+/// SIGINT and SIGTERM, installed before anything else starts.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let mut signals = Signals::install()?;
+
+    // The store, and the record of what configuration it runs with.
+    let mut store = open_writer(&config.db, &config.store_options())
+        .with_context(|| format!("opening database {}", config.db))?;
+    store
+        .write(&[jobs::config_load_record(&config)])
+        .context("writing the config-load audit record")?;
+
+    // Admission: the pipeline, the queue, the writer thread, the post-commit feed.
+    let redactor = config.redactor(store.keys().pseudonym_key())?;
+    let intake = Intake::new(
+        Pipeline::default()
+            .require_scope(config.required_scope_keys()?)
+            .with_redactor(Arc::new(redactor)),
+    );
+    let feed = Feed::default();
+    let (admission, writer) = Admission::start(
+        intake,
+        store,
+        QueueLimits {
+            records: config.queue_records,
+            requests: WRITE_QUEUE,
+        },
+        GroupCommit {
+            max_records: config.commit_max_records,
+            max_wait: Duration::from_millis(config.commit_interval_ms),
+        },
+        feed.clone(),
+        tokio::runtime::Handle::current(),
+    )
+    .context("starting the writer")?;
+
+    // Listeners.
+    let socket = SocketListener::bind(&config.socket, config.socket_mode)?;
+    info!(socket = %socket.path().display(), db = %config.db, "Collector listening.");
+    let (stop, stopped) = watch::channel(false);
+    let socket = tokio::spawn(socket.run(
+        Arc::new(SocketContext {
+            admission: admission.clone(),
+            max_frame_bytes: config.max_frame_bytes,
+            token: config.token.clone(),
+        }),
+        stopped,
+    ));
+
+    // Background jobs.
+    let ticker = jobs::spawn_ticker(admission.clone());
+    let retention = jobs::Retention::spawn(&config)?;
+
+    signals.recv().await;
+    info!("Shutting down: committing and acknowledging what was received.");
+    tokio::spawn(async move {
+        signals.recv().await;
+        warn!("Second signal: exiting without waiting for connections to finish.");
+        std::process::exit(130);
+    });
+
+    let _ = stop.send(true);
+    socket.await.context("the socket listener failed")?;
+    ticker.abort();
+    let _ = ticker.await;
+    if let Some(retention) = retention {
+        tokio::task::spawn_blocking(move || retention.stop())
+            .await
+            .context("stopping the retention job")?;
+    }
+    // The writer stops once the last handle on admission is gone and its queue is
+    // committed.
+    drop(admission);
+    drop(feed);
+    let stored = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .context("joining the writer")?
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    info!(records = stored, "Collector stopped.");
+    Ok(())
+}
