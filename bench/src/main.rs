@@ -4,6 +4,7 @@
 mod dataset;
 mod hot_path;
 mod ingest;
+mod instructions;
 mod purge;
 mod queries;
 mod records;
@@ -43,6 +44,13 @@ enum Cmd {
         /// Records per repetition.
         #[arg(long)]
         iters: Option<u64>,
+    },
+    /// Instructions per iteration on the emitting thread (callgrind; repeatable on a
+    /// shared machine), for logbook's sinks, the no-op floor and fmt JSON.
+    Instructions {
+        /// Fewer iterations (a run of seconds).
+        #[arg(long)]
+        quick: bool,
     },
     /// Internal: one measured child of `hot-path`.
     #[command(hide = true)]
@@ -199,6 +207,13 @@ fn main() -> anyhow::Result<()> {
             rate,
             seconds,
         } => sustained::emit_child(&socket, rate, seconds),
+        Cmd::Instructions { quick } => {
+            let dir = hot_path::scratch_dir();
+            let counts = instructions::run(&dir, if quick { 2_000 } else { 20_000 })?;
+            let _ = std::fs::remove_dir_all(&dir);
+            println!("{}", instructions::markdown(&counts));
+            Ok(())
+        }
         Cmd::Redaction { records, quick } => {
             redaction(records.unwrap_or(if quick { 50_000 } else { 500_000 }))
         }

@@ -38,6 +38,10 @@ pub struct Stats {
     pub dropped_by_level: logbook_proto::PerLevel<u64>,
     /// Records queued or awaiting acknowledgement.
     pub pending: u64,
+    /// Records sent again after the connection to the collector was lost before their
+    /// acknowledgement (the collector stores each once: they are counted delivered
+    /// once).
+    pub resent: u64,
     /// Bytes of buffer in use (queued and unacknowledged records).
     pub buffered_bytes: usize,
     /// The buffer's limit in bytes.

@@ -97,8 +97,17 @@ pub mod logbook {
     pub const CATEGORY: &str = "category";
 }
 
+/// What every GenAI field name starts with.
+pub const PREFIX: &str = "gen_ai.";
+
 /// OpenInference names (Arize Phoenix), accepted and normalised to GenAI names.
 pub mod openinference {
+    /// What OpenInference's model-call attributes start with.
+    pub const LLM_PREFIX: &str = "llm.";
+    /// Flattened input messages: `llm.input_messages.<i>.message.role`, `….content`.
+    pub const LLM_INPUT_MESSAGES_FLAT: &str = "llm.input_messages.";
+    /// Flattened output messages, as [`LLM_INPUT_MESSAGES_FLAT`].
+    pub const LLM_OUTPUT_MESSAGES_FLAT: &str = "llm.output_messages.";
     /// `openinference.span.kind`: LLM, TOOL, AGENT, CHAIN, RETRIEVER, EMBEDDING, …
     pub const SPAN_KIND: &str = "openinference.span.kind";
     /// `llm.model_name`
@@ -155,6 +164,8 @@ pub mod openllmetry {
     pub const TRACELOOP_ENTITY_INPUT: &str = "traceloop.entity.input";
     /// `traceloop.entity.output`
     pub const TRACELOOP_ENTITY_OUTPUT: &str = "traceloop.entity.output";
+    /// What Traceloop's own attributes start with.
+    pub const TRACELOOP_PREFIX: &str = "traceloop.";
 }
 
 /// Exception and error names (OpenTelemetry's `exception.*` and `error.type`, and the

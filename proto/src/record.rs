@@ -7,7 +7,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::ids::{RecordId, SpanId, TraceId};
-use crate::keys;
+
 use crate::time::Timestamp;
 use crate::value::{Fields, Str};
 
@@ -325,15 +325,6 @@ impl Record {
     /// Whether this record marks a failure: an ERROR event or a span that ended in error.
     pub fn is_error(&self) -> bool {
         self.level == Level::Error || self.status == Some(Status::Error)
-    }
-
-    /// The value of a top-level contract field or scope field by its JSON key, as text.
-    pub fn scope_or_field_str(&self, key: &str) -> Option<&str> {
-        match ScopeKey::from_name(key) {
-            Some(k) => self.scope.get(k),
-            None if key == keys::SERVICE => Some(&self.resource.service),
-            None => self.fields.get(key).and_then(|v| v.as_str()),
-        }
     }
 }
 

@@ -139,7 +139,7 @@ proptest! {
         seq in any::<u64>(),
         n in any::<u32>(),
         d in any::<u32>(),
-        dropped in any::<[u64; 5]>(),
+        dropped in any::<logbook_proto::PerLevel<u64>>(),
         reason in any::<String>(),
         token in option::of(any::<String>()),
         pid in any::<u32>(),

@@ -26,6 +26,10 @@ fn collector_restart_loses_nothing_that_fits_in_the_buffer() {
     .unwrap();
 
     std::thread::sleep(Duration::from_millis(700));
+    // Stopped, the collector reads and acknowledges nothing while the app goes on
+    // sending: those batches are unacknowledged when it dies, and must be resent.
+    common::signal(collector.pid(), libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(300));
     collector.kill();
     std::thread::sleep(Duration::from_millis(800));
     collector.restart();
@@ -49,6 +53,7 @@ fn collector_restart_loses_nothing_that_fits_in_the_buffer() {
         (count + 2, 0, 0),
         "{report:?}"
     );
+    assert!(report.resent > 0, "batches were resent: {report:?}");
 
     let records = collector.query(&["--run", "run-restart", "--limit", "100000"]);
     assert_eq!(records.len() as u64, count + 2, "each record exactly once");

@@ -31,8 +31,22 @@ pub struct Committed {
     pub from: StreamCursor,
     /// The stream position after it.
     pub to: StreamCursor,
-    /// The records newly stored, in stream order, with their `seq`.
-    pub items: Vec<StreamItem>,
+    /// The records newly stored, in stream order, with their `seq` (the batch's own
+    /// vector, kept in place: no copy of a group's records).
+    pub records: Vec<Record>,
+    /// The stream position just after each of `records`.
+    pub cursors: Vec<StreamCursor>,
+}
+
+impl Committed {
+    /// The records with their positions.
+    pub fn into_items(self) -> Vec<StreamItem> {
+        self.records
+            .into_iter()
+            .zip(self.cursors)
+            .map(|(record, cursor)| StreamItem { cursor, record })
+            .collect()
+    }
 }
 
 /// What a group became.
@@ -99,24 +113,24 @@ pub fn commit(store: &mut dyn StoreWriter, group: Vec<Entry>) -> Result<GroupRes
             })
         })
         .collect();
-    let items = records
-        .into_iter()
-        .zip(&written.stored)
-        .filter_map(|(mut record, stored)| {
-            let s = (*stored)?;
-            record.seq = s.seq;
-            Some(StreamItem {
-                cursor: s.cursor,
-                record,
-            })
-        })
-        .collect();
+    // In place: the group's records, less the duplicates, with their seqs.
+    let mut cursors = Vec::with_capacity(written.new_count());
+    let mut stored = written.stored.iter();
+    records.retain_mut(|r| match stored.next().copied().flatten() {
+        Some(s) => {
+            r.seq = s.seq;
+            cursors.push(s.cursor);
+            true
+        }
+        None => false,
+    });
     Ok(GroupResult {
         outcomes,
         committed: Committed {
             from: written.from,
             to: written.to,
-            items,
+            records,
+            cursors,
         },
     })
 }

@@ -63,13 +63,10 @@ impl Feed {
         if self.tx.receiver_count() == 0 || committed.to == committed.from {
             return;
         }
-        let items = (committed.items.len() <= INLINE_RECORDS).then_some(committed.items);
+        let (from, to) = (committed.from, committed.to);
+        let items = (committed.records.len() <= INLINE_RECORDS).then(|| committed.into_items());
         // Err only when every subscriber left meanwhile.
-        let _ = self.tx.send(Arc::new(Commit {
-            from: committed.from,
-            to: committed.to,
-            items,
-        }));
+        let _ = self.tx.send(Arc::new(Commit { from, to, items }));
     }
 
     /// A subscription to commits from now on.

@@ -155,7 +155,7 @@ fn commit_group(store: &mut dyn StoreWriter, group: Vec<Request>, feed: &Feed) -
                     let _ = reply.send(Ok(outcome));
                 }
             }
-            let stored = done.committed.items.len() as u64;
+            let stored = done.committed.records.len() as u64;
             feed.publish(done.committed);
             stored
         }

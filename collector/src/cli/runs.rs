@@ -90,7 +90,7 @@ impl RunsArgs {
                     "DURATION",
                     "STATUS",
                     "SERVICE",
-                    "AGENT",
+                    "NAME",
                     "USER",
                     "LLM",
                     "TOOLS",
@@ -374,7 +374,7 @@ fn call_summary(r: &Record) -> String {
         if !s.is_empty() {
             s.push(' ');
         }
-        let k = k.strip_prefix("gen_ai.").unwrap_or(k);
+        let k = k.strip_prefix(genai::PREFIX).unwrap_or(k);
         let _ = write!(s, "{k}={}", short_value(v, 60));
     }
     s

@@ -73,8 +73,8 @@ fn operation(r: &Record) -> Option<&'static str> {
 pub fn normalize(r: &mut Record) -> Vec<&'static str> {
     let (mut openinference, mut openllmetry) = (false, false);
     for (k, _) in r.fields.iter() {
-        openinference |= k.starts_with("llm.") || k == oi::SPAN_KIND;
-        openllmetry |= k.starts_with("traceloop.")
+        openinference |= k.starts_with(oi::LLM_PREFIX) || k == oi::SPAN_KIND;
+        openllmetry |= k.starts_with(ol::TRACELOOP_PREFIX)
             || k == ol::LLM_REQUEST_TYPE
             || OPENLLMETRY.iter().any(|(from, _)| *from == k);
     }
@@ -101,8 +101,8 @@ pub fn normalize(r: &mut Record) -> Vec<&'static str> {
     // llm.input_messages.0.message.role, llm.input_messages.0.message.content, …
     if openinference {
         for (prefix, to) in [
-            ("llm.input_messages.", genai::INPUT_MESSAGES),
-            ("llm.output_messages.", genai::OUTPUT_MESSAGES),
+            (oi::LLM_INPUT_MESSAGES_FLAT, genai::INPUT_MESSAGES),
+            (oi::LLM_OUTPUT_MESSAGES_FLAT, genai::OUTPUT_MESSAGES),
         ] {
             if !has(r, &added, to) {
                 if let Some(v) = flattened_messages(r, prefix) {

@@ -172,10 +172,20 @@ pub const RUN_SCOPE: [ScopeKey; 6] = [
     ScopeKey::SessionId,
 ];
 
-/// The least of two optional values: what "pick one" merges to when no root decides.
-fn least<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+/// The lesser of two texts; the same text (records of one span share their scope and
+/// resource) without comparing it.
+fn min_str<'a>(a: &'a str, b: &'a str) -> &'a str {
+    if std::ptr::eq(a, b) {
+        a
+    } else {
+        a.min(b)
+    }
+}
+
+/// The least of two optional texts: what "pick one" merges to when no root decides.
+fn least<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
+        (Some(a), Some(b)) => Some(min_str(a, b)),
         (a, b) => a.or(b),
     }
 }
@@ -252,12 +262,14 @@ impl<'a> RunDelta<'a> {
             (a, b) => a.or(b),
         };
         self.trace_id = self.trace_id.min(other.trace_id);
-        self.service = self.service.min(other.service);
+        self.service = min_str(self.service, other.service);
         self.agent = least(self.agent, other.agent);
         for (a, b) in self.scope.iter_mut().zip(other.scope) {
             *a = least(*a, b);
         }
-        self.calls.merge(&other.calls);
+        if !other.calls.is_empty() {
+            self.calls.merge(&other.calls);
+        }
     }
 
     /// The run's trace: its root's, else the least seen.

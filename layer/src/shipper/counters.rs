@@ -12,6 +12,8 @@ pub(crate) struct Counters {
     dropped: PerLevel<AtomicU64>,
     delivered: AtomicU64,
     rejected: AtomicU64,
+    /// Records sent again after a reconnect (the collector stores each once).
+    resent: AtomicU64,
     /// Taken off the queue by the worker and not yet delivered, rejected or dropped.
     in_worker: AtomicU64,
 }
@@ -24,6 +26,7 @@ impl Counters {
             dropped: Default::default(),
             delivered: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
             in_worker: AtomicU64::new(0),
         }
     }
@@ -99,6 +102,15 @@ impl Counters {
 
     pub(crate) fn rejected_total(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Unacknowledged records queued again after a reconnect.
+    pub(crate) fn resent(&self, n: u64) {
+        self.resent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn resent_total(&self) -> u64 {
+        self.resent.load(Ordering::Relaxed)
     }
 
     pub(crate) fn in_worker(&self) -> u64 {

@@ -265,6 +265,7 @@ impl Shipper {
             dropped: dropped_by_level.iter().sum(),
             dropped_by_level,
             pending: in_rings + self.counters.in_worker(),
+            resent: self.counters.resent_total(),
             buffered_bytes: self.counters.used(),
             buffer_capacity: self.counters.capacity(),
         }

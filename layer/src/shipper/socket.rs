@@ -198,6 +198,8 @@ impl SocketSink {
         }
         stream.set_nonblocking(true)?;
         self.resplit_oversized();
+        self.counters
+            .resent(self.unacked.iter().map(|b| u64::from(b.count)).sum());
         let outbound = self
             .unacked
             .iter()

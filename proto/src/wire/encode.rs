@@ -228,16 +228,6 @@ impl BatchEncoder {
         Ok(())
     }
 
-    /// [`BatchEncoder::push_parts`] within a frame limit, like [`BatchEncoder::push_bounded`].
-    pub fn push_parts_bounded(
-        &mut self,
-        head: &RecordHead<'_>,
-        fields: &[&EncodedFields],
-        max_frame_bytes: usize,
-    ) -> Result<(), RecordTooLarge> {
-        self.bounded(max_frame_bytes, |enc| enc.push_parts(head, fields))
-    }
-
     fn bounded(
         &mut self,
         max_frame_bytes: usize,

@@ -43,11 +43,6 @@ impl EncodedFields {
         self.count
     }
 
-    /// Bytes of encoded fields.
-    pub fn byte_len(&self) -> usize {
-        self.bytes.len()
-    }
-
     /// Bytes allocated.
     pub fn capacity(&self) -> usize {
         self.bytes.capacity()
@@ -120,13 +115,11 @@ impl EncodedFields {
     /// Starts a text field whose value is written with `fmt::Write` (no intermediate
     /// string); [`TextField::finish`] completes it.
     pub fn text(&mut self, key: &str) -> TextField<'_> {
-        let entry = self.bytes.len();
         put_str(&mut self.bytes, key);
         self.bytes.push(tag::STR);
         let value = self.bytes.len();
         TextField {
             fields: self,
-            entry,
             value,
         }
     }
@@ -190,7 +183,6 @@ impl EncodedFields {
 /// A text field being written; see [`EncodedFields::text`].
 pub struct TextField<'a> {
     fields: &'a mut EncodedFields,
-    entry: usize,
     value: usize,
 }
 
@@ -231,11 +223,6 @@ impl TextField<'_> {
         bytes.copy_within(self.value..self.value + text_len, self.value + n);
         bytes[self.value..self.value + n].copy_from_slice(&prefix[..n]);
         self.fields.count += 1;
-    }
-
-    /// Abandons the field.
-    pub fn cancel(self) {
-        self.fields.bytes.truncate(self.entry);
     }
 }
 

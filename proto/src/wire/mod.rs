@@ -278,3 +278,26 @@ pub(crate) mod tag {
     pub(crate) const TRUE: u8 = 5;
     pub(crate) const JSON: u8 = 6;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hello_never_shows_its_token() {
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            instance: InstanceId::from_random(1),
+            pid: 1,
+            service: "svc".into(),
+            host: "h".into(),
+            token: Some("hunter2-secret".into()),
+        };
+        let shown = format!("{hello:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("**REDACTED**") && shown.contains("svc"),
+            "{shown}"
+        );
+    }
+}

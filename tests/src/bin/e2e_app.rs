@@ -301,6 +301,7 @@ async fn main() {
             "dropped": report.dropped,
             "rejected": report.rejected,
             "undelivered": report.undelivered,
+            "resent": handle.stats().resent,
             "max_emit_us": seen.max_emit_us,
             "max_buffered": seen.max_buffered,
             "capacity": seen.capacity,

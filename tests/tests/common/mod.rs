@@ -208,6 +208,9 @@ pub struct AppReport {
     pub rejected: u64,
     /// Still pending when the flush deadline passed.
     pub undelivered: u64,
+    /// Sent again after a reconnect.
+    #[serde(default)]
+    pub resent: u64,
     /// `pressure`: the slowest single `info!` call, in microseconds.
     #[serde(default)]
     pub max_emit_us: u64,

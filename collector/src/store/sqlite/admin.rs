@@ -18,7 +18,7 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehav
 
 use super::audit::save_checkpoint;
 use super::calls;
-use super::read::{record_from_row, COLUMNS};
+use super::read::scan_where;
 use super::write::{raw::class_code, saturate};
 use crate::audit::{Checkpoint, StorageClass};
 use crate::query::Cursor;
@@ -223,17 +223,7 @@ pub(super) fn scan(
     visit: &mut dyn FnMut(Record) -> io::Result<()>,
 ) -> Result<u64, StoreError> {
     let c = cond(s);
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {} FROM records WHERE {} ORDER BY ts, seq",
-        *COLUMNS, c.sql
-    ))?;
-    let mut rows = stmt.query(params_from_iter(c.params))?;
-    let mut n = 0;
-    while let Some(row) = rows.next()? {
-        visit(record_from_row(row)?).map_err(StoreError::Stopped)?;
-        n += 1;
-    }
-    Ok(n)
+    scan_where(conn, &format!(" WHERE {}", c.sql), c.params, visit)
 }
 
 fn unlock(conn: &Connection) -> Result<(), StoreError> {
@@ -357,7 +347,7 @@ pub(super) fn delete(
     call_runs.sort_unstable();
     call_runs.dedup();
     for run in &call_runs {
-        tx.execute(calls::REFRESH_RUN, [run])?;
+        calls::refresh_run(&tx, run)?;
     }
     if audit {
         relock(&tx)?;
@@ -408,7 +398,7 @@ pub(super) fn tombstone(
         )?;
         tx.execute("DELETE FROM records_fts WHERE rowid = ?1", [seq])?;
         if let Some(run) = calls::forget(&tx, seq)? {
-            tx.execute(calls::REFRESH_RUN, [run])?;
+            calls::refresh_run(&tx, &run)?;
         }
         tx.execute(
             "UPDATE audit_chain SET tombstone = 1 WHERE n = ?1",

@@ -94,9 +94,9 @@ pub(super) fn insert(tx: &Transaction<'_>, seq: i64, call: &CallRow<'_>) -> Resu
     Ok(())
 }
 
-/// Recomputes a run's call columns from its calls (after a purge deleted some, or a
+/// A run's call columns, recomputed from its calls (after a purge deleted some, or a
 /// cost changed). Costs add up in whole nano-dollars, as at ingest.
-pub(super) const REFRESH_RUN: &str = "UPDATE runs SET
+const CALL_TOTALS: &str = "
     llm_calls          = (SELECT count(*) FROM llm_calls c WHERE c.run_id = runs.run_id),
     input_tokens       = (SELECT coalesce(sum(input_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
     output_tokens      = (SELECT coalesce(sum(output_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
@@ -105,8 +105,23 @@ pub(super) const REFRESH_RUN: &str = "UPDATE runs SET
     provider_cost_nusd = (SELECT sum(CAST(round(provider_cost * 1e9) AS INTEGER)) FROM llm_calls c WHERE c.run_id = runs.run_id),
     models             = (SELECT json_group_array(model ORDER BY model) FROM (SELECT DISTINCT model FROM llm_calls c
                            WHERE c.run_id = runs.run_id AND model IS NOT NULL) HAVING count(*) > 0),
-    tool_calls         = (SELECT count(*) FROM tool_calls c WHERE c.run_id = runs.run_id)
- WHERE run_id = ?1";
+    tool_calls         = (SELECT count(*) FROM tool_calls c WHERE c.run_id = runs.run_id)";
+
+/// Recomputes the call columns of run `run`.
+pub(super) fn refresh_run(conn: &Connection, run: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(&format!("UPDATE runs SET {CALL_TOTALS} WHERE run_id = ?1"))?
+        .execute([run])?;
+    Ok(())
+}
+
+/// Recomputes the call columns of every run keyed this way (`run` or `trace`).
+pub(super) fn refresh_runs_of_kind(conn: &Connection, kind: &str) -> Result<(), StoreError> {
+    conn.execute(
+        &format!("UPDATE runs SET {CALL_TOTALS} WHERE kind = ?1"),
+        [kind],
+    )?;
+    Ok(())
+}
 
 /// Deletes the call row of record `seq`, if any; returns its run's key.
 pub(super) fn forget(tx: &Transaction<'_>, seq: i64) -> Result<Option<String>, StoreError> {
@@ -166,9 +181,8 @@ pub(super) fn set_costs(
                 runs.extend(row.get::<_, Option<String>>(0)?);
             }
         }
-        let mut refresh = tx.prepare_cached(REFRESH_RUN)?;
         for run in &runs {
-            refresh.execute([run])?;
+            refresh_run(&tx, run)?;
         }
     }
     tx.commit()?;

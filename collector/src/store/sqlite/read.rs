@@ -268,13 +268,22 @@ pub(super) fn scan(
     visit: &mut dyn FnMut(Record) -> io::Result<()>,
 ) -> Result<u64, StoreError> {
     let w = Where::from_filter(f);
+    scan_where(conn, &w.sql(), w.params, visit)
+}
+
+/// Every record matching `condition` (empty, or ` WHERE …`), oldest first, to `visit`.
+pub(super) fn scan_where(
+    conn: &Connection,
+    condition: &str,
+    params: Vec<SqlValue>,
+    visit: &mut dyn FnMut(Record) -> io::Result<()>,
+) -> Result<u64, StoreError> {
     let sql = format!(
-        "SELECT {} FROM records{} ORDER BY ts, seq",
-        *COLUMNS,
-        w.sql()
+        "SELECT {} FROM records{condition} ORDER BY ts, seq",
+        *COLUMNS
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params_from_iter(w.params))?;
+    let mut rows = stmt.query(params_from_iter(params))?;
     let mut n = 0;
     while let Some(row) = rows.next()? {
         visit(record_from_row(row)?).map_err(StoreError::Stopped)?;
@@ -449,13 +458,18 @@ pub(super) fn record_from_row(row: &Row<'_>) -> Result<Record, StoreError> {
     );
     r.span_id = id_bytes::<8>(row, SPAN, seq, "span_id")?.map(SpanId);
     r.parent_span_id = id_bytes::<8>(row, PARENT, seq, "parent_span_id")?.map(SpanId);
+    // Scope columns are named by their keys, found at compile time.
+    const SCOPE: [usize; ScopeKey::COUNT] = {
+        let mut out = [0; ScopeKey::COUNT];
+        let mut i = 0;
+        while i < ScopeKey::COUNT {
+            out[i] = col(ScopeKey::ALL[i].as_str());
+            i += 1;
+        }
+        out
+    };
     let mut scope = Scope::new();
-    for key in ScopeKey::ALL {
-        // Scope columns are named by their keys.
-        let i = RECORD_COLUMNS
-            .iter()
-            .position(|c| *c == key.as_str())
-            .ok_or_else(|| corrupt(format!("no column for {key}")))?;
+    for (key, i) in ScopeKey::ALL.iter().zip(SCOPE) {
         scope.set(*key, row.get(i)?);
     }
     r.scope = Arc::new(scope);

@@ -6,6 +6,7 @@
 //! `records_view` view for text forms), ids are blobs (`hex(trace_id)`), levels are
 //! 1 TRACE … 5 ERROR, kinds 1 event, 2 span_start, 3 span_end, statuses 1 ok, 2 error.
 
+use logbook_proto::{keys, ScopeKey};
 use rusqlite::Connection;
 
 use crate::store::StoreError;
@@ -443,17 +444,9 @@ UPDATE runs SET (root_rank, root_span_id, root_name, root_trace, root_service, r
        AND r.parent_span_id IS NULL AND r.kind IN (2, 3));
 UPDATE llm_calls SET run_id = lower(hex(trace_id)) WHERE run_id IS NULL AND span_id IS NOT NULL;
 UPDATE tool_calls SET run_id = lower(hex(trace_id)) WHERE run_id IS NULL AND span_id IS NOT NULL;
-UPDATE runs SET
-    llm_calls          = (SELECT count(*) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    input_tokens       = (SELECT coalesce(sum(input_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    output_tokens      = (SELECT coalesce(sum(output_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    cache_read_tokens  = (SELECT coalesce(sum(cache_read_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    cost_nusd          = (SELECT sum(CAST(round(cost * 1e9) AS INTEGER)) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    provider_cost_nusd = (SELECT sum(CAST(round(provider_cost * 1e9) AS INTEGER)) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    models             = (SELECT json_group_array(model ORDER BY model) FROM (SELECT DISTINCT model FROM llm_calls c
-                           WHERE c.run_id = runs.run_id AND model IS NOT NULL) HAVING count(*) > 0),
-    tool_calls         = (SELECT count(*) FROM tool_calls c WHERE c.run_id = runs.run_id),
-    agent              = (SELECT min(agent) FROM llm_calls c WHERE c.run_id = runs.run_id)
+-- Their call totals are recomputed after this migration (calls.rs, refresh_runs_of_kind);
+-- their agent, the least of their calls' agents:
+UPDATE runs SET agent = (SELECT min(agent) FROM llm_calls c WHERE c.run_id = runs.run_id)
  WHERE kind = 'trace';
 
 ALTER TABLE audit_chain ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
@@ -461,40 +454,41 @@ ALTER TABLE audit_chain ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
 ];
 
 /// The columns of `records`, in the order every statement of this backend reads and
-/// writes them (and format 1 of the audit chain hashed them, up to `class`).
+/// writes them (and format 1 of the audit chain hashed them, up to `class`): the
+/// record contract's keys, its scope fields named by their keys, and the storage class.
 pub const RECORD_COLUMNS: [&str; 33] = [
-    "seq",
-    "id",
-    "ts",
-    "kind",
-    "level",
-    "name",
-    "target",
-    "message",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "run_id",
-    "step_id",
-    "tenant",
-    "env",
-    "project",
-    "app",
-    "surface",
-    "user_id",
-    "session_id",
-    "request_id",
-    "service",
-    "host",
-    "pid",
-    "file",
-    "line",
-    "category",
-    "status",
-    "duration_ns",
-    "busy_ns",
-    "idle_ns",
-    "fields",
+    keys::SEQ,
+    keys::ID,
+    keys::TS,
+    keys::KIND,
+    keys::LEVEL,
+    keys::NAME,
+    keys::TARGET,
+    keys::MESSAGE,
+    keys::TRACE_ID,
+    keys::SPAN_ID,
+    keys::PARENT_SPAN_ID,
+    ScopeKey::RunId.as_str(),
+    ScopeKey::StepId.as_str(),
+    ScopeKey::Tenant.as_str(),
+    ScopeKey::Env.as_str(),
+    ScopeKey::Project.as_str(),
+    ScopeKey::App.as_str(),
+    ScopeKey::Surface.as_str(),
+    ScopeKey::UserId.as_str(),
+    ScopeKey::SessionId.as_str(),
+    ScopeKey::RequestId.as_str(),
+    keys::SERVICE,
+    keys::HOST,
+    keys::PID,
+    keys::FILE,
+    keys::LINE,
+    keys::CATEGORY,
+    keys::STATUS,
+    keys::DURATION_NS,
+    keys::BUSY_NS,
+    keys::IDLE_NS,
+    keys::FIELDS,
     "class",
 ];
 
@@ -518,6 +512,9 @@ pub(super) const fn col(name: &str) -> usize {
     panic!("not a column of records")
 }
 
+/// The migration that made traces runs (their call totals are computed after it).
+const TRACE_RUNS: usize = 6;
+
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -533,6 +530,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == TRACE_RUNS {
+            super::calls::refresh_runs_of_kind(&tx, crate::store::RunKind::Trace.as_str())?;
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tx.commit()?;
     }
@@ -632,5 +632,116 @@ mod tests {
             run,
             (1, 1, 100, r#"["gpt-4o"]"#.to_owned(), "bot".to_owned())
         );
+    }
+
+    #[test]
+    fn version_6_makes_runs_of_traces_and_keeps_run_totals() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO runs (run_id, first_ts, last_ts, status, root_name, root_span_id, trace_id,
+                                 service, agent, record_count, llm_calls, cost, models)
+               VALUES ('r1', 1, 9, 'ok', 'job', x'01', x'aa', 'svc', 'bot', 2, 1, 0.25, '["m-2","m-1"]');
+               INSERT INTO llm_calls (seq, ts, end_ts, run_id, trace_id, service, model, cost, status)
+               VALUES (1, 1, 2, 'r1', x'aa', 'svc', 'm-2', 0.25, 'ok'),
+                      (5, 3, 4, NULL, x'bb', 'web', 'm-1', 0.5, 'ok');
+               UPDATE llm_calls SET span_id = x'05' WHERE seq = 5;
+               INSERT INTO records (seq, id, ts, kind, level, name, target, trace_id, span_id,
+                                    parent_span_id, run_id, service, host, pid, status, duration_ns, fields) VALUES
+               (2, x'02', 10, 2, 3, 'GET /', 't', x'bb', x'01', NULL, NULL, 'web', 'h', 1, NULL, NULL, '{}'),
+               (3, x'03', 11, 1, 5, 'e', 't', x'bb', x'01', NULL, NULL, 'web', 'h', 1, NULL, NULL, '{}'),
+               (4, x'04', 12, 3, 3, 'db', 't', x'bb', x'05', x'01', NULL, 'web', 'h', 1, 1, 1, '{}'),
+               (5, x'05', 13, 3, 3, 'GET /', 't', x'bb', x'01', NULL, NULL, 'web', 'h', 1, 2, 3, '{}'),
+               (6, x'06', 14, 1, 3, 'loose', 't', x'cc', NULL, NULL, NULL, 'web', 'h', 1, NULL, NULL, '{}');
+               INSERT INTO audit_chain (n, record_seq, content_hash, chain_hash) VALUES (1, 2, x'00', x'00');"#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Option<String>,
+        );
+        let run = |key: &str| -> Row {
+            conn.query_row(
+                "SELECT kind, status, root_name, record_count, error_count, llm_calls, cost_nusd, models
+                   FROM runs WHERE run_id = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+            )
+            .unwrap()
+        };
+        // The trace without run ids is a run now, named by its root, with its call.
+        let key: String = conn
+            .query_row("SELECT run_id FROM runs WHERE kind = 'trace'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(key.len(), 2, "the hex of the stored trace id x'bb'");
+        assert_eq!(
+            run(&key),
+            (
+                "trace".into(),
+                "error".into(),
+                Some("GET /".into()),
+                4,
+                2,
+                1,
+                Some(500_000_000),
+                Some(r#"["m-1"]"#.into())
+            )
+        );
+        let call_run: String = conn
+            .query_row("SELECT run_id FROM llm_calls WHERE seq = 5", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(call_run, key);
+        // The event outside every span made no run; the old run kept its totals, in
+        // nano-dollars, with its root's columns and its models sorted.
+        assert_eq!(
+            conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            run("r1"),
+            (
+                "run".into(),
+                "ok".into(),
+                Some("job".into()),
+                2,
+                0,
+                1,
+                Some(250_000_000),
+                Some(r#"["m-1","m-2"]"#.into())
+            )
+        );
+        let (rank, root_service, root_agent): (i64, String, String) = conn
+            .query_row(
+                "SELECT root_rank, root_service, root_agent FROM runs WHERE run_id = 'r1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (rank, root_service.as_str(), root_agent.as_str()),
+            (2, "svc", "bot")
+        );
+        // Existing chain rows are format 1.
+        let format: i64 = conn
+            .query_row("SELECT format FROM audit_chain WHERE n = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(format, 1);
     }
 }
