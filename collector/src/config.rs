@@ -195,18 +195,39 @@ pub fn key(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.name == name)
 }
 
-/// `name`'s help text with its default, for a flag that sets it.
+/// `name`'s help text with its default, for a flag that sets it (capitalised, as
+/// clap's own help lines are).
 pub fn key_help(name: &str) -> String {
-    key(name).map_or_else(String::new, Key::describe)
+    let text = key(name).map_or_else(String::new, Key::describe);
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
-/// Every key with its help, for `logbook serve --help`.
+/// Every key with its help, for `logbook serve --help`: each key on a line, its help
+/// under it, wrapped short enough that `--help` does not wrap it again.
 pub fn keys_help() -> String {
+    const WIDTH: usize = 76;
+    const INDENT: &str = "      ";
     let mut s = String::from(
         "Configuration keys (logbook.toml, or LOGBOOK_<KEY> in the environment; flags override both):\n",
     );
     for k in KEYS {
-        s.push_str(&format!("  {:<26} {}\n", k.name, k.describe()));
+        s.push_str(&format!("  {}\n", k.name));
+        let mut line = String::from(INDENT);
+        for word in k.describe().split(' ') {
+            if line.len() + word.len() + 1 > WIDTH && !line.trim().is_empty() {
+                s.push_str(line.trim_end());
+                s.push('\n');
+                line = String::from(INDENT);
+            }
+            line.push_str(word);
+            line.push(' ');
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
     }
     s
 }

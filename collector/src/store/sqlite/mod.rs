@@ -10,7 +10,7 @@ mod admin;
 mod audit;
 mod calls;
 mod read;
-pub mod schema;
+mod schema;
 mod write;
 
 use std::io;
