@@ -2,7 +2,8 @@
 //! bounded broadcast. Publishing never waits: a subscriber that falls behind by more
 //! than the feed holds is told it lagged (and reads the rest from the store, from the
 //! last stream position it saw), so a slow reader never slows ingest. Live tail,
-//! server-sent events and alert evaluation subscribe here.
+//! server-sent events and alert evaluation (the HTTP and monitoring issues) will
+//! subscribe here; today `Follower` is its reader.
 //!
 //! Every message carries the stream positions before and after its commit. A
 //! subscriber that sees a message whose `from` is not where it stands missed records

@@ -70,6 +70,11 @@ impl Future for Pending {
 pub struct WriterThread(std::thread::JoinHandle<u64>);
 
 impl WriterThread {
+    /// Whether the thread has ended (it should not, while admission is open).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
     /// Waits for the writer to finish; returns the records it stored.
     pub fn join(self) -> std::thread::Result<u64> {
         self.0.join()

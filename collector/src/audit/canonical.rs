@@ -10,14 +10,17 @@
 //! - `ts` as integer nanoseconds since the Unix epoch; ids as lowercase hex; `kind`,
 //!   `level`, `status` as their contract words;
 //! - numbers by value, not by type: an integer (or a float with an integral value of
-//!   magnitude below 2^53) in decimal; any other finite float in the shortest form that
-//!   reads back as the same double, as `serde_json` writes it (`1.5`, `1e+300`); a field
-//!   float that is not finite as the text JSON stores it (`"NaN"`);
-//! - strings with JSON's minimal escapes (`"`, `\`, control characters).
+//!   magnitude below 2^53) in decimal; any other finite float as `f:` and the 16 hex
+//!   digits of its IEEE 754 bits (not JSON, so it can be confused with nothing else,
+//!   and independent of any library's float printing); a field float that is not
+//!   finite as the text JSON stores it (`"NaN"`);
+//! - strings in double quotes, escaping `"` and `\` with a backslash and every control
+//!   character below U+0020 as `\u00XX`, nothing else.
 //!
 //! So a store may keep fields as text or as a JSON type, reorder object keys, or read
 //! `2.0` back as `2`, and the digest of what it returns is still the digest of what
-//! was written. The digest is SHA-256 over `logbook-audit-record v2\n` and the JSON.
+//! was written; and the encoding depends on no crate's version. The digest is SHA-256
+//! over `logbook-audit-record v2\n` and the encoding.
 
 use std::fmt::Write as _;
 
@@ -168,8 +171,7 @@ impl Canon {
                 let _ = write!(out, "{i}");
             }
             Self::Float(f) => {
-                // serde_json writes the shortest round-trip form (ryu).
-                out.push_str(&serde_json::to_string(f).unwrap_or_else(|_| "null".into()));
+                let _ = write!(out, "f:{:016x}", f.to_bits());
             }
             Self::Str(s) => string(s, out),
             Self::Array(items) => {
@@ -201,8 +203,18 @@ impl Canon {
 }
 
 fn string(s: &str, out: &mut String) {
-    // Serializing a &str cannot fail.
-    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -252,7 +264,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#""fields":{"a":0.1,"nan":"NaN","nested":{"a":null,"b":[1,2.5,{"x":"é\n","y":1e+300}]},"z":2}"#),
+            text.contains(r#""fields":{"a":f:3fb999999999999a,"nan":"NaN","nested":{"a":null,"b":[1,f:4004000000000000,{"x":"é\u000a","y":f:7e37e43c8800759c}]},"z":2}"#),
             "{text}"
         );
         assert!(text.contains(r#""seq":42,"#), "{text}");
@@ -310,6 +322,18 @@ mod tests {
             record_digest(&m, 42, StorageClass::Audit),
             d,
             "empty is not null"
+        );
+    }
+
+    /// Format 2 is a contract with every stored chain: this digest never changes.
+    #[test]
+    fn the_encoding_is_stable() {
+        let mut r = record();
+        r.message = Some("quote \" backslash \\ tab \t".into());
+        let hex = crate::audit::to_hex(&record_digest(&r, 42, StorageClass::Audit));
+        assert_eq!(
+            hex,
+            "93b1c3688ae7ddd87f1a16d9e63e9b78448e5724b39d6d64433d47b7d55601b3"
         );
     }
 }

@@ -52,8 +52,8 @@ pub const DSAR_DELETE_NAME: &str = "logbook.dsar.delete";
 /// See [`DSAR_DELETE_NAME`].
 pub const TOMBSTONED_FIELD: &str = "tombstoned";
 
-/// What `verify` needs.
-#[derive(Clone, Debug)]
+/// What `verify` needs. Its `Debug` form never shows the chain key.
+#[derive(Clone)]
 pub struct VerifyOptions {
     /// The chain key.
     pub chain_key: [u8; 32],
@@ -61,6 +61,16 @@ pub struct VerifyOptions {
     pub public: PublicKey,
     /// The checkpoint file (the host's own, or a copy kept elsewhere).
     pub checkpoint_file: PathBuf,
+}
+
+impl std::fmt::Debug for VerifyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyOptions")
+            .field("chain_key", &"**REDACTED**")
+            .field("public", &self.public)
+            .field("checkpoint_file", &self.checkpoint_file)
+            .finish()
+    }
 }
 
 /// The first thing found wrong.

@@ -97,6 +97,7 @@ impl PurgeArgs {
                     .clone()
                     .or_else(|| config.retention.archive_dir.clone()),
                 origin: "cli".into(),
+                stop: None,
             },
         )?;
         print_report(&report, self.json)?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use logbook_proto::Value;
+use logbook_proto::{RecordId, Value};
 
 use super::args::{formats, FilterArgs, Format};
 use super::output;
@@ -144,7 +144,7 @@ impl TailArgs {
         let filter = self.filter.to_filter();
         // Everything stored up to now is "old"; only records after it are followed. A
         // commit landing between these two reads shows in the first page and would come
-        // again after `end`: remember those, to print them once.
+        // again after the cursor: remember the page's ids, to print each record once.
         let mut cursor = store.stream_end()?;
         let mut newest = store.query(
             &filter,
@@ -154,8 +154,7 @@ impl TailArgs {
             },
         )?;
         newest.reverse();
-        let end = cursor.backend_position();
-        let mut printed: HashSet<u64> = newest.iter().map(|r| r.seq).filter(|s| *s > end).collect();
+        let mut printed: HashSet<RecordId> = newest.iter().map(|r| r.id).collect();
         let mut out = output::for_format(self.format, LineWriter(io::stdout()));
         for r in &newest {
             out.write(r)?;
@@ -169,7 +168,7 @@ impl TailArgs {
             loop {
                 let page = store.stream_after(cursor, &filter, 1000)?;
                 for item in &page.items {
-                    if !printed.remove(&item.record.seq) {
+                    if !printed.remove(&item.record.id) {
                         out.write(&item.record)?;
                     }
                 }

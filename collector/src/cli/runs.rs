@@ -159,6 +159,26 @@ impl RunArgs {
             }
             _ => {
                 out.write_all(header(&summary).as_bytes())?;
+                // A request that started an agent run is two runs of one trace: say so.
+                let others: Vec<RunSummary> = match summary.trace_id {
+                    Some(t) => store
+                        .runs_of_trace(t)?
+                        .into_iter()
+                        .filter(|r| r.run_id != summary.run_id)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if !others.is_empty() {
+                    let names: Vec<String> = others
+                        .iter()
+                        .map(|r| format!("{} {}", r.kind.as_str(), r.run_id))
+                        .collect();
+                    writeln!(
+                        out,
+                        "the same trace holds {} (logbook run <id> draws it)\n",
+                        names.join(", ")
+                    )?;
+                }
                 out.write_all(tree(&records, self.full).as_bytes())?;
                 if records.len() == self.limit {
                     writeln!(out, "… showing the first {} records (--limit)", self.limit)?;

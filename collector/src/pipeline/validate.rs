@@ -52,6 +52,17 @@ pub fn validate(r: &Record, limits: &Limits) -> Result<(), String> {
     if r.kind != Kind::Event && r.span_id.is_none() {
         return Err(format!("{} without span_id", r.kind));
     }
+    // Stores keep times as signed 64-bit integers: what does not fit could not be read
+    // back as it was written (and an audit record's digest covers what was written).
+    for (what, v) in [
+        ("duration_ns", r.duration_ns),
+        ("busy_ns", r.busy_ns),
+        ("idle_ns", r.idle_ns),
+    ] {
+        if v.is_some_and(|v| i64::try_from(v).is_err()) {
+            return Err(format!("{what} above {}", i64::MAX));
+        }
+    }
     for (what, v) in [
         ("name", Some(r.name.as_ref())),
         ("target", Some(r.target.as_ref())),
@@ -139,5 +150,11 @@ mod tests {
         let mut r = ok_record();
         r.trace_id = TraceId::ZERO;
         assert!(validate(&r, &l).is_err());
+
+        let mut r = ok_record();
+        r.duration_ns = Some(u64::MAX);
+        assert!(validate(&r, &l).unwrap_err().contains("duration_ns above"));
+        r.duration_ns = Some(i64::MAX as u64);
+        assert_eq!(validate(&r, &l), Ok(()));
     }
 }

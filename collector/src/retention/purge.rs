@@ -5,6 +5,8 @@
 //! chain, leaving a signed anchor. The purge is itself audited.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use logbook_proto::{Timestamp, Value};
@@ -23,6 +25,9 @@ pub struct PurgeOptions {
     pub archive_dir: Option<PathBuf>,
     /// What asked for it, for the audit record (`schedule`, `cli`).
     pub origin: String,
+    /// Set to stop between two deleting transactions (the collector is stopping): what
+    /// was deleted so far is reported and audited.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// The origin of the scheduled purge: it writes no audit record when it deleted
@@ -46,6 +51,8 @@ pub struct PurgeReport {
     pub archive: Option<ArchiveReport>,
     /// Per policy step: its description and how many records it matched.
     pub steps: Vec<(String, u64)>,
+    /// It was stopped before it finished ([`PurgeOptions::stop`]).
+    pub interrupted: bool,
 }
 
 /// Applies retention specs: deletes what each selects (after archiving it, if asked),
@@ -87,8 +94,17 @@ pub fn purge(
             report.archive = Some(write_archive(store, dir, now, &selections)?);
         }
     }
-    for selection in &selections {
+    let stopped = || {
+        opts.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    };
+    'purge: for selection in &selections {
         loop {
+            if stopped() {
+                report.interrupted = true;
+                break 'purge;
+            }
             let d = store.delete_selected(selection, BATCH)?;
             if d.records == 0 {
                 break;
@@ -101,7 +117,9 @@ pub fn purge(
             report.anchor = d.anchor.or(report.anchor);
         }
     }
-    store.compact()?;
+    if !report.interrupted {
+        store.compact()?;
+    }
     if report.ops + report.audit == 0 && opts.origin == ORIGIN_SCHEDULE {
         return Ok(report); // nothing done: no audit record every interval
     }
@@ -127,6 +145,9 @@ pub fn purge(
     }
     if let Some(a) = &report.archive {
         fields.push(("archive", Value::Str(a.dir.display().to_string())));
+    }
+    if report.interrupted {
+        fields.push(("interrupted", Value::Bool(true)));
     }
     let audit = admin_record(
         "purge",

@@ -2,6 +2,8 @@
 //! scheduled retention purge, and the audit record of the configuration it started
 //! with.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -70,6 +72,7 @@ pub(super) fn spawn_ticker(admission: Admission) -> tokio::task::JoinHandle<()> 
 /// beside the writer.
 pub(super) struct Retention {
     wake: std::sync::mpsc::Sender<()>,
+    stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -87,6 +90,8 @@ impl Retention {
             .context("opening the database for the retention job")?;
         let archive_dir = config.retention.archive_dir.clone();
         let (wake, sleep) = std::sync::mpsc::channel::<()>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("logbook-retention".into())
             .spawn(move || loop {
@@ -94,6 +99,7 @@ impl Retention {
                     dry_run: false,
                     archive_dir: archive_dir.clone(),
                     origin: ORIGIN_SCHEDULE.into(),
+                    stop: Some(Arc::clone(&stopping)),
                 };
                 match purge(store.as_mut(), &specs, Timestamp::now(), &opts) {
                     Ok(r) if r.ops + r.audit > 0 => {
@@ -112,11 +118,12 @@ impl Retention {
                     _ => break,
                 }
             })?;
-        Ok(Some(Self { wake, thread }))
+        Ok(Some(Self { wake, stop, thread }))
     }
 
-    /// Stops the job after its current purge step.
+    /// Stops the job: a purge under way stops after its current transaction.
     pub(super) fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
         drop(self.wake);
         let _ = self.thread.join();
     }

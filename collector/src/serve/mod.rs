@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::admission::feed::Feed;
 use crate::admission::{Admission, GroupCommit, Intake, QueueLimits};
@@ -110,8 +110,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let ticker = jobs::spawn_ticker(admission.clone());
     let retention = jobs::Retention::spawn(&config)?;
 
-    signals.recv().await;
-    info!("Shutting down: committing and acknowledging what was received.");
+    // Until a signal, or the writer's death (a panic): nothing could be stored then,
+    // and clients must hear of it rather than wait.
+    let writer_died = tokio::select! {
+        _ = signals.recv() => false,
+        _ = async {
+            while !writer.is_finished() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        } => true,
+    };
+    if writer_died {
+        error!("The writer thread stopped: stopping the collector.");
+    } else {
+        info!("Shutting down: committing and acknowledging what was received.");
+    }
     tokio::spawn(async move {
         signals.recv().await;
         warn!("Second signal: exiting without waiting for connections to finish.");
@@ -135,6 +148,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("joining the writer")?
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    if writer_died {
+        anyhow::bail!("the writer thread stopped unexpectedly");
+    }
     info!(records = stored, "Collector stopped.");
     Ok(())
 }

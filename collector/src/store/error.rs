@@ -28,9 +28,6 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    /// The store was opened for reading only.
-    #[error("the store was opened read-only")]
-    ReadOnly,
     /// The store was written by a newer logbook.
     #[error("database schema version {found} is newer than this logbook supports ({supported}); upgrade logbook")]
     SchemaTooNew {

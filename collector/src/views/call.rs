@@ -205,26 +205,36 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// A token count: a non-negative integer, or text or a float holding one. (SDKs differ:
-/// some send counts as strings.)
+/// The most tokens one call can report; a larger count is not one (and could overflow
+/// a run's totals).
+pub const MAX_TOKENS: u64 = 1_000_000_000_000;
+
+/// The largest cost in USD one call can report.
+pub const MAX_COST_USD: f64 = 1_000_000.0;
+
+/// A token count: a non-negative integer, or text or a float holding one (SDKs differ:
+/// some send counts as strings), at most [`MAX_TOKENS`].
 fn count(v: &Value) -> Option<u64> {
-    match v {
+    let n = match v {
         Value::I64(n) => u64::try_from(*n).ok(),
         Value::U64(n) => Some(*n),
         Value::F64(f) if f.fract() == 0.0 && *f >= 0.0 && *f < 9e15 => Some(*f as u64),
         Value::Str(s) => s.trim().parse().ok(),
         _ => None,
-    }
+    };
+    n.filter(|n| *n <= MAX_TOKENS)
 }
 
+/// A cost in USD: a finite number (or text holding one) of at most [`MAX_COST_USD`].
 fn float(v: &Value) -> Option<f64> {
-    match v {
-        Value::F64(f) => f.is_finite().then_some(*f),
+    let f = match v {
+        Value::F64(f) => Some(*f),
         Value::I64(n) => Some(*n as f64),
         Value::U64(n) => Some(*n as f64),
-        Value::Str(s) => s.trim().parse().ok().filter(|f: &f64| f.is_finite()),
+        Value::Str(s) => s.trim().parse().ok(),
         _ => None,
-    }
+    };
+    f.filter(|f| f.is_finite() && f.abs() <= MAX_COST_USD)
 }
 
 /// What failed: `error.type`, an exception's type or message, or an `error` field.
@@ -313,12 +323,13 @@ impl CallTotals {
     /// Adds one call.
     pub fn add_call(&mut self, call: &CallRow<'_>) {
         match call {
-            CallRow::Tool(_) => self.tool_calls += 1,
+            CallRow::Tool(_) => self.tool_calls = self.tool_calls.saturating_add(1),
             CallRow::Llm(c) => {
-                self.llm_calls += 1;
-                self.input_tokens += c.input_tokens.unwrap_or(0);
-                self.output_tokens += c.output_tokens.unwrap_or(0);
-                self.cache_read_tokens += c.cache_read_tokens.unwrap_or(0);
+                self.llm_calls = self.llm_calls.saturating_add(1);
+                let tokens = |t: &mut u64, v: Option<u64>| *t = t.saturating_add(v.unwrap_or(0));
+                tokens(&mut self.input_tokens, c.input_tokens);
+                tokens(&mut self.output_tokens, c.output_tokens);
+                tokens(&mut self.cache_read_tokens, c.cache_read_tokens);
                 add(&mut self.cost_nusd, c.cost.map(nano_usd));
                 add(&mut self.provider_cost_nusd, c.provider_cost.map(nano_usd));
                 if let Some(m) = &c.model {
@@ -328,13 +339,16 @@ impl CallTotals {
         }
     }
 
-    /// Adds another batch's totals (commutative and associative: integers and a set).
+    /// Adds another batch's totals (commutative and associative: integers that saturate,
+    /// and a set).
     pub fn merge(&mut self, other: &Self) {
-        self.llm_calls += other.llm_calls;
-        self.tool_calls += other.tool_calls;
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.cache_read_tokens += other.cache_read_tokens;
+        self.llm_calls = self.llm_calls.saturating_add(other.llm_calls);
+        self.tool_calls = self.tool_calls.saturating_add(other.tool_calls);
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cache_read_tokens = self
+            .cache_read_tokens
+            .saturating_add(other.cache_read_tokens);
         add(&mut self.cost_nusd, other.cost_nusd);
         add(&mut self.provider_cost_nusd, other.provider_cost_nusd);
         self.models.extend(other.models.iter().cloned());
@@ -409,5 +423,11 @@ mod tests {
         assert_eq!(count(&Value::Str(" 12 ".into())), Some(12));
         assert_eq!(count(&Value::F64(3.0)), Some(3));
         assert_eq!(count(&Value::F64(3.5)), None);
+        assert_eq!(
+            count(&Value::U64(MAX_TOKENS + 1)),
+            None,
+            "not a token count"
+        );
+        assert_eq!(float(&Value::F64(1e300)), None, "not a cost");
     }
 }

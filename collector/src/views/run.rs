@@ -139,16 +139,26 @@ impl<'a> Root<'a> {
             .then(self.span_id.0.cmp(&other.span_id.0))
     }
 
-    /// Merges another root: the one that takes precedence wins; the two halves (start
-    /// and end) of the same span combine.
+    /// Merges another root: the one that takes precedence wins; records of the same span
+    /// (its start and its end) combine, in either order: the least text, an error
+    /// over an ok over still running, the longer duration.
     fn merge(&mut self, other: Self) {
         match self.precedence(&other) {
             Ordering::Greater => *self = other,
             Ordering::Less => {}
             Ordering::Equal => {
-                self.agent = other.agent.or(self.agent);
-                self.status = other.status.or(self.status);
-                self.duration_ns = other.duration_ns.or(self.duration_ns);
+                self.name = min_str(self.name, other.name);
+                self.trace_id = self.trace_id.min(other.trace_id);
+                self.service = min_str(self.service, other.service);
+                self.agent = least(self.agent, other.agent);
+                self.status = match (self.status, other.status) {
+                    (Some(Status::Error), _) | (_, Some(Status::Error)) => Some(Status::Error),
+                    (a, b) => a.or(b),
+                };
+                self.duration_ns = match (self.duration_ns, other.duration_ns) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
             }
         }
     }
@@ -251,9 +261,9 @@ impl<'a> RunDelta<'a> {
         debug_assert_eq!(self.key, other.key);
         self.first_ts = self.first_ts.min(other.first_ts);
         self.last_ts = self.last_ts.max(other.last_ts);
-        self.records += other.records;
-        self.errors += other.errors;
-        self.spans += other.spans;
+        self.records = self.records.saturating_add(other.records);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.spans = self.spans.saturating_add(other.spans);
         self.root = match (self.root.take(), other.root) {
             (Some(mut a), Some(b)) => {
                 a.merge(b);

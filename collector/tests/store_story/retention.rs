@@ -196,6 +196,20 @@ pub fn purge_by_count_and_tenant_rule(db: &dyn Backend) {
             ..PurgeSpec::default()
         },
     ];
+    // Told to stop before it starts, a purge deletes nothing and says so.
+    let stopped = purge(
+        store.as_mut(),
+        &specs,
+        Timestamp(now),
+        &PurgeOptions {
+            stop: Some(Arc::new(std::sync::atomic::AtomicBool::new(true))),
+            ..PurgeOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(stopped.interrupted);
+    assert_eq!((stopped.ops, stopped.audit), (0, 0));
+    assert_eq!(count(store.as_ref(), acme_ops.clone()), before_acme);
     let r = purge(
         store.as_mut(),
         &specs,

@@ -521,11 +521,24 @@ fn merge_fixture() -> Vec<Record> {
                 let mut r = next(kind, "root", t, sid, parent, scope());
                 r.category = Some("run".into());
                 r.resource = resource(service);
-                r.fields
-                    .set(genai::AGENT_NAME, Value::Str(format!("agent-{sid}")));
+                // The start and the end of one root name different agents (a
+                // `span.record` over the first): either order, the same run.
+                let agent = match kind {
+                    Kind::SpanStart => format!("agent-{sid}-starting"),
+                    _ => format!("agent-{sid}"),
+                };
+                r.fields.set(genai::AGENT_NAME, Value::Str(agent));
                 out.push(r);
             }
         }
+        // A second end of the top root (another record of the same span): the error
+        // and the longer duration stand, in either order.
+        let mut again = next(Kind::SpanEnd, "root", t, 1, None, scope());
+        again.category = Some("run".into());
+        again.resource = resource(service);
+        again.status = Some(Status::Error);
+        again.duration_ns = Some(9_000);
+        out.push(again);
         for (i, model) in ["gpt-4o", "gpt-4o-mini", "gpt-4o"].iter().enumerate() {
             // Scope that differs between records of one run.
             let tenant = ["x", "a", "m"][i];

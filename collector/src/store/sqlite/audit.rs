@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::read::{record_from_row, COLUMNS};
 use super::schema::col;
+use super::write::raw::class_code;
 use crate::audit::{
     chain_hash, AuditSource, ChainFormat, ChainRow, ChainedRecord, Checkpoint, StorageClass,
     GENESIS,
@@ -206,7 +207,7 @@ impl AuditSource for Snapshot<'_> {
         let Some(r) = rows.next()? else {
             return Ok(None);
         };
-        let class = if r.get::<_, i64>(col("class"))? == 1 {
+        let class = if r.get::<_, i64>(col("class"))? == class_code(StorageClass::Audit) {
             StorageClass::Audit
         } else {
             StorageClass::Ops
@@ -243,7 +244,10 @@ impl AuditSource for Snapshot<'_> {
         let mut rows = stmt.query([name])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            out.push(record_from_row(row)?);
+            // One that does not read was altered: the walk reports it at its chain row.
+            if let Ok(r) = record_from_row(row) {
+                out.push(r);
+            }
         }
         Ok(out)
     }

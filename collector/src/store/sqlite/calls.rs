@@ -95,14 +95,17 @@ pub(super) fn insert(tx: &Transaction<'_>, seq: i64, call: &CallRow<'_>) -> Resu
 }
 
 /// A run's call columns, recomputed from its calls (after a purge deleted some, or a
-/// cost changed). Costs add up in whole nano-dollars, as at ingest.
+/// cost changed). Costs add up in whole nano-dollars, as at ingest; sums are taken as
+/// floats (`total`, which never overflows) and cast back, saturating, as at ingest.
 const CALL_TOTALS: &str = "
     llm_calls          = (SELECT count(*) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    input_tokens       = (SELECT coalesce(sum(input_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    output_tokens      = (SELECT coalesce(sum(output_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    cache_read_tokens  = (SELECT coalesce(sum(cache_read_tokens), 0) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    cost_nusd          = (SELECT sum(CAST(round(cost * 1e9) AS INTEGER)) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    provider_cost_nusd = (SELECT sum(CAST(round(provider_cost * 1e9) AS INTEGER)) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    input_tokens       = (SELECT CAST(total(input_tokens) AS INTEGER) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    output_tokens      = (SELECT CAST(total(output_tokens) AS INTEGER) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    cache_read_tokens  = (SELECT CAST(total(cache_read_tokens) AS INTEGER) FROM llm_calls c WHERE c.run_id = runs.run_id),
+    cost_nusd          = (SELECT CASE WHEN count(cost) > 0 THEN CAST(total(round(cost * 1e9)) AS INTEGER) END
+                            FROM llm_calls c WHERE c.run_id = runs.run_id),
+    provider_cost_nusd = (SELECT CASE WHEN count(provider_cost) > 0 THEN CAST(total(round(provider_cost * 1e9)) AS INTEGER) END
+                            FROM llm_calls c WHERE c.run_id = runs.run_id),
     models             = (SELECT json_group_array(model ORDER BY model) FROM (SELECT DISTINCT model FROM llm_calls c
                            WHERE c.run_id = runs.run_id AND model IS NOT NULL) HAVING count(*) > 0),
     tool_calls         = (SELECT count(*) FROM tool_calls c WHERE c.run_id = runs.run_id)";
@@ -350,8 +353,9 @@ pub(super) fn cost(
     };
     let (w, params) = conditions(f, "model");
     let sql = format!(
-        "SELECT {key} AS k, count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
-                coalesce(sum(cache_read_tokens), 0), sum(cost), sum(provider_cost),
+        "SELECT {key} AS k, count(*), CAST(total(input_tokens) AS INTEGER),
+                CAST(total(output_tokens) AS INTEGER), CAST(total(cache_read_tokens) AS INTEGER),
+                sum(cost), sum(provider_cost),
                 sum(cost IS NULL AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL))
            FROM llm_calls{w} GROUP BY k ORDER BY {} LIMIT {}",
         if by == CostBy::Day {

@@ -183,7 +183,11 @@ impl StoreWriter for SqliteWriter {
         )?;
         self.trust.since += written.chained;
         if self.trust.since >= self.trust.policy.every_records {
-            self.checkpoint()?;
+            // The batch is committed whatever happens here: a checkpoint that cannot be
+            // written now is tried again at the next tick.
+            if let Err(e) = self.checkpoint() {
+                tracing::error!(error = %e, "Could not write an audit checkpoint; will retry.");
+            }
         }
         Ok(written.written)
     }

@@ -414,11 +414,16 @@ ALTER TABLE runs ADD COLUMN root_service TEXT;
 ALTER TABLE runs ADD COLUMN root_agent TEXT;
 ALTER TABLE runs ADD COLUMN cost_nusd INTEGER;
 ALTER TABLE runs ADD COLUMN provider_cost_nusd INTEGER;
-UPDATE runs SET root_rank = 2, root_trace = trace_id, root_service = service, root_agent = agent
+UPDATE runs SET root_trace = trace_id, root_service = service, root_agent = agent,
+    root_rank = CASE WHEN EXISTS (SELECT 1 FROM records r WHERE r.span_id = runs.root_span_id
+                                     AND r.trace_id = runs.trace_id AND r.parent_span_id IS NOT NULL)
+                     THEN 1 ELSE 2 END
  WHERE root_span_id IS NOT NULL;
 UPDATE runs SET
-    cost_nusd          = (SELECT sum(CAST(round(cost * 1e9) AS INTEGER)) FROM llm_calls c WHERE c.run_id = runs.run_id),
-    provider_cost_nusd = (SELECT sum(CAST(round(provider_cost * 1e9) AS INTEGER)) FROM llm_calls c WHERE c.run_id = runs.run_id);
+    cost_nusd          = (SELECT CASE WHEN count(cost) > 0 THEN CAST(total(round(cost * 1e9)) AS INTEGER) END
+                            FROM llm_calls c WHERE c.run_id = runs.run_id),
+    provider_cost_nusd = (SELECT CASE WHEN count(provider_cost) > 0 THEN CAST(total(round(provider_cost * 1e9)) AS INTEGER) END
+                            FROM llm_calls c WHERE c.run_id = runs.run_id);
 ALTER TABLE runs DROP COLUMN cost;
 ALTER TABLE runs DROP COLUMN provider_cost;
 UPDATE runs SET models = (SELECT json_group_array(value ORDER BY value) FROM json_each(runs.models))
@@ -429,10 +434,12 @@ INSERT OR IGNORE INTO runs (run_id, kind, first_ts, last_ts, trace_id, service, 
                             app, user_id, session_id, record_count, error_count, span_count)
 SELECT lower(hex(trace_id)), 'trace', min(ts), max(ts), trace_id, min(service), min(tenant),
        min(env), min(project), min(app), min(user_id), min(session_id), count(*),
-       sum(level = 5 OR status = 2), sum(kind = 3)
+       sum(CASE WHEN level = 5 OR status = 2 THEN 1 ELSE 0 END), sum(kind = 3)
   FROM records WHERE run_id IS NULL AND span_id IS NOT NULL GROUP BY trace_id;
 UPDATE runs SET (root_rank, root_span_id, root_name, root_trace, root_service, root_agent, status, duration_ns) =
-    (SELECT 2, span_id, name, trace_id, service, json_extract(fields, '$."gen_ai.agent.name"'),
+    (SELECT 2, span_id, name, trace_id, service,
+            CASE WHEN json_type(fields, '$."gen_ai.agent.name"') = 'text'
+                 THEN json_extract(fields, '$."gen_ai.agent.name"') END,
             CASE WHEN kind = 3 THEN CASE status WHEN 2 THEN 'error' ELSE 'ok' END ELSE 'running' END,
             CASE WHEN kind = 3 THEN duration_ns END
        FROM records r
@@ -655,7 +662,9 @@ mod tests {
                (3, x'03', 11, 1, 5, 'e', 't', x'bb', x'01', NULL, NULL, 'web', 'h', 1, NULL, NULL, '{}'),
                (4, x'04', 12, 3, 3, 'db', 't', x'bb', x'05', x'01', NULL, 'web', 'h', 1, 1, 1, '{}'),
                (5, x'05', 13, 3, 3, 'GET /', 't', x'bb', x'01', NULL, NULL, 'web', 'h', 1, 2, 3, '{}'),
-               (6, x'06', 14, 1, 3, 'loose', 't', x'cc', NULL, NULL, NULL, 'web', 'h', 1, NULL, NULL, '{}');
+               (6, x'06', 14, 1, 3, 'loose', 't', x'cc', NULL, NULL, NULL, 'web', 'h', 1, NULL, NULL, '{}'),
+               (7, x'07', 15, 2, 3, 'in flight', 't', x'dd', x'09', NULL, NULL, 'web', 'h', 1, NULL, NULL, '{}');
+
                INSERT INTO audit_chain (n, record_seq, content_hash, chain_hash) VALUES (1, 2, x'00', x'00');"#,
         )
         .unwrap();
@@ -680,14 +689,9 @@ mod tests {
             .unwrap()
         };
         // The trace without run ids is a run now, named by its root, with its call.
-        let key: String = conn
-            .query_row("SELECT run_id FROM runs WHERE kind = 'trace'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(key.len(), 2, "the hex of the stored trace id x'bb'");
+        let key = "bb";
         assert_eq!(
-            run(&key),
+            run(key),
             (
                 "trace".into(),
                 "error".into(),
@@ -705,12 +709,26 @@ mod tests {
             })
             .unwrap();
         assert_eq!(call_run, key);
+        // A trace still in flight (its root's start only) is a run too, running.
+        assert_eq!(
+            run("dd"),
+            (
+                "trace".into(),
+                "running".into(),
+                Some("in flight".into()),
+                1,
+                0,
+                0,
+                None,
+                None
+            )
+        );
         // The event outside every span made no run; the old run kept its totals, in
         // nano-dollars, with its root's columns and its models sorted.
         assert_eq!(
             conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))
                 .unwrap(),
-            2
+            3
         );
         assert_eq!(
             run("r1"),

@@ -44,40 +44,48 @@ ON CONFLICT (run_id) DO UPDATE SET
     first_ts     = min(first_ts, excluded.first_ts),
     last_ts      = max(last_ts, excluded.last_ts),
     status       = CASE WHEN (BETTER) THEN excluded.status
-                        WHEN (SAME) AND excluded.status <> 'running' THEN excluded.status
+                        WHEN (SAME) THEN CASE WHEN 'error' IN (status, excluded.status) THEN 'error'
+                                              WHEN 'ok' IN (status, excluded.status) THEN 'ok'
+                                              ELSE 'running' END
                         ELSE status END,
     duration_ns  = CASE WHEN (BETTER) THEN excluded.duration_ns
-                        WHEN (SAME) THEN coalesce(excluded.duration_ns, duration_ns)
+                        WHEN (SAME) THEN (LEAST_OR max, duration_ns)
                         ELSE duration_ns END,
-    root_name    = CASE WHEN (BETTER) THEN excluded.root_name ELSE root_name END,
-    root_trace   = CASE WHEN (BETTER) THEN excluded.root_trace ELSE root_trace END,
-    root_service = CASE WHEN (BETTER) THEN excluded.root_service ELSE root_service END,
+    root_name    = CASE WHEN (BETTER) THEN excluded.root_name
+                        WHEN (SAME) THEN (LEAST_OR min, root_name)
+                        ELSE root_name END,
+    root_trace   = CASE WHEN (BETTER) THEN excluded.root_trace
+                        WHEN (SAME) THEN (LEAST_OR min, root_trace)
+                        ELSE root_trace END,
+    root_service = CASE WHEN (BETTER) THEN excluded.root_service
+                        WHEN (SAME) THEN (LEAST_OR min, root_service)
+                        ELSE root_service END,
     root_agent   = CASE WHEN (BETTER) THEN excluded.root_agent
-                        WHEN (SAME) THEN coalesce(excluded.root_agent, root_agent)
+                        WHEN (SAME) THEN (LEAST_OR min, root_agent)
                         ELSE root_agent END,
     root_rank    = CASE WHEN (BETTER) THEN excluded.root_rank ELSE root_rank END,
     root_span_id = CASE WHEN (BETTER) THEN excluded.root_span_id ELSE root_span_id END,
-    trace_id     = coalesce(min(trace_id, excluded.trace_id), trace_id, excluded.trace_id),
-    service      = coalesce(min(service, excluded.service), service, excluded.service),
-    agent        = coalesce(min(agent, excluded.agent), agent, excluded.agent),
-    tenant       = coalesce(min(tenant, excluded.tenant), tenant, excluded.tenant),
-    env          = coalesce(min(env, excluded.env), env, excluded.env),
-    project      = coalesce(min(project, excluded.project), project, excluded.project),
-    app          = coalesce(min(app, excluded.app), app, excluded.app),
-    user_id      = coalesce(min(user_id, excluded.user_id), user_id, excluded.user_id),
-    session_id   = coalesce(min(session_id, excluded.session_id), session_id, excluded.session_id),
-    record_count = record_count + excluded.record_count,
-    error_count  = error_count + excluded.error_count,
-    span_count   = span_count + excluded.span_count,
-    llm_calls    = llm_calls + excluded.llm_calls,
-    tool_calls   = tool_calls + excluded.tool_calls,
-    input_tokens = input_tokens + excluded.input_tokens,
-    output_tokens = output_tokens + excluded.output_tokens,
-    cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+    trace_id     = (LEAST_OR min, trace_id),
+    service      = (LEAST_OR min, service),
+    agent        = (LEAST_OR min, agent),
+    tenant       = (LEAST_OR min, tenant),
+    env          = (LEAST_OR min, env),
+    project      = (LEAST_OR min, project),
+    app          = (LEAST_OR min, app),
+    user_id      = (LEAST_OR min, user_id),
+    session_id   = (LEAST_OR min, session_id),
+    record_count = (SUM record_count),
+    error_count  = (SUM error_count),
+    span_count   = (SUM span_count),
+    llm_calls    = (SUM llm_calls),
+    tool_calls   = (SUM tool_calls),
+    input_tokens = (SUM input_tokens),
+    output_tokens = (SUM output_tokens),
+    cache_read_tokens = (SUM cache_read_tokens),
     cost_nusd    = CASE WHEN excluded.cost_nusd IS NULL THEN cost_nusd
-                        ELSE coalesce(cost_nusd, 0) + excluded.cost_nusd END,
+                        ELSE CAST(coalesce(cost_nusd, 0) + excluded.cost_nusd AS INTEGER) END,
     provider_cost_nusd = CASE WHEN excluded.provider_cost_nusd IS NULL THEN provider_cost_nusd
-                        ELSE coalesce(provider_cost_nusd, 0) + excluded.provider_cost_nusd END,
+                        ELSE CAST(coalesce(provider_cost_nusd, 0) + excluded.provider_cost_nusd AS INTEGER) END,
     models       = CASE WHEN excluded.models IS NULL THEN models ELSE
                        (SELECT json_group_array(value ORDER BY value) FROM
                           (SELECT value FROM json_each(coalesce(runs.models, '[]'))
@@ -89,12 +97,32 @@ const BETTER: &str = "excluded.root_span_id IS NOT NULL AND (root_span_id IS NUL
     OR excluded.root_rank > root_rank
     OR (excluded.root_rank = root_rank AND excluded.root_span_id < root_span_id))";
 /// The delta holds another record of the stored root span.
-const SAME: &str = "excluded.root_span_id = root_span_id";
+const SAME: &str = "excluded.root_span_id = root_span_id AND excluded.root_rank = root_rank";
 
+/// `UPSERT_RUN` written out: `(LEAST_OR f, col)` is `f` of the stored and the new
+/// value, or whichever is not NULL (SQLite's two-argument `min` and `max` are NULL if
+/// either is); `(SUM col)` adds the new value, saturating at the largest integer (an
+/// integer sum that overflows becomes a float, which the cast brings back).
 static UPSERT_RUN_SQL: LazyLock<String> = LazyLock::new(|| {
-    UPSERT_RUN
+    let mut sql = UPSERT_RUN
         .replace("(BETTER)", &format!("({BETTER})"))
-        .replace("(SAME)", &format!("({SAME})"))
+        .replace("(SAME)", &format!("({SAME})"));
+    while let Some(at) = sql.find("(LEAST_OR ") {
+        let end = at + sql[at..].find(')').unwrap_or(0);
+        let inner = sql[at + "(LEAST_OR ".len()..end].to_owned();
+        let (f, col) = inner.split_once(", ").unwrap_or(("min", inner.as_str()));
+        let expr = format!("coalesce({f}({col}, excluded.{col}), {col}, excluded.{col})");
+        sql.replace_range(at..=end, &expr);
+    }
+    while let Some(at) = sql.find("(SUM ") {
+        let end = at + sql[at..].find(')').unwrap_or(0);
+        let col = sql[at + "(SUM ".len()..end].to_owned();
+        sql.replace_range(
+            at..=end,
+            &format!("CAST({col} + excluded.{col} AS INTEGER)"),
+        );
+    }
+    sql
 });
 
 /// The next sequence number: past every stored record and every number ever handed out.
