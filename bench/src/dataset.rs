@@ -500,7 +500,7 @@ impl Generator {
             scope: self.scope(run),
             resource,
         };
-        if unit % 97 == 0 && self.d.traces.len() < 2_000 {
+        if unit.is_multiple_of(97) && self.d.traces.len() < 2_000 {
             let ts = self.ts().as_nanos();
             self.d.traces.push((trace.to_string(), ts));
         }
@@ -513,7 +513,7 @@ impl Generator {
         let ctx = self.new_ctx(unit, Some(&run));
         if big.is_some() {
             self.d.big_runs.push(run.clone());
-        } else if unit % 13 == 0 && self.d.runs.len() < 2_000 {
+        } else if unit.is_multiple_of(13) && self.d.runs.len() < 2_000 {
             let ts = self.ts().as_nanos();
             self.d.runs.push((run.clone(), ts));
         }

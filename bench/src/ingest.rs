@@ -82,7 +82,7 @@ fn plain_loop(path: &Path, rs: &[Record], with_text: bool) -> anyhow::Result<f64
             )?;
             for (r, f) in chunk.iter().zip(fields) {
                 seq += 1;
-                raw::insert(&mut insert, seq, r, f, StorageClass::Ops)?;
+                raw::insert(&mut insert, seq, r, f, StorageClass::Ops, Some(1))?;
                 if with_text {
                     text.execute(params![seq, r.message.as_deref(), "ok gpt-4o-mini"])?;
                 }

@@ -62,6 +62,8 @@ pub struct Key {
     pub help: &'static str,
     /// Its built-in value.
     pub default: DefaultValue,
+    /// For a number, the least and the greatest value allowed.
+    pub bounds: Option<(i64, i64)>,
 }
 
 impl Key {
@@ -84,6 +86,22 @@ pub const COMMIT_MAX_RECORDS: i64 = 20_000;
 pub const COMMIT_INTERVAL_MS: i64 = 5;
 /// Default of `queue_records`.
 pub const QUEUE_RECORDS: i64 = 50_000;
+/// Default of `queue_bytes`.
+pub const QUEUE_BYTES: i64 = 64 << 20;
+/// Default of `read_budget_bytes`.
+pub const READ_BUDGET_BYTES: i64 = 64 << 20;
+/// Default of `max_connections`.
+pub const MAX_CONNECTIONS: i64 = 256;
+/// Default of `idle_timeout_secs`.
+pub const IDLE_TIMEOUT_SECS: i64 = 300;
+/// Default of `frame_timeout_secs`.
+pub const FRAME_TIMEOUT_SECS: i64 = 10;
+/// Default of `max_batch_records`.
+pub const MAX_BATCH_RECORDS: i64 = 10_000;
+/// Default of `max_value_bytes`.
+pub const MAX_VALUE_BYTES: i64 = 256 << 10;
+/// Default of `max_record_bytes`.
+pub const MAX_RECORD_BYTES: i64 = 2 << 20;
 
 /// Every configuration key, with its help text and default: the one place defaults
 /// are written.
@@ -92,101 +110,175 @@ pub const KEYS: &[Key] = &[
         name: "db",
         help: "where records are stored: a SQLite database file (sqlite:PATH or a path)",
         default: DefaultValue::Path(default_db_path),
+        bounds: None,
     },
     Key {
         name: "socket",
         help: "Unix socket to listen on",
         default: DefaultValue::Path(logbook_proto::paths::default_socket_path),
+        bounds: None,
     },
     Key {
         name: "socket_mode",
         help: "permissions of the socket file, octal",
         default: DefaultValue::Text("0600"),
+        bounds: None,
     },
     Key {
         name: "max_frame_bytes",
         help: "largest frame accepted from a client, in bytes",
         default: DefaultValue::Int(logbook_proto::wire::DEFAULT_MAX_FRAME_BYTES as i64),
+        bounds: Some((1 << 10, 1 << 30)),
     },
     Key {
         name: "commit_max_records",
         help: "group commit: most records per transaction",
         default: DefaultValue::Int(COMMIT_MAX_RECORDS),
+        bounds: Some((1, 1_000_000)),
     },
     Key {
         name: "commit_interval_ms",
         help: "group commit: longest wait for more records before committing, in ms",
         default: DefaultValue::Int(COMMIT_INTERVAL_MS),
+        bounds: Some((0, 60_000)),
     },
     Key {
         name: "queue_records",
         help: "most records received but not yet committed; beyond it connections stop reading and clients buffer",
         default: DefaultValue::Int(QUEUE_RECORDS),
+        bounds: Some((1, 10_000_000)),
+    },
+    Key {
+        name: "queue_bytes",
+        help: "most bytes of records received but not yet committed, as stored; beyond it connections stop reading",
+        default: DefaultValue::Int(QUEUE_BYTES),
+        bounds: Some((1 << 20, 1 << 40)),
+    },
+    Key {
+        name: "read_budget_bytes",
+        help: "most bytes of frames being read or waiting for the queue, over all connections; at least max_frame_bytes",
+        default: DefaultValue::Int(READ_BUDGET_BYTES),
+        bounds: Some((1 << 10, 1 << 40)),
+    },
+    Key {
+        name: "max_connections",
+        help: "most client connections at once; more are refused with an error frame",
+        default: DefaultValue::Int(MAX_CONNECTIONS),
+        bounds: Some((1, 1 << 20)),
+    },
+    Key {
+        name: "idle_timeout_secs",
+        help: "a client silent this long after its hello is disconnected (it reconnects when it has records)",
+        default: DefaultValue::Int(IDLE_TIMEOUT_SECS),
+        bounds: Some((1, 7 * 86_400)),
+    },
+    Key {
+        name: "frame_timeout_secs",
+        help: "longest time to receive one frame once it has begun; a stalled client is disconnected",
+        default: DefaultValue::Int(FRAME_TIMEOUT_SECS),
+        bounds: Some((1, 3_600)),
+    },
+    Key {
+        name: "max_batch_records",
+        help: "most records in one batch; a larger batch is refused",
+        default: DefaultValue::Int(MAX_BATCH_RECORDS),
+        bounds: Some((1, 1_000_000)),
+    },
+    Key {
+        name: "max_value_bytes",
+        help: "longest field value or message, in bytes; longer ones are cut, with a marker, and counted",
+        default: DefaultValue::Int(MAX_VALUE_BYTES),
+        bounds: Some((1 << 10, 1 << 30)),
+    },
+    Key {
+        name: "max_record_bytes",
+        help: "largest record once its values are cut, in bytes, about as stored; larger ones are refused",
+        default: DefaultValue::Int(MAX_RECORD_BYTES),
+        bounds: Some((1 << 12, 1 << 30)),
+    },
+    Key {
+        name: "max_db_size",
+        help: "disk budget: the database's largest size (bytes, or e.g. \"10GiB\"); past it the oldest ops records are pruned, and ingest pauses if that is not enough [default: none]",
+        default: DefaultValue::Unset,
+        bounds: Some((1 << 20, i64::MAX)),
     },
     Key {
         name: "durability",
         help: "full (fsync every commit) or normal (fsync at checkpoints)",
         default: DefaultValue::Text("full"),
+        bounds: None,
     },
     Key {
         name: "token",
         help: "shared secret clients must present in their hello [default: none]",
         default: DefaultValue::Unset,
+        bounds: None,
     },
     Key {
         name: "log",
         help: "the collector's own log level: error, warn, info, debug, trace, off",
         default: DefaultValue::Text("info"),
+        bounds: None,
     },
     Key {
         name: "required_scope",
         help: "scope fields every record must carry, e.g. [\"tenant\", \"env\"]; others are quarantined [default: none]",
         default: DefaultValue::Unset,
+        bounds: None,
     },
     Key {
         name: "audit_categories",
         help: "categories whose records are audit records",
         default: DefaultValue::List(&[crate::audit::CATEGORY_AUDIT, crate::audit::CATEGORY_SECURITY]),
+        bounds: None,
     },
     Key {
         name: "audit_targets",
         help: "targets (and their children) whose records are audit records [default: none]",
         default: DefaultValue::Unset,
+        bounds: None,
     },
     Key {
         name: "key_dir",
         help: "directory of the chain, signing and pseudonym keys, made 0600 on first start [default: keys/ beside the database]",
         default: DefaultValue::Unset,
+        bounds: None,
     },
     Key {
         name: "checkpoint_file",
         help: "where signed audit checkpoints are appended; copy it off the host [default: the database path with .checkpoints]",
         default: DefaultValue::Unset,
+        bounds: None,
     },
     Key {
         name: "checkpoint_records",
         help: "a signed checkpoint after this many audit records",
         default: DefaultValue::Int(crate::store::defaults::CHECKPOINT_RECORDS as i64),
+        bounds: Some((1, 1 << 40)),
     },
     Key {
         name: "checkpoint_interval_secs",
         help: "a signed checkpoint at least this often, also when idle, in seconds",
         default: DefaultValue::Int(crate::store::defaults::CHECKPOINT_INTERVAL_SECS as i64),
+        bounds: Some((1, 366 * 86_400)),
     },
     Key {
         name: "redaction",
         help: "table: redaction rules, actions and allowed keys (see README) [default: built-in rules, mask]",
         default: DefaultValue::Unset,
+        bounds: None,
     },
     Key {
         name: "retention",
         help: "table: retention policies by age and count (see README) [default: ops 30d, audit 365d]",
         default: DefaultValue::Unset,
+        bounds: None,
     },
     Key {
         name: "prices",
         help: "array of tables: model prices in USD per million tokens, added to or replacing the built-in table (see README)",
         default: DefaultValue::Unset,
+        bounds: None,
     },
 ];
 
@@ -276,6 +368,25 @@ pub struct Config {
     pub commit_interval_ms: u64,
     /// Most records received but not yet committed (bounds the collector's memory).
     pub queue_records: usize,
+    /// Most bytes of records received but not yet committed.
+    pub queue_bytes: u64,
+    /// Most bytes of frames being read or waiting for the queue.
+    pub read_budget_bytes: u64,
+    /// Most client connections at once.
+    pub max_connections: usize,
+    /// Idle clients are disconnected after this long, in seconds.
+    pub idle_timeout_secs: u64,
+    /// Longest time to receive one frame, in seconds.
+    pub frame_timeout_secs: u64,
+    /// Most records in one batch.
+    pub max_batch_records: usize,
+    /// Longest field value or message.
+    pub max_value_bytes: usize,
+    /// Largest record.
+    pub max_record_bytes: usize,
+    /// The database's largest size, in bytes.
+    #[serde(default, deserialize_with = "byte_size")]
+    pub max_db_size: Option<u64>,
     /// fsync policy.
     pub durability: Durability,
     /// Shared secret clients must present.
@@ -313,7 +424,13 @@ pub struct Config {
     /// The configuration file read, if any.
     #[serde(skip)]
     pub file: Option<PathBuf>,
+    /// Every setting in effect, as merged from the sources (see [`Config::settings`]).
+    #[serde(skip)]
+    merged: toml::Table,
 }
+
+/// Keys whose values are secrets: [`Config::settings`] says only whether they are set.
+const SECRET_KEYS: &[&str] = &["token"];
 
 impl Config {
     /// The key directory: configured, else `keys/` beside the database file.
@@ -343,6 +460,30 @@ impl Config {
                 targets: self.audit_targets.clone(),
             },
             prices: std::sync::Arc::new(self.price_table()),
+        }
+    }
+
+    /// Every setting in effect, by key, as JSON, secrets as `"set"`: what the
+    /// configuration-load audit record keeps.
+    pub fn settings(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.merged
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+                )
+            })
+            .collect()
+    }
+
+    /// What records and clients are held to.
+    pub fn limits(&self) -> crate::pipeline::Limits {
+        crate::pipeline::Limits {
+            max_value_bytes: self.max_value_bytes,
+            max_record_bytes: self.max_record_bytes,
+            max_batch_records: self.max_batch_records,
+            ..crate::pipeline::Limits::default()
         }
     }
 
@@ -381,6 +522,42 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// A size in bytes: an integer, or text such as `10GiB`, `500 MB`, `1g`.
+fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Int(i64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Int(n) => u64::try_from(n)
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("invalid size {n}: negative"))),
+        Size::Text(t) => parse_byte_size(&t).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid size {t:?}: expected bytes or a number with a unit such as 10GiB or 500MB"
+            ))
+        }),
+    }
+}
+
+/// `10GiB`, `500 MB`, `1g`, `4096`: bytes (units are powers of 1024, however written).
+pub fn parse_byte_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let at = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..at].parse().ok()?;
+    let shift = match t[at..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
 }
 
 fn store_address<'de, D: Deserializer<'de>>(d: D) -> Result<StoreAddress, D::Error> {
@@ -500,29 +677,37 @@ impl Config {
         for (key, v) in &sources.flags {
             merged.insert((*key).to_owned(), scalar(v));
         }
+        check_bounds(&merged)?;
+        // What the settings say, secrets as `"set"`: never a secret in a `Debug` print
+        // or a record.
+        let mut kept = merged.clone();
+        for k in SECRET_KEYS {
+            if let Some(v) = kept.get_mut(*k) {
+                *v = toml::Value::String("set".into());
+            }
+        }
         let mut config = Config::deserialize(toml::Value::Table(merged))
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         config.file = file;
+        config.merged = kept;
         config.check()?;
         Ok(config)
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        if self.max_frame_bytes < 1024 {
-            bail!("configuration: max_frame_bytes must be at least 1024");
+        if self.read_budget_bytes < u64::from(self.max_frame_bytes) {
+            bail!(
+                "configuration: read_budget_bytes ({}) must be at least max_frame_bytes ({})",
+                self.read_budget_bytes,
+                self.max_frame_bytes
+            );
         }
-        if self.commit_max_records == 0 {
-            bail!("configuration: commit_max_records must be at least 1");
-        }
-        if self.queue_records == 0 {
-            bail!("configuration: queue_records must be at least 1");
+        if let Some(size) = self.max_db_size {
+            check_bound("max_db_size", i128::from(size))?;
         }
         self.required_scope_keys()?;
         // Rules compile (patterns, names) before anything starts.
         self.redactor(&[0; 32])?;
-        if self.checkpoint_interval_secs == 0 {
-            bail!("configuration: checkpoint_interval_secs must be at least 1");
-        }
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log.as_str()) {
             bail!(
                 "configuration: log must be one of error, warn, info, debug, trace, off (got {:?})",
@@ -531,6 +716,26 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Every number in `table` within its key's bounds.
+fn check_bounds(table: &toml::Table) -> anyhow::Result<()> {
+    for (name, value) in table {
+        if let toml::Value::Integer(n) = value {
+            check_bound(name, i128::from(*n))?;
+        }
+    }
+    Ok(())
+}
+
+/// `n` within the bounds of the key `name`: else one line naming the key and the range.
+fn check_bound(name: &str, n: i128) -> anyhow::Result<()> {
+    if let Some((lo, hi)) = key(name).and_then(|k| k.bounds) {
+        if n < i128::from(lo) || n > i128::from(hi) {
+            bail!("configuration: {name} = {n} is out of range: allowed {lo} to {hi}");
+        }
+    }
+    Ok(())
 }
 
 fn key_list() -> String {
@@ -618,6 +823,38 @@ mod tests {
             .to_string();
         assert!(e.contains("durability") || e.contains("variant"), "{e}");
         assert!(load(None, &[], &[("socket_mode", "999")]).is_err());
+        let e = load(Some("queue_records = 4611686018427387904"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "configuration: queue_records = 4611686018427387904 is out of range: allowed 1 to 10000000"
+        );
+        let e = load(
+            None,
+            &[("LOGBOOK_COMMIT_INTERVAL_MS", "4611686018427387904")],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("commit_interval_ms") && e.contains("0 to 60000"),
+            "{e}"
+        );
+        let e = load(None, &[], &[("max_db_size", "1KiB")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_db_size = 1024 is out of range"), "{e}");
+        let e = load(None, &[], &[("max_db_size", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid size"), "{e}");
+        let c = load(None, &[], &[("max_db_size", "10GiB")]).unwrap();
+        assert_eq!(c.max_db_size, Some(10 << 30));
+        let e = load(None, &[], &[("read_budget_bytes", "2048")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least max_frame_bytes"), "{e}");
         assert!(load(Some("not toml ["), &[], &[]).is_err());
     }
 
@@ -629,5 +866,9 @@ mod tests {
             Some("hunter2")
         );
         assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.settings()["token"], "set");
+        assert!(!serde_json::to_string(&c.settings())
+            .unwrap()
+            .contains("hunter2"));
     }
 }

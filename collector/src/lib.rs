@@ -22,4 +22,6 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod ingest;
 #[cfg(feature = "server")]
+pub mod log_limit;
+#[cfg(feature = "server")]
 pub mod serve;

@@ -19,8 +19,14 @@ pub enum TimeSpec {
 
 /// A time or duration argument that does not parse.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
-#[error("invalid time {0:?}: expected RFC 3339 (2026-11-21T20:00:00Z) or an age such as 30s, 15m, 2h, 7d")]
-pub struct ParseTimeError(String);
+pub enum ParseTimeError {
+    /// Neither a time nor an age.
+    #[error("invalid time {0:?}: expected RFC 3339 (2026-11-21T20:00:00Z) or an age such as 30s, 15m, 2h, 7d")]
+    Syntax(String),
+    /// A time or an age too far away.
+    #[error("{0}")]
+    Range(String),
+}
 
 impl TimeSpec {
     /// The absolute time this spec names, relative to `now`.
@@ -38,9 +44,25 @@ impl FromStr for TimeSpec {
         if let Some(d) = parse_age(s) {
             return Ok(Self::Ago(d));
         }
+        // Digits and a unit that still did not parse: too many of them.
+        let (digits, unit) = s
+            .trim()
+            .split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(0));
+        if !digits.is_empty() && ["ms", "s", "m", "h", "d", "w"].contains(&unit) {
+            return Err(ParseTimeError::Range(format!(
+                "age {s:?} is too large: at most about 584 years"
+            )));
+        }
         Timestamp::parse_rfc3339(s)
             .map(Self::At)
-            .map_err(|_| ParseTimeError(s.to_owned()))
+            .map_err(|e| match e {
+                logbook_proto::ParseTimestampError::Range(_) => {
+                    ParseTimeError::Range(e.to_string())
+                }
+                logbook_proto::ParseTimestampError::Syntax(_) => {
+                    ParseTimeError::Syntax(s.to_owned())
+                }
+            })
     }
 }
 
@@ -95,6 +117,84 @@ pub struct RecordFilter {
     pub text: Option<String>,
     /// `fields.key` equals value (as text or number).
     pub fields: Vec<(String, String)>,
+}
+
+/// A filter that cannot be used: one line saying why.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct FilterError(String);
+
+impl RecordFilter {
+    /// The keys [`RecordFilter::parse`] takes: `logbook query`'s flag names.
+    pub const KEYS: &'static [&'static str] = &[
+        "since", "until", "level", "run", "trace", "tenant", "project", "app", "user", "kind",
+        "category", "name", "target", "text", "field",
+    ];
+
+    /// A filter from text pairs, as `logbook query`'s flags (`since=2h`, `level=warn`,
+    /// `field=gen_ai.request.model=gpt-4o`, …) or an HTTP query string's parameters
+    /// give it; ages are taken back from `now`. Every key but `field` at most once.
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        now: Timestamp,
+    ) -> Result<Self, FilterError> {
+        let mut f = Self::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (key, value) in pairs {
+            if key != "field" {
+                if seen.contains(&key) {
+                    return Err(FilterError(format!("{key} given twice")));
+                }
+                seen.push(key);
+            }
+            let bad = |e: &dyn fmt::Display| FilterError(format!("{key}: {e}"));
+            let text = || Some(value.to_owned());
+            match key {
+                "since" => {
+                    f.since = Some(value.parse::<TimeSpec>().map_err(|e| bad(&e))?.resolve(now))
+                }
+                "until" => {
+                    f.until = Some(value.parse::<TimeSpec>().map_err(|e| bad(&e))?.resolve(now))
+                }
+                "level" => f.min_level = Some(value.parse().map_err(|e| bad(&e))?),
+                "run" => f.run_id = text(),
+                "trace" => f.trace_id = Some(value.parse().map_err(|e| bad(&e))?),
+                "tenant" => f.tenant = text(),
+                "project" => f.project = text(),
+                "app" => f.app = text(),
+                "user" => f.user_id = text(),
+                "kind" => f.kind = Some(value.parse().map_err(|e| bad(&e))?),
+                "category" => f.category = text(),
+                "name" => f.name = text(),
+                "target" => f.target = text(),
+                "text" => f.text = text(),
+                "field" => match value.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => f.fields.push((k.to_owned(), v.to_owned())),
+                    _ => return Err(bad(&format!("expected KEY=VALUE, got {value:?}"))),
+                },
+                _ => {
+                    return Err(FilterError(format!(
+                        "unknown filter {key:?} (known: {})",
+                        Self::KEYS.join(", ")
+                    )))
+                }
+            }
+        }
+        f.check()?;
+        Ok(f)
+    }
+
+    /// Whether the filter can select anything as given: `until` not before `since`.
+    pub fn check(&self) -> Result<(), FilterError> {
+        if let (Some(since), Some(until)) = (self.since, self.until) {
+            if until < since {
+                return Err(FilterError(format!(
+                    "until ({until}) is before since ({since}): nothing could match"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The position of a record in `(ts, seq)` order: a keyset pagination cursor. Its text
@@ -199,6 +299,45 @@ mod tests {
         );
         assert!("yesterday".parse::<TimeSpec>().is_err());
         assert!("15x".parse::<TimeSpec>().is_err());
+        let now = Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+        let f = RecordFilter::parse(
+            [
+                ("since", "2h"),
+                ("level", "warn"),
+                ("field", "a=b=c"),
+                ("field", "x=1"),
+            ],
+            now,
+        )
+        .unwrap();
+        assert_eq!(f.min_level, Some(Level::Warn));
+        assert_eq!(
+            f.fields,
+            vec![("a".into(), "b=c".into()), ("x".into(), "1".into())]
+        );
+        assert_eq!(f.since, Some(now.saturating_sub(Duration::from_secs(7200))));
+        for (pairs, why) in [
+            (vec![("since", "1h"), ("until", "2h")], "is before since"),
+            (vec![("level", "loud")], "level:"),
+            (vec![("sorted", "yes")], "unknown filter"),
+            (vec![("name", "a"), ("name", "b")], "name given twice"),
+            (vec![("field", "=v")], "expected KEY=VALUE"),
+        ] {
+            let e = RecordFilter::parse(pairs, now).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        let e = "9999-12-31T00:00:00Z"
+            .parse::<TimeSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("out of range") && e.contains("2262"), "{e}");
+        let e = "99999999999999999999d"
+            .parse::<TimeSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too large"), "{e}");
+        let e = "15x".parse::<TimeSpec>().unwrap_err().to_string();
+        assert!(e.contains("expected RFC 3339"), "{e}");
         assert_eq!(
             TimeSpec::Ago(Duration::from_secs(1)).resolve(Timestamp(5_000_000_000)),
             Timestamp(4_000_000_000)

@@ -21,7 +21,8 @@ use logbook_collector::store::{
     open_writer, ClientDrops, ClientInfo, StoreAddress, StoreOptions, StoreWriter,
 };
 use logbook_proto::{
-    InstanceId, Kind, Level, Record, RecordId, Resource, Scope, ScopeKey, Timestamp, TraceId, Value,
+    transport, InstanceId, Kind, Level, Origin, Record, RecordId, Resource, Scope, ScopeKey,
+    Timestamp, TraceId, Value,
 };
 use tokio::sync::broadcast::error::RecvError;
 
@@ -32,6 +33,11 @@ fn client() -> Client {
             service: "admitted".into(),
             host: "h".into(),
             pid: 1,
+        }),
+        origin: Arc::new(Origin {
+            uid: Some(1000),
+            pid: Some(1),
+            ..Origin::new(transport::SOCKET)
         }),
     }
 }
@@ -136,11 +142,13 @@ fn start(
         store(dir),
         QueueLimits {
             records: queue_records,
+            bytes: 64 << 20,
             requests: 64,
         },
         GroupCommit {
             max_records: 10_000,
             max_wait,
+            max_db_size: None,
         },
         feed.clone(),
         tokio::runtime::Handle::current(),

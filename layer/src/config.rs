@@ -103,7 +103,13 @@ pub enum BuildError {
     /// The worker thread could not be started.
     #[error("cannot start the logbook worker thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// A service name longer than collectors accept.
+    #[error("service name of {0} bytes: at most {MAX_SERVICE_BYTES} bytes")]
+    ServiceTooLong(usize),
 }
+
+/// The longest service name collectors accept by default, in bytes.
+pub(crate) const MAX_SERVICE_BYTES: usize = 256;
 
 /// A `LOGBOOK_*` environment variable with a value that does not parse.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -332,6 +338,9 @@ impl Builder {
         if let Some(e) = self.env_error {
             return Err(e.into());
         }
+        if self.service.len() > MAX_SERVICE_BYTES {
+            return Err(BuildError::ServiceTooLong(self.service.len()));
+        }
         let counters = Arc::new(Counters::new(self.buffer_bytes));
         let identity = Identity {
             instance: InstanceId::from_random(rng::next_u64()),
@@ -430,7 +439,7 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && s.len() <= 255)
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".into())
 }

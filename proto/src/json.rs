@@ -11,7 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ids::{RecordId, SpanId, TraceId};
 use crate::keys;
-use crate::record::{Kind, Level, Record, Resource, Scope, ScopeKey, Status, SCHEMA_VERSION};
+use crate::record::{
+    Kind, Level, Origin, Record, Resource, Scope, ScopeKey, Status, SCHEMA_VERSION,
+};
 use crate::time::Timestamp;
 use crate::value::{Fields, Str};
 
@@ -44,6 +46,7 @@ impl Serialize for Record {
         m.serialize_entry(keys::BUSY_NS, &self.busy_ns)?;
         m.serialize_entry(keys::IDLE_NS, &self.idle_ns)?;
         m.serialize_entry(keys::FIELDS, &self.fields)?;
+        m.serialize_entry(keys::ORIGIN, &self.origin.as_deref().map(OriginJson::from))?;
         m.end()
     }
 }
@@ -111,6 +114,43 @@ struct RecordJson {
     idle_ns: Option<u64>,
     #[serde(default)]
     fields: Fields,
+    #[serde(default)]
+    origin: Option<OriginJson>,
+}
+
+/// [`Origin`]'s JSON form.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OriginJson {
+    transport: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+}
+
+impl From<&Origin> for OriginJson {
+    fn from(o: &Origin) -> Self {
+        Self {
+            transport: o.transport.clone(),
+            uid: o.uid,
+            pid: o.pid,
+            token: o.token.clone(),
+        }
+    }
+}
+
+impl From<OriginJson> for Origin {
+    fn from(o: OriginJson) -> Self {
+        Self {
+            transport: o.transport,
+            uid: o.uid,
+            pid: o.pid,
+            token: o.token,
+        }
+    }
 }
 
 /// `ts` as RFC 3339 text or as integer nanoseconds.
@@ -183,6 +223,7 @@ impl<'de> Deserialize<'de> for Record {
             busy_ns: j.busy_ns,
             idle_ns: j.idle_ns,
             fields: j.fields,
+            origin: j.origin.map(|o| Arc::new(o.into())),
         })
     }
 }
@@ -224,6 +265,11 @@ mod tests {
             "messages",
             Value::Json(Json::parse(r#"[{"role":"user"}]"#).unwrap()),
         );
+        r.origin = Some(Arc::new(Origin {
+            uid: Some(1000),
+            pid: Some(77),
+            ..Origin::new(crate::record::transport::SOCKET)
+        }));
         r
     }
 
@@ -243,8 +289,8 @@ mod tests {
         );
         assert!(text.contains(r#""run_id":"run-1","step_id":null,"tenant":"acme""#));
         assert!(text.ends_with(
-            r#""fields":{"gen_ai.usage.input_tokens":12,"messages":[{"role":"user"}]}}"#
-        ));
+            r#""fields":{"gen_ai.usage.input_tokens":12,"messages":[{"role":"user"}]},"origin":{"transport":"socket","uid":1000,"pid":77}}"#
+        ), "{text}");
     }
 
     #[test]

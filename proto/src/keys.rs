@@ -47,9 +47,11 @@ pub const BUSY_NS: &str = "busy_ns";
 pub const IDLE_NS: &str = "idle_ns";
 /// `fields`
 pub const FIELDS: &str = "fields";
+/// `origin`: who delivered the record (set by the collector).
+pub const ORIGIN: &str = "origin";
 
 /// Every top-level column of the flat (CSV) form, in contract order, with `fields`
-/// last as JSON text.
+/// and `origin` last as JSON text.
 pub const COLUMNS: &[&str] = &[
     SCHEMA_VERSION,
     ID,
@@ -84,4 +86,5 @@ pub const COLUMNS: &[&str] = &[
     BUSY_NS,
     IDLE_NS,
     FIELDS,
+    ORIGIN,
 ];

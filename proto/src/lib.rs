@@ -37,8 +37,8 @@ pub mod wire;
 
 pub use ids::{InstanceId, ParseIdError, RecordId, SpanId, TraceId};
 pub use record::{
-    Kind, Level, ParseEnumError, PerLevel, Record, Resource, Scope, ScopeKey, Status,
-    SCHEMA_VERSION,
+    transport, Kind, Level, Origin, ParseEnumError, PerLevel, Record, Resource, Scope, ScopeKey,
+    Status, SCHEMA_VERSION,
 };
 pub use time::{ParseTimestampError, Timestamp};
 pub use value::{Fields, Json, Str, Value};

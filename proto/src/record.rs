@@ -240,6 +240,53 @@ pub struct Resource {
     pub pid: u32,
 }
 
+/// How a record reached the collector: [`Origin::transport`]'s words.
+pub mod transport {
+    /// A client of the Unix socket.
+    pub const SOCKET: &str = "socket";
+    /// The application itself, in embedded mode.
+    pub const EMBEDDED: &str = "embedded";
+    /// An HTTP client (OTLP or the API).
+    pub const HTTP: &str = "http";
+    /// The collector itself: its own audit records.
+    pub const COLLECTOR: &str = "collector";
+}
+
+/// Who delivered a record, as the collector saw it: set by the collector when it
+/// admits the record, never taken from a client, and covered by the audit chain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// How it came: one of [`transport`]'s words.
+    pub transport: String,
+    /// The peer's user id (the socket's credentials).
+    pub uid: Option<u32>,
+    /// The peer's process id (the socket's credentials).
+    pub pid: Option<u32>,
+    /// The name of the token the client presented, when tokens are used.
+    pub token: Option<String>,
+}
+
+impl Origin {
+    /// An origin of `transport` with nothing more known.
+    pub fn new(transport: &str) -> Self {
+        Self {
+            transport: transport.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Its JSON object, compact: `{"transport":"socket","uid":1000,"pid":42}` (absent
+    /// parts omitted).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&crate::json::OriginJson::from(self)).unwrap_or_default()
+    }
+
+    /// Parses [`Origin::to_json`]'s form.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str::<crate::json::OriginJson>(text).map(Self::from)
+    }
+}
+
 /// One span start, span end or event. Its JSON form (see [`crate::json`]) is the
 /// contract for export, the HTTP API and `--format jsonl`.
 #[derive(Clone, Debug, PartialEq)]
@@ -286,6 +333,8 @@ pub struct Record {
     pub idle_ns: Option<u64>,
     /// Every other field, typed.
     pub fields: Fields,
+    /// Who delivered it to the collector (none before it was admitted).
+    pub origin: Option<Arc<Origin>>,
 }
 
 impl Record {
@@ -319,6 +368,7 @@ impl Record {
             busy_ns: None,
             idle_ns: None,
             fields: Fields::new(),
+            origin: None,
         }
     }
 

@@ -13,10 +13,16 @@ use thiserror::Error;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub i64);
 
-/// Text that is not an RFC 3339 timestamp.
+/// Text that is not an RFC 3339 timestamp, or names a time out of range.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid timestamp {0:?}: expected RFC 3339, e.g. 2026-11-21T20:00:00Z")]
-pub struct ParseTimestampError(String);
+pub enum ParseTimestampError {
+    /// Not RFC 3339.
+    #[error("invalid timestamp {0:?}: expected RFC 3339, e.g. 2026-11-21T20:00:00Z")]
+    Syntax(String),
+    /// A valid date and time, outside the nanoseconds an `i64` holds.
+    #[error("timestamp {0:?} is out of range: times from 1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z are supported")]
+    Range(String),
+}
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 const SECS_PER_DAY: i64 = 86_400;
@@ -53,7 +59,12 @@ impl Timestamp {
     /// Parses RFC 3339 (`2026-11-21T20:00:00Z`, `2026-11-21T20:00:00.5+02:00`, a space
     /// instead of `T`, lowercase `t`/`z`) or a bare date (`2026-11-21`, midnight UTC).
     pub fn parse_rfc3339(s: &str) -> Result<Self, ParseTimestampError> {
-        parse(s.trim()).ok_or_else(|| ParseTimestampError(s.to_owned()))
+        match parse(s.trim()) {
+            None => Err(ParseTimestampError::Syntax(s.to_owned())),
+            Some(nanos) => i64::try_from(nanos)
+                .map(Timestamp)
+                .map_err(|_| ParseTimestampError::Range(s.to_owned())),
+        }
     }
 
     /// The RFC 3339 form (UTC, microseconds), built without formatting machinery:
@@ -192,7 +203,9 @@ impl Cursor<'_> {
     }
 }
 
-fn parse(s: &str) -> Option<Timestamp> {
+/// Nanoseconds since the epoch (unbounded: the caller checks the range), or `None` if
+/// `s` is not RFC 3339.
+fn parse(s: &str) -> Option<i128> {
     let mut c = Cursor {
         s: s.as_bytes(),
         i: 0,
@@ -205,9 +218,9 @@ fn parse(s: &str) -> Option<Timestamp> {
     if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
         return None;
     }
-    let days = days_from_civil(y, mo, d);
+    let days = i128::from(days_from_civil(y, mo, d));
     if c.done() {
-        return Some(Timestamp(days.checked_mul(SECS_PER_DAY * NANOS_PER_SEC)?));
+        return Some(days * i128::from(SECS_PER_DAY * NANOS_PER_SEC));
     }
     c.eat(b"Tt ")?;
     let h = c.digits(2)?;
@@ -253,10 +266,8 @@ fn parse(s: &str) -> Option<Timestamp> {
     if !c.done() {
         return None;
     }
-    let secs = days * SECS_PER_DAY + h * 3600 + mi * 60 + sec - offset_secs;
-    secs.checked_mul(NANOS_PER_SEC)?
-        .checked_add(nanos)
-        .map(Timestamp)
+    let secs = days * i128::from(SECS_PER_DAY) + i128::from(h * 3600 + mi * 60 + sec - offset_secs);
+    Some(secs * i128::from(NANOS_PER_SEC) + i128::from(nanos))
 }
 
 #[cfg(test)]

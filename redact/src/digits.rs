@@ -200,7 +200,7 @@ fn luhn(digits: impl DoubleEndedIterator<Item = u8>) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether an integer field holds a card number.

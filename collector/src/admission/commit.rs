@@ -19,6 +19,8 @@ pub enum Entry {
     Drops(ClientDrops),
     /// An audit record of the collector's own.
     Audit(Record),
+    /// What a limit did outside any batch (a refused connection), by name.
+    Count(&'static str, u64),
 }
 
 /// What one commit stored: every new record with its stream position, and the stream
@@ -64,6 +66,7 @@ pub fn commit(store: &mut dyn StoreWriter, group: Vec<Entry>) -> Result<GroupRes
     let mut drops = Vec::new();
     let mut quarantined = Vec::new();
     let mut redactions: Vec<(String, u64)> = Vec::new();
+    let mut limits: Vec<(String, u64)> = Vec::new();
     // Per entry: the range of `records` it owns, and its refusals.
     let mut parts = Vec::with_capacity(group.len());
     for entry in group {
@@ -73,10 +76,10 @@ pub fn commit(store: &mut dyn StoreWriter, group: Vec<Entry>) -> Result<GroupRes
                 records.extend(a.records);
                 quarantined.extend(a.quarantined);
                 for (rule, n) in a.redactions {
-                    match redactions.iter_mut().find(|(r, _)| *r == rule) {
-                        Some((_, total)) => *total += n,
-                        None => redactions.push((rule, n)),
-                    }
+                    add(&mut redactions, rule, n);
+                }
+                for (what, n) in a.limits {
+                    add(&mut limits, what, n);
                 }
                 parts.push(Some((start..records.len(), a.refused)));
             }
@@ -88,6 +91,10 @@ pub fn commit(store: &mut dyn StoreWriter, group: Vec<Entry>) -> Result<GroupRes
                 records.push(r);
                 parts.push(None);
             }
+            Entry::Count(what, n) => {
+                add(&mut limits, what.to_owned(), n);
+                parts.push(None);
+            }
         }
     }
     let written: Written = store.write_batch(&Batch {
@@ -95,6 +102,7 @@ pub fn commit(store: &mut dyn StoreWriter, group: Vec<Entry>) -> Result<GroupRes
         drops: &drops,
         quarantined: &quarantined,
         redactions: &redactions,
+        limits: &limits,
     })?;
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let outcomes = parts
@@ -133,4 +141,12 @@ pub fn commit(store: &mut dyn StoreWriter, group: Vec<Entry>) -> Result<GroupRes
             cursors,
         },
     })
+}
+
+/// Adds `n` to the count named `name`.
+fn add(counts: &mut Vec<(String, u64)>, name: String, n: u64) {
+    match counts.iter_mut().find(|(c, _)| *c == name) {
+        Some((_, total)) => *total = total.saturating_add(n),
+        None => counts.push((name, n)),
+    }
 }

@@ -22,10 +22,12 @@ use crate::store::{StoreError, StoreReader, StreamCursor, StreamItem, StreamPage
 /// Commits the feed holds for a subscriber that has not read them yet.
 pub const CAPACITY: usize = 256;
 
-/// A commit carries its records on the feed up to this many (more: read them from the
-/// store). With [`CAPACITY`], a lagging subscriber holds at most this many records per
-/// message it has not read.
+/// A commit carries its records on the feed up to this many, and up to
+/// [`INLINE_BYTES`] (more: read them from the store). With [`CAPACITY`], a lagging
+/// subscriber holds at most that much per message it has not read.
 pub const INLINE_RECORDS: usize = 1024;
+/// See [`INLINE_RECORDS`]: the records' bytes, about as stored.
+pub const INLINE_BYTES: usize = 128 << 10;
 
 /// One commit, as published.
 #[derive(Debug)]
@@ -65,7 +67,14 @@ impl Feed {
             return;
         }
         let (from, to) = (committed.from, committed.to);
-        let items = (committed.records.len() <= INLINE_RECORDS).then(|| committed.into_items());
+        let inline = committed.records.len() <= INLINE_RECORDS
+            && committed
+                .records
+                .iter()
+                .map(crate::pipeline::approx_size)
+                .sum::<usize>()
+                <= INLINE_BYTES;
+        let items = inline.then(|| committed.into_items());
         // Err only when every subscriber left meanwhile.
         let _ = self.tx.send(Arc::new(Commit { from, to, items }));
     }

@@ -1,5 +1,5 @@
-//! The collector's handle on admission: the intake, a queue bounded in records in front
-//! of the writer thread, and the way back of each batch's outcome.
+//! The collector's handle on admission: the intake, a queue bounded in records and in
+//! bytes in front of the writer thread, and the way back of each batch's outcome.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +28,19 @@ pub enum AdmitError {
     /// The commit failed.
     #[error("cannot store records right now: {0}")]
     Store(String),
+    /// The batch breaks a limit as a whole (too many records): it would fail again.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The store is at its disk budget: nothing is stored until retention frees space.
+    #[error(
+        "the database is at its disk budget ({used} bytes used, max_db_size {max}): retry later"
+    )]
+    Full {
+        /// Bytes in use.
+        used: u64,
+        /// The budget.
+        max: u64,
+    },
 }
 
 /// How much may wait for the writer.
@@ -35,6 +48,8 @@ pub enum AdmitError {
 pub struct QueueLimits {
     /// Records received but not yet committed, at most; a larger batch takes all of it.
     pub records: usize,
+    /// Their bytes, about as stored, at most; a larger batch takes all of it.
+    pub bytes: u64,
     /// Requests waiting for the writer, at most.
     pub requests: usize,
 }
@@ -50,6 +65,16 @@ struct Inner {
     writer: mpsc::Sender<Request>,
     queue: Arc<Semaphore>,
     queue_records: usize,
+    /// The queue's bytes, in KiB.
+    queue_kib: Arc<Semaphore>,
+    queue_kib_total: usize,
+}
+
+/// A batch's share of the queue: returned when it is dropped, once the batch is
+/// committed.
+pub(crate) struct QueueShare {
+    _records: OwnedSemaphorePermit,
+    _kib: OwnedSemaphorePermit,
 }
 
 /// A batch queued for the writer: resolves to its outcome once committed.
@@ -96,48 +121,98 @@ impl Admission {
         let (tx, rx) = mpsc::channel(queue.requests.max(1));
         let thread = writer::spawn(store, rx, group, feed, runtime)?;
         let records = queue.records.clamp(1, Semaphore::MAX_PERMITS);
+        let kib = usize::try_from(queue.bytes >> 10)
+            .unwrap_or(usize::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS);
         let admission = Self {
             inner: Arc::new(Inner {
                 intake,
                 writer: tx,
                 queue: Arc::new(Semaphore::new(records)),
                 queue_records: records,
+                queue_kib: Arc::new(Semaphore::new(kib)),
+                queue_kib_total: kib,
             }),
         };
         Ok((admission, WriterThread(thread)))
     }
 
-    fn permits(&self, records: usize) -> u32 {
-        u32::try_from(records.clamp(1, self.inner.queue_records)).unwrap_or(u32::MAX)
+    /// The intake: its limits, and the client identities it makes.
+    pub fn intake(&self) -> &Intake {
+        &self.inner.intake
     }
 
-    /// Admits `records` from `client`: the pipeline runs, refused records are kept in
-    /// quarantine, and the batch is queued for the writer, waiting for queue space
-    /// while the writer is behind (the transport stops reading; its client buffers).
-    /// The returned [`Pending`] resolves once the batch is committed.
+    /// The queue permits a batch takes: its records, and its bytes in KiB.
+    fn permits(&self, admitted: &super::Admitted) -> (u32, u32) {
+        let records = admitted.records.len().clamp(1, self.inner.queue_records);
+        let kib = usize::try_from(admitted.bytes.div_ceil(1024))
+            .unwrap_or(usize::MAX)
+            .clamp(1, self.inner.queue_kib_total);
+        (
+            u32::try_from(records).unwrap_or(u32::MAX),
+            u32::try_from(kib).unwrap_or(u32::MAX),
+        )
+    }
+
+    /// Admits `records` from `client`: a batch over the limits is refused whole; else
+    /// the pipeline runs, refused records are kept in quarantine, and the batch is
+    /// queued for the writer, waiting for queue space while the writer is behind (the
+    /// transport stops reading; its client buffers). The returned [`Pending`] resolves
+    /// once the batch is committed.
     pub async fn submit(
         &self,
         client: &Client,
         records: Vec<Record>,
     ) -> Result<Pending, AdmitError> {
-        let admitted = self.inner.intake.admit(client, records);
-        let permit = Arc::clone(&self.inner.queue)
-            .acquire_many_owned(self.permits(admitted.records.len()))
-            .await
-            .map_err(|_| AdmitError::ShuttingDown)?;
-        self.send(admitted, permit).await
+        let admitted = self.intake_batch(client, records).await?;
+        let (records, kib) = self.permits(&admitted);
+        let closed = |_| AdmitError::ShuttingDown;
+        let share = QueueShare {
+            _records: Arc::clone(&self.inner.queue)
+                .acquire_many_owned(records)
+                .await
+                .map_err(closed)?,
+            _kib: Arc::clone(&self.inner.queue_kib)
+                .acquire_many_owned(kib)
+                .await
+                .map_err(closed)?,
+        };
+        self.send(admitted, share).await
+    }
+
+    /// Checks a batch's size and runs it through the intake.
+    async fn intake_batch(
+        &self,
+        client: &Client,
+        records: Vec<Record>,
+    ) -> Result<super::Admitted, AdmitError> {
+        if let Err(why) = self.inner.intake.check_batch(records.len()) {
+            self.count(super::limit::BATCH_REFUSED, 1).await;
+            return Err(AdmitError::TooLarge(why));
+        }
+        Ok(self.inner.intake.admit(client, records))
     }
 
     /// [`Admission::submit`] that never waits: [`AdmitError::Busy`] at once when the
     /// queue is full (an HTTP client is told to retry).
     pub fn try_submit(&self, client: &Client, records: Vec<Record>) -> Result<Pending, AdmitError> {
+        if let Err(why) = self.inner.intake.check_batch(records.len()) {
+            let _ = self
+                .inner
+                .writer
+                .try_send(Request::Count(super::limit::BATCH_REFUSED, 1));
+            return Err(AdmitError::TooLarge(why));
+        }
         let admitted = self.inner.intake.admit(client, records);
-        let permit = match Arc::clone(&self.inner.queue)
-            .try_acquire_many_owned(self.permits(admitted.records.len()))
-        {
-            Ok(p) => p,
-            Err(TryAcquireError::NoPermits) => return Err(AdmitError::Busy),
-            Err(TryAcquireError::Closed) => return Err(AdmitError::ShuttingDown),
+        let (records, kib) = self.permits(&admitted);
+        let take = |sem: &Arc<Semaphore>, n| match Arc::clone(sem).try_acquire_many_owned(n) {
+            Ok(p) => Ok(p),
+            Err(TryAcquireError::NoPermits) => Err(AdmitError::Busy),
+            Err(TryAcquireError::Closed) => Err(AdmitError::ShuttingDown),
+        };
+        let permit = QueueShare {
+            _records: take(&self.inner.queue, records)?,
+            _kib: take(&self.inner.queue_kib, kib)?,
         };
         let (reply, outcome) = oneshot::channel();
         match self.inner.writer.try_send(Request::Admit {
@@ -154,7 +229,7 @@ impl Admission {
     async fn send(
         &self,
         admitted: super::Admitted,
-        permit: OwnedSemaphorePermit,
+        permit: QueueShare,
     ) -> Result<Pending, AdmitError> {
         let (reply, outcome) = oneshot::channel();
         self.inner
@@ -177,6 +252,12 @@ impl Admission {
     /// Stores an audit record of the collector's own, with the next commit.
     pub async fn audit(&self, record: Record) -> Result<(), AdmitError> {
         self.request(Request::Audit(record)).await
+    }
+
+    /// Counts what a limit did outside any batch (a refused connection), stored with
+    /// the next commit; dropped if the collector is stopping.
+    pub async fn count(&self, what: &'static str, n: u64) {
+        let _ = self.request(Request::Count(what, n)).await;
     }
 
     /// Asks the writer for its periodic upkeep (checkpoints).

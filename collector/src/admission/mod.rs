@@ -17,16 +17,20 @@
 pub mod commit;
 
 #[cfg(feature = "server")]
+pub mod auth;
+#[cfg(feature = "server")]
 pub mod feed;
 #[cfg(feature = "server")]
 mod handle;
 #[cfg(feature = "server")]
 mod writer;
 
-use logbook_proto::{Record, RecordId, Timestamp};
+use std::sync::Arc;
 
-use crate::pipeline::Pipeline;
+use logbook_proto::{InstanceId, Origin, Record, RecordId, Resource, Timestamp};
+
 pub use crate::pipeline::Refusal;
+use crate::pipeline::{check_identity, Limits, Pipeline, Tally};
 use crate::store::{ClientInfo, Quarantined};
 
 #[cfg(feature = "server")]
@@ -70,6 +74,27 @@ pub struct Admitted {
     pub refused: Vec<Refused>,
     /// Values the redaction rules replaced, by rule.
     pub redactions: Vec<(String, u64)>,
+    /// What the limits did (values cut), by name: see [`limit`].
+    pub limits: Vec<(String, u64)>,
+    /// The bytes of `records`, about as stored.
+    pub bytes: u64,
+}
+
+/// The names under which what the limits did is counted (`logbook stats`).
+pub mod limit {
+    /// Field values and messages cut to `max_value_bytes`.
+    pub const VALUE_TRUNCATED: &str = "value_truncated";
+    /// Batches refused for holding more than `max_batch_records`.
+    pub const BATCH_REFUSED: &str = "batch_refused";
+    /// Clients refused for an identity (service, host) over the limits.
+    pub const IDENTITY_REFUSED: &str = "identity_refused";
+    /// Hellos with a missing or wrong token.
+    pub const AUTH_FAILED: &str = "auth_failed";
+    /// Connections refused at `max_connections`.
+    pub const CONNECTION_REFUSED: &str = "connection_refused";
+    /// Connections closed for silence (`idle_timeout_secs`) or a stalled frame
+    /// (`frame_timeout_secs`).
+    pub const CONNECTION_TIMED_OUT: &str = "connection_timed_out";
 }
 
 /// The pipeline step of admission, shared by every transport.
@@ -84,11 +109,62 @@ impl Intake {
         Self { pipeline }
     }
 
-    /// Runs `records` from `client` through the pipeline.
-    pub fn admit(&self, _client: &Client, records: Vec<Record>) -> Admitted {
+    /// The limits records and clients are held to.
+    pub fn limits(&self) -> &Limits {
+        self.pipeline.limits()
+    }
+
+    /// A client as the collector keeps it: its identity checked against the limits
+    /// (one line naming what is too long, for the transport to refuse it with), its
+    /// service and host redacted like field values, and `origin`, how it reached the
+    /// collector, to be stamped on every record it sends.
+    pub fn client(
+        &self,
+        instance: InstanceId,
+        mut resource: Resource,
+        origin: Origin,
+    ) -> Result<Client, String> {
+        check_identity(&resource, self.limits())?;
         let mut counts = logbook_redact::Counts::new();
-        let (ok, rejected) = self.pipeline.process_counted(records, &mut counts);
-        let redactions = counts
+        for part in [&mut resource.service, &mut resource.host] {
+            if let Some(redacted) = self.pipeline.redactor().redact_text(part, &mut counts) {
+                *part = redacted;
+            }
+        }
+        Ok(Client {
+            instance,
+            resource: Arc::new(resource),
+            origin: Arc::new(origin),
+        })
+    }
+
+    /// Refuses a batch of more than `max_batch_records`, before anything else is done
+    /// with it.
+    pub fn check_batch(&self, records: usize) -> Result<(), String> {
+        let max = self.limits().max_batch_records;
+        if records > max {
+            return Err(format!(
+                "batch of {records} records, more than the limit of {max} per batch"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `records` from `client` through the pipeline, each stamped with the
+    /// client's origin (whatever it said of itself).
+    pub fn admit(&self, client: &Client, mut records: Vec<Record>) -> Admitted {
+        for r in &mut records {
+            r.origin = Some(Arc::clone(&client.origin));
+        }
+        let mut tally = Tally::default();
+        let (ok, rejected) = self.pipeline.process_counted(records, &mut tally);
+        let limits = if tally.values_cut > 0 {
+            vec![(limit::VALUE_TRUNCATED.to_owned(), tally.values_cut)]
+        } else {
+            Vec::new()
+        };
+        let redactions = tally
+            .redactions
             .iter()
             .filter(|(_, n)| *n > 0)
             .map(|(r, n)| (r.to_owned(), n))
@@ -113,6 +189,8 @@ impl Intake {
             quarantined,
             refused,
             redactions,
+            limits,
+            bytes: tally.bytes,
         }
     }
 }

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use logbook_proto::Record;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info};
 
 use super::commit::{commit, Entry};
 use super::feed::Feed;
-use super::handle::AdmitError;
+use super::handle::{AdmitError, QueueShare};
 use super::{Admitted, Outcome};
 use crate::store::{ClientDrops, StoreWriter};
 
@@ -26,12 +26,14 @@ pub(crate) enum Request {
         admitted: Admitted,
         reply: Reply,
         /// The batch's share of the queue, returned once it is committed.
-        permit: OwnedSemaphorePermit,
+        permit: QueueShare,
     },
     /// A client's drop totals.
     Drops(ClientDrops),
     /// An audit record of the collector's own (a configuration load, an auth failure).
     Audit(Record),
+    /// What a limit did outside any batch, by name.
+    Count(&'static str, u64),
     /// Time passed: upkeep that is due (checkpoints).
     Tick,
 }
@@ -41,7 +43,7 @@ impl Request {
         match self {
             Self::Admit { admitted, .. } => admitted.records.len() + admitted.quarantined.len(),
             Self::Audit(_) => 1,
-            Self::Drops(_) | Self::Tick => 0,
+            Self::Drops(_) | Self::Count(..) | Self::Tick => 0,
         }
     }
 }
@@ -53,6 +55,10 @@ pub struct GroupCommit {
     pub max_records: usize,
     /// Longest wait for more before committing.
     pub max_wait: Duration,
+    /// The disk budget: while the store uses this many bytes or more, clients' batches
+    /// are refused (not acknowledged: their clients resend them) until retention frees
+    /// space; the collector's own records are still written.
+    pub max_db_size: Option<u64>,
 }
 
 /// Starts the writer thread. It stops when every sender is gone and the queue is
@@ -92,6 +98,7 @@ pub(super) fn spawn(
                     group.push(req);
                 }
                 let started = Instant::now();
+                let group = refuse_over_budget(store.as_mut(), group, limits.max_db_size);
                 let stored = commit_group(store.as_mut(), group, &feed);
                 debug!(
                     records = n,
@@ -104,6 +111,46 @@ pub(super) fn spawn(
             info!(records = total, "Writer stopped.");
             total
         })
+}
+
+/// Disk budget log lines, at most one a minute.
+static BUDGET_LOG: crate::log_limit::LogLimit =
+    crate::log_limit::LogLimit::new(Duration::from_secs(60));
+
+/// `group` less its clients' batches if the store is at its disk budget: those are
+/// answered with [`AdmitError::Full`] now.
+fn refuse_over_budget(
+    store: &mut dyn StoreWriter,
+    group: Vec<Request>,
+    max: Option<u64>,
+) -> Vec<Request> {
+    let Some(max) = max else { return group };
+    let used = match store.used_bytes() {
+        Ok(used) if used >= max => used,
+        Ok(_) => return group,
+        Err(e) => {
+            error!(error = %e, "Could not measure the database's size; writing regardless.");
+            return group;
+        }
+    };
+    if let Some(held) = BUDGET_LOG.allow() {
+        error!(
+            used,
+            max_db_size = max,
+            refused_since_last = held,
+            "The database is at its disk budget: refusing batches until retention frees space."
+        );
+    }
+    group
+        .into_iter()
+        .filter_map(|req| match req {
+            Request::Admit { reply, .. } => {
+                let _ = reply.send(Err(AdmitError::Full { used, max }));
+                None
+            }
+            other => Some(other),
+        })
+        .collect()
 }
 
 /// Commits one group, answers every batch in it and publishes the commit; returns the
@@ -130,6 +177,10 @@ fn commit_group(store: &mut dyn StoreWriter, group: Vec<Request>, feed: &Feed) -
             }
             Request::Audit(r) => {
                 entries.push(Entry::Audit(r));
+                replies.push(None);
+            }
+            Request::Count(what, n) => {
+                entries.push(Entry::Count(what, n));
                 replies.push(None);
             }
             Request::Tick => tick = true,

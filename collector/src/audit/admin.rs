@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use logbook_proto::{
-    Fields, Kind, Level, Record, RecordId, Resource, Str, Timestamp, TraceId, Value,
+    transport, Fields, Kind, Level, Origin, Record, RecordId, Resource, Str, Timestamp, TraceId,
+    Value,
 };
 
 use super::CATEGORY_AUDIT;
@@ -61,6 +62,10 @@ pub fn admin_record(action: &str, message: String, fields: Vec<(&str, Value)>) -
             .unwrap_or_default(),
         pid: std::process::id(),
     });
+    r.origin = Some(Arc::new(Origin {
+        pid: Some(std::process::id()),
+        ..Origin::new(transport::COLLECTOR)
+    }));
     let mut f = Fields::with_capacity(fields.len() + 2);
     f.set("action", Value::Str(action.to_owned()));
     f.set("actor", Value::Str(actor()));

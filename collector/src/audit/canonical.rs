@@ -1,12 +1,13 @@
 //! The canonical encoding of an audit record: what the chain hashes, whatever stores
-//! it (format 2 of the chain; format 1 hashed SQLite's row and is verified by that
-//! backend alone).
+//! it (formats 2 and 3 of the chain; format 1 hashed SQLite's row and is verified by
+//! that backend alone). Format 3 adds the record's `origin`; format 2 has no such key.
 //!
 //! The record as one JSON object, UTF-8, no whitespace:
 //!
 //! - every key of the record contract (SPEC §3) except `schema_version`, plus `class`
-//!   (`ops` or `audit`) and `seq`, always present (absent values are `null`), keys
-//!   sorted by their bytes, at every depth (`fields` and nested JSON included);
+//!   (`ops` or `audit`) and `seq`, always present (absent values are `null`; `origin`
+//!   with all four of its keys), keys sorted by their bytes, at every depth (`fields`,
+//!   `origin` and nested JSON included);
 //! - `ts` as integer nanoseconds since the Unix epoch; ids as lowercase hex; `kind`,
 //!   `level`, `status` as their contract words;
 //! - numbers by value, not by type: an integer (or a float with an integral value of
@@ -20,31 +21,40 @@
 //! So a store may keep fields as text or as a JSON type, reorder object keys, or read
 //! `2.0` back as `2`, and the digest of what it returns is still the digest of what
 //! was written; and the encoding depends on no crate's version. The digest is SHA-256
-//! over `logbook-audit-record v2\n` and the encoding.
+//! over `logbook-audit-record v2\n` (or `v3`) and the encoding.
 
 use std::fmt::Write as _;
 
 use logbook_proto::{keys, Record, ScopeKey, Value};
 use sha2::{Digest, Sha256};
 
-use super::StorageClass;
-
-/// Domain separation of the digest.
-const PREFIX: &[u8] = b"logbook-audit-record v2\n";
+use super::{ChainFormat, StorageClass};
 
 /// Integers and integral floats below this magnitude are written as integers.
 const EXACT_INTEGER: f64 = 9_007_199_254_740_992.0; // 2^53
 
-/// The SHA-256 of `r`'s canonical encoding, stored as `seq` in `class`.
-pub fn record_digest(r: &Record, seq: u64, class: StorageClass) -> [u8; 32] {
+/// The SHA-256 of `r`'s canonical encoding in `format`, stored as `seq` in `class`;
+/// `None` for a format that is not a canonical encoding.
+pub fn record_digest(
+    r: &Record,
+    seq: u64,
+    class: StorageClass,
+    format: ChainFormat,
+) -> Option<[u8; 32]> {
+    let (prefix, origin): (&[u8], bool) = match format {
+        ChainFormat::SqliteRow => return None,
+        ChainFormat::Canonical => (b"logbook-audit-record v2\n", false),
+        ChainFormat::CanonicalWithOrigin => (b"logbook-audit-record v3\n", true),
+    };
     let mut h = Sha256::new();
-    h.update(PREFIX);
-    h.update(canonical_json(r, seq, class).as_bytes());
-    h.finalize().into()
+    h.update(prefix);
+    h.update(canonical_json(r, seq, class, origin).as_bytes());
+    Some(h.finalize().into())
 }
 
-/// The canonical JSON of `r` stored as `seq` in `class` (see the module docs).
-pub fn canonical_json(r: &Record, seq: u64, class: StorageClass) -> String {
+/// The canonical JSON of `r` stored as `seq` in `class`, with its origin if `origin`
+/// (see the module docs).
+pub fn canonical_json(r: &Record, seq: u64, class: StorageClass, origin: bool) -> String {
     let hex = |b: &[u8]| super::to_hex(b);
     let mut entries: Vec<(&str, Canon)> = vec![
         (keys::BUSY_NS, opt_int(r.busy_ns)),
@@ -61,6 +71,10 @@ pub fn canonical_json(r: &Record, seq: u64, class: StorageClass) -> String {
         (keys::LINE, opt_int(r.line.map(u64::from))),
         (keys::MESSAGE, opt_str(r.message.as_deref())),
         (keys::NAME, Canon::Str(r.name.to_string())),
+        (
+            keys::ORIGIN,
+            r.origin.as_deref().map_or(Canon::Null, origin_object),
+        ),
         (
             keys::PARENT_SPAN_ID,
             opt_str(r.parent_span_id.map(|s| hex(&s.0)).as_deref()),
@@ -79,6 +93,9 @@ pub fn canonical_json(r: &Record, seq: u64, class: StorageClass) -> String {
     ];
     for k in ScopeKey::ALL {
         entries.push((k.as_str(), opt_str(r.scope.get(*k))));
+    }
+    if !origin {
+        entries.retain(|(k, _)| *k != keys::ORIGIN);
     }
     let object = Canon::Object(
         entries
@@ -101,6 +118,15 @@ enum Canon {
     Array(Vec<Canon>),
     /// Sorted when written.
     Object(Vec<(String, Canon)>),
+}
+
+fn origin_object(o: &logbook_proto::Origin) -> Canon {
+    Canon::Object(vec![
+        ("transport".into(), Canon::Str(o.transport.clone())),
+        ("uid".into(), opt_int(o.uid.map(u64::from))),
+        ("pid".into(), opt_int(o.pid.map(u64::from))),
+        ("token".into(), opt_str(o.token.as_deref())),
+    ])
 }
 
 fn opt_str(v: Option<&str>) -> Canon {
@@ -258,7 +284,7 @@ mod tests {
 
     #[test]
     fn keys_are_sorted_and_numbers_are_by_value() {
-        let text = canonical_json(&record(), 42, StorageClass::Audit);
+        let text = canonical_json(&record(), 42, StorageClass::Audit, true);
         assert!(
             text.starts_with(r#"{"app":null,"busy_ns":null,"category":null,"class":"audit","#),
             "{text}"
@@ -271,6 +297,12 @@ mod tests {
         assert!(text.contains(r#""ts":1795291200000000123,"#), "{text}");
         assert!(text.contains(r#""level":"WARN","#), "{text}");
         assert!(text.ends_with(r#""user_id":null}"#), "{text}");
+        assert!(
+            text.contains(r#""name":"payment","origin":null,"#),
+            "{text}"
+        );
+        let without = canonical_json(&record(), 42, StorageClass::Audit, false);
+        assert!(!without.contains("origin"), "{without}");
     }
 
     /// What a store that reorders JSON keys and normalises numbers gives back.
@@ -298,42 +330,77 @@ mod tests {
     #[test]
     fn the_digest_survives_a_store_that_reorders_keys() {
         let r = record();
-        let d = record_digest(&r, 42, StorageClass::Audit);
+        let d = record_digest(&r, 42, StorageClass::Audit, ChainFormat::CURRENT).unwrap();
         assert_eq!(
-            record_digest(&as_a_json_store_returns_it(&r), 42, StorageClass::Audit),
+            record_digest(
+                &as_a_json_store_returns_it(&r),
+                42,
+                StorageClass::Audit,
+                ChainFormat::CURRENT
+            )
+            .unwrap(),
             d
         );
         // And changes with anything that matters.
-        assert_ne!(record_digest(&r, 43, StorageClass::Audit), d);
-        assert_ne!(record_digest(&r, 42, StorageClass::Ops), d);
+        assert_ne!(
+            record_digest(&r, 43, StorageClass::Audit, ChainFormat::CURRENT).unwrap(),
+            d
+        );
+        assert_ne!(
+            record_digest(&r, 42, StorageClass::Ops, ChainFormat::CURRENT).unwrap(),
+            d
+        );
         let mut m = r.clone();
         m.fields.set("a", Value::F64(0.2));
-        assert_ne!(record_digest(&m, 42, StorageClass::Audit), d);
+        assert_ne!(
+            record_digest(&m, 42, StorageClass::Audit, ChainFormat::CURRENT).unwrap(),
+            d
+        );
         let mut m = r.clone();
         m.fields.set("z", Value::Str("2".into()));
         assert_ne!(
-            record_digest(&m, 42, StorageClass::Audit),
+            record_digest(&m, 42, StorageClass::Audit, ChainFormat::CURRENT).unwrap(),
             d,
             "text is not a number"
         );
         let mut m = r;
         m.message = Some(String::new());
         assert_ne!(
-            record_digest(&m, 42, StorageClass::Audit),
+            record_digest(&m, 42, StorageClass::Audit, ChainFormat::CURRENT).unwrap(),
             d,
             "empty is not null"
         );
     }
 
-    /// Format 2 is a contract with every stored chain: this digest never changes.
+    /// Formats 2 and 3 are contracts with every stored chain: these digests never
+    /// change.
     #[test]
     fn the_encoding_is_stable() {
         let mut r = record();
         r.message = Some("quote \" backslash \\ tab \t".into());
-        let hex = crate::audit::to_hex(&record_digest(&r, 42, StorageClass::Audit));
+        let digest = |r: &Record, format| {
+            crate::audit::to_hex(&record_digest(r, 42, StorageClass::Audit, format).unwrap())
+        };
         assert_eq!(
-            hex,
+            digest(&r, ChainFormat::Canonical),
             "93b1c3688ae7ddd87f1a16d9e63e9b78448e5724b39d6d64433d47b7d55601b3"
         );
+        r.origin = Some(std::sync::Arc::new(logbook_proto::Origin {
+            uid: Some(1000),
+            pid: Some(4242),
+            ..logbook_proto::Origin::new(logbook_proto::transport::SOCKET)
+        }));
+        assert_eq!(
+            digest(&r, ChainFormat::Canonical),
+            "93b1c3688ae7ddd87f1a16d9e63e9b78448e5724b39d6d64433d47b7d55601b3",
+            "format 2 has no origin"
+        );
+        assert!(canonical_json(&r, 42, StorageClass::Audit, true)
+            .contains(r#""origin":{"pid":4242,"token":null,"transport":"socket","uid":1000},"#));
+        assert_eq!(
+            digest(&r, ChainFormat::CanonicalWithOrigin),
+            "0618559d1188184ebe0bbd675ba06f8f0f9d866da9b71c5bf89e34635d300bf1"
+        );
+        assert!(record_digest(&r, 42, StorageClass::Audit, ChainFormat::SqliteRow).is_none());
     }
 }

@@ -19,19 +19,22 @@ pub const GENESIS: [u8; 32] = [0; 32];
 pub enum ChainFormat {
     /// SQLite's stored row, column by column (schema versions up to 5).
     SqliteRow,
-    /// The record's canonical encoding ([`super::canonical`]).
+    /// The record's canonical encoding ([`super::canonical`]), without its origin.
     Canonical,
+    /// The record's canonical encoding with its origin (who delivered it).
+    CanonicalWithOrigin,
 }
 
 impl ChainFormat {
     /// What new rows are made in.
-    pub const CURRENT: Self = Self::Canonical;
+    pub const CURRENT: Self = Self::CanonicalWithOrigin;
 
     /// The number stored with the row.
     pub fn code(self) -> u8 {
         match self {
             Self::SqliteRow => 1,
             Self::Canonical => 2,
+            Self::CanonicalWithOrigin => 3,
         }
     }
 
@@ -40,6 +43,7 @@ impl ChainFormat {
         match code {
             1 => Some(Self::SqliteRow),
             2 => Some(Self::Canonical),
+            3 => Some(Self::CanonicalWithOrigin),
             _ => None,
         }
     }
@@ -48,6 +52,7 @@ impl ChainFormat {
         match self {
             Self::SqliteRow => b"logbook-chain v1",
             Self::Canonical => b"logbook-chain v2",
+            Self::CanonicalWithOrigin => b"logbook-chain v3",
         }
     }
 }

@@ -310,12 +310,10 @@ fn walk(
                 report.tombstoned += 1;
             } else {
                 let digest = match (format, &found.record) {
-                    (ChainFormat::Canonical, Ok(r)) => Some(record_digest(
-                        r,
-                        u64::try_from(seq).unwrap_or(0),
-                        found.class,
-                    )),
-                    (ChainFormat::Canonical, Err(_)) => None,
+                    (ChainFormat::Canonical | ChainFormat::CanonicalWithOrigin, Ok(r)) => {
+                        record_digest(r, u64::try_from(seq).unwrap_or(0), found.class, format)
+                    }
+                    (ChainFormat::Canonical | ChainFormat::CanonicalWithOrigin, Err(_)) => None,
                     (ChainFormat::SqliteRow, _) => found.row_digest,
                 };
                 if digest != Some(content) {
@@ -371,10 +369,21 @@ fn walk(
     Ok(Ok(()))
 }
 
-/// The chain rows DSAR deletions tombstoned, as inclusive ranges.
+/// The chain rows DSAR deletions tombstoned, as inclusive ranges: from the records of
+/// that name the collector wrote itself. Clients cannot send the name (it is
+/// reserved), and every record since the collector stamped origins says who sent it,
+/// inside what the chain hashes; a record with no origin was stored before origins
+/// existed, when only the collector wrote under its target.
 fn dsar_tombstones(source: &mut dyn AuditSource) -> Result<Vec<(u64, u64)>, StoreError> {
     let mut out = Vec::new();
     for r in source.audit_records_named(DSAR_DELETE_NAME)? {
+        let by_collector = match &r.origin {
+            Some(o) => o.transport == logbook_proto::transport::COLLECTOR,
+            None => r.target == super::ADMIN_TARGET,
+        };
+        if !by_collector {
+            continue;
+        }
         let Some(logbook_proto::Value::Json(ranges)) = r.fields.get(TOMBSTONED_FIELD) else {
             continue;
         };

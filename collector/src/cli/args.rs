@@ -63,9 +63,10 @@ fn parse_field(s: &str) -> Result<(String, String), String> {
 }
 
 impl FilterArgs {
-    pub(crate) fn to_filter(&self) -> RecordFilter {
+    /// The filter, or why it cannot select anything (`--until` before `--since`).
+    pub(crate) fn to_filter(&self) -> anyhow::Result<RecordFilter> {
         let now = Timestamp::now();
-        RecordFilter {
+        let f = RecordFilter {
             since: self.since.map(|t| t.resolve(now)),
             until: self.until.map(|t| t.resolve(now)),
             min_level: self.level,
@@ -81,7 +82,11 @@ impl FilterArgs {
             target: self.target.clone(),
             text: self.text.clone(),
             fields: self.fields.clone(),
-        }
+        };
+        f.check().map_err(|e| {
+            anyhow::anyhow!("--{}", e.to_string().replace(" since (", " --since ("))
+        })?;
+        Ok(f)
     }
 }
 

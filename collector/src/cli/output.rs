@@ -119,6 +119,9 @@ fn flat_values(r: &Record) -> Vec<Cow<'_, str>> {
         num(r.busy_ns),
         num(r.idle_ns),
         Cow::Owned(serde_json::to_string(&r.fields).unwrap_or_default()),
+        r.origin
+            .as_deref()
+            .map_or(Cow::Borrowed(""), |o| Cow::Owned(o.to_json())),
     ]);
     debug_assert_eq!(v.len(), keys::COLUMNS.len());
     v

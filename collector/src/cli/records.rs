@@ -47,7 +47,7 @@ impl QueryArgs {
             limit: self.limit as usize,
             before: self.before,
         };
-        let records = store.query(&self.filter.to_filter(), &page)?;
+        let records = store.query(&self.filter.to_filter()?, &page)?;
         let stdout = io::stdout().lock();
         let mut out = output::for_format(self.format, BufWriter::new(stdout));
         for r in &records {
@@ -141,7 +141,7 @@ pub struct TailArgs {
 
 impl TailArgs {
     pub(crate) fn run(&self, store: &dyn StoreReader) -> anyhow::Result<()> {
-        let filter = self.filter.to_filter();
+        let filter = self.filter.to_filter()?;
         // Everything stored up to now is "old"; only records after it are followed. A
         // commit landing between these two reads shows in the first page and would come
         // again after the cursor: remember the page's ids, to print each record once.
@@ -210,6 +210,10 @@ pub struct ExportArgs {
 
 impl ExportArgs {
     pub(crate) fn run(&self, store: &dyn StoreReader, config: &Config) -> anyhow::Result<()> {
+        // An export takes data out of the collector: audited, or not done.
+        let mut audit_store = super::write_store(config)
+            .context("cannot export: the export's audit record could not be written")?;
+        let filter = self.filter.to_filter()?;
         let sink: Box<dyn Write> = match &self.output {
             Some(path) => Box::new(
                 File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -217,13 +221,12 @@ impl ExportArgs {
             None => Box::new(io::stdout().lock()),
         };
         let mut out = output::for_format(self.format, BufWriter::with_capacity(256 * 1024, sink));
-        let filter = self.filter.to_filter();
         let n = store.scan(&filter, &mut |r| out.write(&r))?;
         out.finish()?;
         if let Some(path) = &self.output {
             eprintln!("exported {n} records to {}", path.display());
         }
-        // An export takes data out of the collector: audited, with what and how much.
+        // With what and how much.
         let audit = admin_record(
             "export",
             format!("Exported {n} records."),
@@ -244,12 +247,9 @@ impl ExportArgs {
                 ),
             ],
         );
-        match super::write_store(config).and_then(|mut s| Ok(s.write(&[audit])?)) {
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!("logbook: warning: could not write the export's audit record: {e:#}")
-            }
-        }
+        audit_store
+            .write(&[audit])
+            .context("exported, but the export's audit record could not be written")?;
         Ok(())
     }
 }

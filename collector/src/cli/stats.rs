@@ -98,6 +98,11 @@ impl StatsArgs {
         for (rule, n) in &s.redactions {
             writeln!(out, "  {rule:<20} {n}")?;
         }
+        let limited: u64 = s.limits.values().sum();
+        writeln!(out, "limits        {limited} (values cut, clients refused)")?;
+        for (what, n) in &s.limits {
+            writeln!(out, "  {what:<20} {n}")?;
+        }
         Ok(())
     }
 }

@@ -2,21 +2,22 @@
 //! acknowledgements out, in the order the batches came.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use logbook_proto::wire::{
     decode_frame, encode_frame, frame_len, Ack, ErrorCode, ErrorFrame, Frame, Hello, RecordReject,
     Reject, Welcome, HEADER_LEN, PROTOCOL_VERSION,
 };
-use logbook_proto::{Resource, Value};
+use logbook_proto::{transport, Origin, Resource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tracing::{debug, warn};
 
 use super::SocketContext;
-use crate::admission::{AdmitError, Outcome, Pending};
+use crate::admission::{limit, AdmitError, Outcome, Pending};
+use crate::log_limit::LogLimit;
 use crate::store::{ClientDrops, ClientInfo};
 
 /// How long a new connection may take to say hello.
@@ -26,6 +27,12 @@ const LINGER: Duration = Duration::from_secs(1);
 /// A client that reads none of its acknowledgements for this long is dropped, so it
 /// cannot hold up a shutdown.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection's frame buffer larger than this after a frame is given back, so that
+/// idle connections do not each keep their largest frame's memory.
+const KEEP_BUFFER: usize = 64 << 10;
+
+/// Closing a connection on an error is logged at most this often.
+static CLOSE_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 /// What the connection sends its peer, in order: a frame; a batch's answer once it is
 /// committed; or a last error frame before closing.
@@ -40,15 +47,40 @@ pub(super) async fn handle(
     cx: Arc<SocketContext>,
     shutdown: watch::Receiver<bool>,
 ) {
+    // Who is at the other end, as the kernel says: stamped on every record.
+    let cred = stream.peer_cred().ok();
+    let origin = Origin {
+        uid: cred.map(|c| c.uid()),
+        pid: cred
+            .and_then(|c| c.pid())
+            .and_then(|p| u32::try_from(p).ok()),
+        ..Origin::new(transport::SOCKET)
+    };
     let (mut rd, wr) = stream.into_split();
     // Unbounded in messages, bounded in what they hold: each batch's records wait in
     // the admission queue (bounded in records), only its pending outcome here.
     let (out, out_rx) = mpsc::unbounded_channel();
     let sender = tokio::spawn(write_frames(wr, out_rx));
-    let failed = match read_loop(&mut rd, &cx, &out, shutdown).await {
+    let failed = match read_loop(&mut rd, &cx, origin, &out, shutdown).await {
         Ok(()) => false,
         Err(error) => {
-            warn!(code = ?error.code, error = %error.message, "Closing a client connection.");
+            match error.code {
+                ErrorCode::Idle => {
+                    debug!("Closing an idle client connection.");
+                }
+                // Counted, and logged once a window, by authentication.
+                ErrorCode::Unauthorized => {}
+                _ => {
+                    if let Some(held) = CLOSE_LOG.allow() {
+                        warn!(
+                            code = ?error.code,
+                            error = %error.message,
+                            more_since_last = held,
+                            "Closing a client connection."
+                        );
+                    }
+                }
+            }
             // After the answers of every batch read before the error, so the client can
             // tell which batch the error is about.
             let _ = out.send(Outgoing::Fatal(error));
@@ -132,44 +164,114 @@ fn answer(seq: u64, outcome: &Outcome, buf: &mut Vec<u8>) {
 
 fn admit_error(e: &AdmitError) -> ErrorFrame {
     ErrorFrame {
-        code: ErrorCode::Unavailable,
+        code: match e {
+            AdmitError::TooLarge(_) => ErrorCode::LimitExceeded,
+            AdmitError::ShuttingDown
+            | AdmitError::Busy
+            | AdmitError::Store(_)
+            | AdmitError::Full { .. } => ErrorCode::Unavailable,
+        },
         message: e.to_string(),
     }
 }
 
-/// Reads one frame body; `Ok(None)` at a clean end of stream. Memory grows with the
-/// bytes that actually arrive, never with what the length prefix claims.
+/// A frame read, holding its share of the read budget until it is dropped.
+struct Read {
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+/// The largest hello: its service and host are 256 bytes at most, its token is a
+/// secret of sensible length. A hello is read outside the read budget, so that a new
+/// connection never waits behind frames other clients hold.
+const MAX_HELLO_BYTES: usize = 64 << 10;
+
+/// How long the connection waits for what.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// The hello, from the connection's start.
+    Hello,
+    /// The next frame: a silent client is closed after `idle_timeout`.
+    Next,
+}
+
+/// Reads one frame body into `buf`; `Ok(None)` at a clean end of stream. Waits for the
+/// frame's first byte as `wait` says, then takes the frame's size from the global read
+/// budget (waiting, without reading, while other frames hold it) and must receive the
+/// rest within `frame_timeout`. Memory grows with the bytes that actually arrive,
+/// never with what the length prefix claims.
 async fn read_frame(
     rd: &mut OwnedReadHalf,
-    max: u32,
+    cx: &SocketContext,
+    wait: Wait,
     buf: &mut Vec<u8>,
-) -> Result<Option<()>, ErrorFrame> {
+) -> Result<Option<Read>, ErrorFrame> {
     let mut header = [0u8; HEADER_LEN];
-    match rd.read(&mut header[..1]).await {
+    let first = rd.read(&mut header[..1]);
+    let first = match wait {
+        Wait::Hello => tokio::time::timeout(HELLO_TIMEOUT, first)
+            .await
+            .map_err(|_| ErrorFrame {
+                code: ErrorCode::ProtocolViolation,
+                message: format!("no hello within {} s", HELLO_TIMEOUT.as_secs()),
+            })?,
+        Wait::Next => tokio::time::timeout(cx.limits.idle_timeout, first)
+            .await
+            .map_err(|_| ErrorFrame {
+                code: ErrorCode::Idle,
+                message: format!(
+                    "no frame for {} s: closing; reconnect when there is something to send",
+                    cx.limits.idle_timeout.as_secs()
+                ),
+            })?,
+    };
+    match first {
         Ok(0) => return Ok(None),
         Ok(_) => {}
         Err(e) => return Err(io_error(&e)),
     }
-    rd.read_exact(&mut header[1..])
+    let timed_out = |got: usize, of: Option<usize>| ErrorFrame {
+        code: ErrorCode::ProtocolViolation,
+        message: format!(
+            "timed out: {got} bytes of a frame{} in {} s",
+            of.map_or_else(String::new, |n| format!(" of {n}")),
+            cx.limits.frame_timeout.as_secs()
+        ),
+    };
+    let started = Instant::now();
+    tokio::time::timeout(cx.limits.frame_timeout, rd.read_exact(&mut header[1..]))
         .await
+        .map_err(|_| timed_out(1, None))?
         .map_err(|e| io_error(&e))?;
-    let len = frame_len(header, max).map_err(|e| ErrorFrame {
+    let len = frame_len(header, cx.limits.max_frame_bytes).map_err(|e| ErrorFrame {
         code: e.error_code(),
         message: e.to_string(),
     })?;
+    let budget = match wait {
+        Wait::Hello if len > MAX_HELLO_BYTES => {
+            return Err(ErrorFrame {
+                code: ErrorCode::LimitExceeded,
+                message: format!(
+                    "hello of {len} bytes, more than the limit of {MAX_HELLO_BYTES} bytes (service and host names are at most 256 bytes each)"
+                ),
+            })
+        }
+        Wait::Hello => None,
+        Wait::Next => Some(cx.read_budget(len).await?),
+    };
     buf.clear();
-    let got = rd
-        .take(len as u64)
-        .read_to_end(buf)
-        .await
-        .map_err(|e| io_error(&e))?;
+    let left = cx.limits.frame_timeout.saturating_sub(started.elapsed());
+    let mut body = rd.take(len as u64);
+    let got = match tokio::time::timeout(left, body.read_to_end(buf)).await {
+        Ok(got) => got.map_err(|e| io_error(&e))?,
+        Err(_) => return Err(timed_out(HEADER_LEN + buf.len(), Some(len))),
+    };
     if got < len {
         return Err(ErrorFrame {
             code: ErrorCode::Malformed,
             message: format!("truncated frame: connection ended after {got} of {len} bytes"),
         });
     }
-    Ok(Some(()))
+    Ok(Some(Read { _budget: budget }))
 }
 
 fn io_error(e: &std::io::Error) -> ErrorFrame {
@@ -182,22 +284,19 @@ fn io_error(e: &std::io::Error) -> ErrorFrame {
 async fn handshake(
     rd: &mut OwnedReadHalf,
     cx: &SocketContext,
+    origin: Origin,
     buf: &mut Vec<u8>,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<Option<Hello>, ErrorFrame> {
+) -> Result<Option<ClientInfo>, ErrorFrame> {
     let read = tokio::select! {
         biased;
         _ = shutdown.changed() => return Ok(None),
-        r = tokio::time::timeout(HELLO_TIMEOUT, read_frame(rd, cx.max_frame_bytes, buf)) => r,
+        r = read_frame(rd, cx, Wait::Hello, buf) => r?,
     };
-    let read = read.map_err(|_| ErrorFrame {
-        code: ErrorCode::ProtocolViolation,
-        message: "no hello within 10 s".into(),
-    })?;
-    if read?.is_none() {
+    if read.is_none() {
         return Ok(None);
     }
-    let hello = match decode_frame(buf, &Arc::new(Resource::default())) {
+    let hello: Hello = match decode_frame(buf, &Arc::new(Resource::default())) {
         Ok(Frame::Hello(h)) => h,
         Ok(other) => {
             return Err(ErrorFrame {
@@ -212,67 +311,69 @@ async fn handshake(
             })
         }
     };
-    if let Some(token) = &cx.token {
-        if !hello
-            .token
-            .as_deref()
-            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.expose().as_bytes()))
-        {
-            let audit = crate::audit::admin_record(
-                "auth_failure",
-                format!(
-                    "A client ({} on {}, pid {}) presented a missing or wrong token.",
-                    hello.service, hello.host, hello.pid
-                ),
-                vec![
-                    ("client.service", Value::Str(hello.service.clone())),
-                    ("client.host", Value::Str(hello.host.clone())),
-                    ("client.pid", Value::I64(i64::from(hello.pid))),
-                ],
-            );
-            let _ = cx.admission.audit(audit).await;
-            return Err(ErrorFrame {
-                code: ErrorCode::Unauthorized,
-                message: "missing or wrong token".into(),
-            });
+    if !cx.auth.check(hello.token.as_deref()) {
+        // Nothing the client said reaches the trail: only its uid, as the kernel says.
+        let peer = origin
+            .uid
+            .map_or_else(|| "unknown uid".to_owned(), |u| format!("uid {u}"));
+        cx.auth.failed(&peer).await;
+        return Err(ErrorFrame {
+            code: ErrorCode::Unauthorized,
+            message: "missing or wrong token".into(),
+        });
+    }
+    let resource = Resource {
+        service: hello.service,
+        host: hello.host,
+        pid: hello.pid,
+    };
+    match cx
+        .admission
+        .intake()
+        .client(hello.instance, resource, origin)
+    {
+        Ok(client) => Ok(Some(client)),
+        Err(why) => {
+            cx.admission.count(limit::IDENTITY_REFUSED, 1).await;
+            Err(ErrorFrame {
+                code: ErrorCode::LimitExceeded,
+                message: why,
+            })
         }
     }
-    Ok(Some(hello))
 }
 
 async fn read_loop(
     rd: &mut OwnedReadHalf,
     cx: &SocketContext,
+    origin: Origin,
     out: &mpsc::UnboundedSender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ErrorFrame> {
     let mut buf = Vec::new();
-    let Some(hello) = handshake(rd, cx, &mut buf, &mut shutdown).await? else {
+    let Some(client) = handshake(rd, cx, origin, &mut buf, &mut shutdown).await? else {
         return Ok(());
-    };
-    let client = ClientInfo {
-        instance: hello.instance,
-        resource: Arc::new(Resource {
-            service: hello.service,
-            host: hello.host,
-            pid: hello.pid,
-        }),
     };
     debug!(service = %client.resource.service, pid = client.resource.pid, "Client connected.");
     let _ = out.send(Outgoing::Frame(Frame::Welcome(Welcome {
         version: PROTOCOL_VERSION,
-        max_frame_bytes: cx.max_frame_bytes,
+        max_frame_bytes: cx.limits.max_frame_bytes,
         server: concat!("logbook ", env!("CARGO_PKG_VERSION")).into(),
     })));
     loop {
+        if buf.capacity() > KEEP_BUFFER {
+            buf = Vec::new();
+        }
         let read = tokio::select! {
             biased;
             _ = shutdown.changed() => return Ok(()),
-            r = read_frame(rd, cx.max_frame_bytes, &mut buf) => r?,
+            r = read_frame(rd, cx, Wait::Next, &mut buf) => r?,
         };
-        if read.is_none() {
+        // The frame's budget is held until its batch is queued for the writer (or
+        // the frame is done with).
+        let Some(_budget) = read else {
             return Ok(());
-        }
+        };
         match decode_frame(&buf, &client.resource) {
             Ok(Frame::Batch(batch)) => {
                 // Waits while the writer is behind: this connection stops reading and
@@ -282,10 +383,17 @@ async fn read_loop(
                     .submit(&client, batch.records)
                     .await
                     .map_err(|e| admit_error(&e))?;
-                let _ = out.send(Outgoing::Batch {
-                    seq: batch.seq,
-                    outcome,
-                });
+                // The sender is gone (the client read none of its answers): stop
+                // reading what it sends; its batches are committed, not answered.
+                if out
+                    .send(Outgoing::Batch {
+                        seq: batch.seq,
+                        outcome,
+                    })
+                    .is_err()
+                {
+                    return Ok(());
+                }
             }
             Ok(Frame::Gap(gap)) => {
                 let drops = ClientDrops {
@@ -311,9 +419,4 @@ async fn read_loop(
             }
         }
     }
-}
-
-/// Compares secrets in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -9,23 +9,108 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use logbook_proto::wire::{encode_frame, ErrorCode, ErrorFrame, Frame};
 use tokio::net::UnixListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::admission::Admission;
-use crate::config::SensitiveString;
+use crate::admission::auth::Authenticator;
+use crate::admission::{limit, Admission};
+use crate::log_limit::LogLimit;
+
+/// What bounds the socket's connections.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketLimits {
+    /// Largest frame accepted from a client.
+    pub max_frame_bytes: u32,
+    /// Most connections at once; more are refused with an error frame.
+    pub max_connections: usize,
+    /// A client silent this long after its hello is closed.
+    pub idle_timeout: Duration,
+    /// Longest time to receive one frame once its first byte came.
+    pub frame_timeout: Duration,
+    /// Most bytes of frames being read, or decoded and waiting for the admission
+    /// queue, over all connections.
+    pub read_budget_bytes: u64,
+}
 
 /// What every socket connection shares.
 pub struct SocketContext {
     /// The way into the store.
     pub admission: Admission,
-    /// Largest frame accepted from a client.
-    pub max_frame_bytes: u32,
-    /// Shared secret clients must present, if any.
-    pub token: Option<SensitiveString>,
+    /// The token check, and the count of failures.
+    pub auth: Arc<Authenticator>,
+    /// Its bounds.
+    pub limits: SocketLimits,
+    /// The read budget, in KiB: the part any frame may draw on …
+    read_budget: Arc<Semaphore>,
+    read_budget_kib: u32,
+    /// … and the part kept for small frames, so that frames of ordinary size (a
+    /// layer's batches are a few hundred KiB) are read while large ones, or clients
+    /// stalled half-way through them, hold the rest.
+    reserve: Arc<Semaphore>,
+    reserve_kib: u32,
 }
+
+/// Frames up to this size may draw on the reserved part of the read budget.
+pub const SMALL_FRAME: usize = 1 << 20;
+/// The reserved part: this fraction of the read budget.
+const RESERVE_DIVISOR: u64 = 4;
+
+impl SocketContext {
+    /// The context of connections admitted through `admission`, checked by `auth`,
+    /// within `limits`.
+    pub fn new(admission: Admission, auth: Arc<Authenticator>, limits: SocketLimits) -> Self {
+        let kib = |bytes: u64| {
+            u32::try_from(bytes >> 10)
+                .unwrap_or(u32::MAX)
+                .clamp(1, u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX))
+        };
+        let reserve = kib(limits.read_budget_bytes / RESERVE_DIVISOR);
+        let main = kib(limits.read_budget_bytes - limits.read_budget_bytes / RESERVE_DIVISOR);
+        Self {
+            admission,
+            auth,
+            limits,
+            read_budget: Arc::new(Semaphore::new(main as usize)),
+            read_budget_kib: main,
+            reserve: Arc::new(Semaphore::new(reserve as usize)),
+            reserve_kib: reserve,
+        }
+    }
+
+    /// A frame of `len` bytes' share of the read budget, waiting while other frames
+    /// hold it (a frame larger than the budget takes all of it). A small frame takes
+    /// from the reserve when the rest is held.
+    async fn read_budget(&self, len: usize) -> Result<OwnedSemaphorePermit, ErrorFrame> {
+        let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+        let main = Arc::clone(&self.read_budget);
+        let permit = if len <= SMALL_FRAME {
+            match main.try_acquire_many_owned(kib.min(self.read_budget_kib)) {
+                Ok(p) => Ok(p),
+                Err(_) => {
+                    Arc::clone(&self.reserve)
+                        .acquire_many_owned(kib.min(self.reserve_kib))
+                        .await
+                }
+            }
+        } else {
+            main.acquire_many_owned(kib.min(self.read_budget_kib)).await
+        };
+        permit.map_err(|_| ErrorFrame {
+            code: ErrorCode::Unavailable,
+            message: "collector is shutting down".into(),
+        })
+    }
+}
+
+/// Accept failures (out of file descriptors) are logged at most this often.
+static ACCEPT_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
+/// After a failed accept, the listener waits this long, doubling up to
+/// [`ACCEPT_BACKOFF_MAX`] while accepts keep failing.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The bound Unix socket.
 pub struct SocketListener {
@@ -56,17 +141,28 @@ impl SocketListener {
     /// it sent (each stops reading, and its batches are committed and acknowledged).
     pub async fn run(self, cx: Arc<SocketContext>, mut shutdown: watch::Receiver<bool>) {
         let mut connections = JoinSet::new();
+        let mut backoff = ACCEPT_BACKOFF;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
+                        backoff = ACCEPT_BACKOFF;
+                        if connections.len() >= cx.limits.max_connections {
+                            refuse(&stream, cx.limits.max_connections);
+                            cx.admission.count(limit::CONNECTION_REFUSED, 1).await;
+                            continue;
+                        }
                         connections.spawn(connection::handle(stream, Arc::clone(&cx), shutdown.clone()));
                     }
                     Err(error) => {
-                        // E.g. out of file descriptors: keep serving the connections we have.
-                        warn!(%error, "Failed to accept a connection.");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // E.g. out of file descriptors: keep serving the connections we
+                        // have, and try again later, later still while it lasts.
+                        if let Some(held) = ACCEPT_LOG.allow() {
+                            warn!(%error, failed_since_last = held, "Failed to accept a connection.");
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     }
                 },
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -80,4 +176,18 @@ impl SocketListener {
         socket::remove_if_ours(&self.path, self.inode);
         while connections.join_next().await.is_some() {}
     }
+}
+
+/// Tells a connection over the cap why it is closed, without waiting for it: the frame
+/// fits in a new socket's buffer, or is lost with the connection.
+fn refuse(stream: &tokio::net::UnixStream, max: usize) {
+    let mut bytes = Vec::new();
+    encode_frame(
+        &Frame::Error(ErrorFrame {
+            code: ErrorCode::Unavailable,
+            message: format!("too many connections (at most {max}): retry later"),
+        }),
+        &mut bytes,
+    );
+    let _ = stream.try_write(&bytes);
 }

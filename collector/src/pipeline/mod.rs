@@ -1,6 +1,9 @@
 //! What happens to every record between decoding and storage: GenAI name
-//! normalisation, redaction, validation, then category derivation. Shared by the socket listener and embedded mode.
+//! bounds (values cut to a limit), GenAI name normalisation, redaction, validation
+//! (the collector's namespace reserved, sizes bounded), then category derivation. Shared
+//! by every transport and embedded mode, through `crate::admission`.
 
+mod bound;
 mod category;
 mod normalize;
 mod validate;
@@ -12,13 +15,14 @@ use std::fmt;
 use logbook_proto::{Fields, Record, RecordId, ScopeKey};
 use logbook_redact::{Counts, Redactor};
 
+pub use bound::{approx_size, check_identity, cut_values};
 pub use category::{
     derive_category, CATEGORY_AGENT, CATEGORY_ARTIFACT, CATEGORY_DECISION, CATEGORY_ERROR,
     CATEGORY_LLM_CALL, CATEGORY_LOG, CATEGORY_RUN, CATEGORY_SPAN, CATEGORY_STATE, CATEGORY_STEP,
     CATEGORY_TOOL_CALL, CATEGORY_USAGE,
 };
 pub use normalize::normalize;
-pub use validate::{validate, Limits};
+pub use validate::{validate, Limits, RESERVED_NAME_PREFIX, RESERVED_TARGET};
 
 /// Why the pipeline refused a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +32,13 @@ pub enum Refusal {
     Invalid(String),
     /// It lacks a scope field the configuration requires (`required_scope`).
     MissingScope(ScopeKey),
+    /// It is larger than `max_record_bytes` once its values are cut.
+    TooLarge {
+        /// Its size, about as stored.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -35,6 +46,10 @@ impl fmt::Display for Refusal {
         match self {
             Self::Invalid(why) => f.write_str(why),
             Self::MissingScope(k) => write!(f, "missing required scope field `{}`", k.as_str()),
+            Self::TooLarge { bytes, max } => write!(
+                f,
+                "record of {bytes} bytes, more than the limit of {max} bytes"
+            ),
         }
     }
 }
@@ -50,6 +65,17 @@ pub struct Rejected {
     pub reason: Refusal,
     /// The record (redacted), kept in quarantine.
     pub record: Record,
+}
+
+/// What the pipeline changed in the records it passed.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Values the redaction rules replaced, by rule.
+    pub redactions: Counts,
+    /// Values (and messages) cut to the limit.
+    pub values_cut: u64,
+    /// The bytes of the records passed, about as stored.
+    pub bytes: u64,
 }
 
 /// The ingest pipeline.
@@ -70,6 +96,16 @@ impl Pipeline {
         }
     }
 
+    /// Its limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Its redactor.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     /// Redacts with `redactor` instead of the built-in rules.
     pub fn with_redactor(mut self, redactor: Arc<Redactor>) -> Self {
         self.redactor = redactor;
@@ -82,21 +118,24 @@ impl Pipeline {
         self
     }
 
-    /// Redacts and validates each record and derives its category. Returns the records
-    /// to store, in order, and the refused ones (redacted too).
+    /// Bounds, redacts and validates each record and derives its category. Returns the
+    /// records to store, in order, and the refused ones (redacted too).
     pub fn process(&self, records: Vec<Record>) -> (Vec<Record>, Vec<Rejected>) {
-        self.process_counted(records, &mut Counts::new())
+        self.process_counted(records, &mut Tally::default())
     }
 
-    /// [`Pipeline::process`], adding the redactions made to `counts`.
+    /// [`Pipeline::process`], adding what it changed to `tally`.
     pub fn process_counted(
         &self,
         records: Vec<Record>,
-        counts: &mut Counts,
+        tally: &mut Tally,
     ) -> (Vec<Record>, Vec<Rejected>) {
         let mut ok = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
+        let counts = &mut tally.redactions;
         for (i, mut r) in records.into_iter().enumerate() {
+            // First, so that nothing else reads a value larger than the limit.
+            tally.values_cut += cut_values(&mut r, self.limits.max_value_bytes);
             self.redactor.redact_record(&mut r, counts);
             // After redaction, so that copies and scope come from redacted values (and a
             // dropped field is not copied); the copies then meet the rules for their
@@ -112,9 +151,16 @@ impl Pipeline {
                 self.redactor.redact_fields(&mut copies, counts);
                 r.fields.merge(copies);
             }
+            let bytes = approx_size(&r);
             let checked = validate(&r, &self.limits)
                 .map_err(Refusal::Invalid)
                 .and_then(|()| {
+                    if bytes > self.limits.max_record_bytes {
+                        return Err(Refusal::TooLarge {
+                            bytes,
+                            max: self.limits.max_record_bytes,
+                        });
+                    }
                     match self
                         .required_scope
                         .iter()
@@ -126,17 +172,25 @@ impl Pipeline {
                 });
             match checked {
                 Ok(()) => {
+                    tally.bytes += bytes as u64;
                     if r.category.is_none() {
                         r.category = Some(derive_category(&r).into());
                     }
                     ok.push(r);
                 }
-                Err(reason) => rejected.push(Rejected {
-                    index: u32::try_from(i).unwrap_or(u32::MAX),
-                    id: r.id,
-                    reason,
-                    record: r,
-                }),
+                Err(reason) => {
+                    if bytes > self.limits.max_record_bytes {
+                        // Quarantine keeps what identifies it, not what made it too large.
+                        r.message = None;
+                        r.fields = Fields::new();
+                    }
+                    rejected.push(Rejected {
+                        index: u32::try_from(i).unwrap_or(u32::MAX),
+                        id: r.id,
+                        reason,
+                        record: r,
+                    })
+                }
             }
         }
         (ok, rejected)

@@ -13,6 +13,16 @@ pub struct Limits {
     pub max_key_bytes: usize,
     /// How far in the future a timestamp may be (clock skew), in nanoseconds.
     pub max_future_ns: i64,
+    /// Longest field value or message, in bytes: longer ones are cut, with a marker.
+    pub max_value_bytes: usize,
+    /// Largest record (after cutting values), in bytes, about as stored.
+    pub max_record_bytes: usize,
+    /// Most records in one batch.
+    pub max_batch_records: usize,
+    /// Longest service name a client may give, in bytes.
+    pub max_service_bytes: usize,
+    /// Longest host name a client may give, in bytes.
+    pub max_host_bytes: usize,
 }
 
 impl Default for Limits {
@@ -22,12 +32,40 @@ impl Default for Limits {
             max_fields: 1024,
             max_key_bytes: 256,
             max_future_ns: 24 * 3600 * 1_000_000_000,
+            max_value_bytes: 256 << 10,
+            max_record_bytes: 2 << 20,
+            max_batch_records: 10_000,
+            max_service_bytes: 256,
+            max_host_bytes: 256,
         }
     }
 }
 
 /// The earliest timestamp accepted: 2000-01-01T00:00:00Z.
 const EARLIEST_NS: i64 = 946_684_800 * 1_000_000_000;
+
+/// What of `r` lies in the collector's own namespace: names beginning `logbook.` and
+/// the targets `logbook` and `logbook::…` (its audit records'). No client may send
+/// them, so that a record there is the collector's.
+fn reserved(r: &Record) -> Option<&'static str> {
+    if r.name.starts_with(RESERVED_NAME_PREFIX) {
+        return Some("the name prefix `logbook.`");
+    }
+    let target = r.target.as_ref();
+    if target == RESERVED_TARGET
+        || target
+            .strip_prefix(RESERVED_TARGET)
+            .is_some_and(|rest| rest.starts_with("::"))
+    {
+        return Some("the target `logbook`");
+    }
+    None
+}
+
+/// Names of the collector's own records begin with this.
+pub const RESERVED_NAME_PREFIX: &str = "logbook.";
+/// The collector's own records have this target, or one below it.
+pub const RESERVED_TARGET: &str = "logbook";
 
 /// `Ok` if `r` may be stored, else a one-line reason.
 pub fn validate(r: &Record, limits: &Limits) -> Result<(), String> {
@@ -39,6 +77,11 @@ pub fn validate(r: &Record, limits: &Limits) -> Result<(), String> {
     }
     if r.name.is_empty() {
         return Err("name is empty".into());
+    }
+    if let Some(what) = reserved(r) {
+        return Err(format!(
+            "{what} is reserved for the collector's own records"
+        ));
     }
     let latest = Timestamp::now()
         .as_nanos()
@@ -67,6 +110,7 @@ pub fn validate(r: &Record, limits: &Limits) -> Result<(), String> {
         ("name", Some(r.name.as_ref())),
         ("target", Some(r.target.as_ref())),
         ("category", r.category.as_deref()),
+        ("file", r.file.as_deref()),
     ] {
         if v.is_some_and(|v| v.len() > limits.max_label_bytes) {
             return Err(format!(
@@ -156,5 +200,32 @@ mod tests {
         assert!(validate(&r, &l).unwrap_err().contains("duration_ns above"));
         r.duration_ns = Some(i64::MAX as u64);
         assert_eq!(validate(&r, &l), Ok(()));
+    }
+
+    #[test]
+    fn refuses_the_collectors_namespace() {
+        let l = Limits::default();
+        for (name, target) in [
+            ("logbook.dsar.delete", "app"),
+            ("e", "logbook::admin"),
+            ("e", "logbook"),
+            ("e", "logbook::admin::x"),
+        ] {
+            let mut r = ok_record();
+            r.name = name.into();
+            r.target = target.into();
+            let e = validate(&r, &l).unwrap_err();
+            assert!(e.contains("reserved"), "{name} {target}: {e}");
+        }
+        for (name, target) in [
+            ("logbook", "app"),
+            ("e", "logbook_layer::x"),
+            ("e", "logbooks"),
+        ] {
+            let mut r = ok_record();
+            r.name = name.into();
+            r.target = target.into();
+            assert_eq!(validate(&r, &l), Ok(()), "{name} {target}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! tombstone chain rows, compact), so every backend purges the same way.
 
 mod archive;
+pub mod budget;
 mod dsar;
 mod policy;
 mod purge;

@@ -14,10 +14,11 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::admission::auth::Authenticator;
 use crate::admission::feed::Feed;
 use crate::admission::{Admission, GroupCommit, Intake, QueueLimits};
 use crate::config::Config;
-use crate::ingest::{SocketContext, SocketListener};
+use crate::ingest::{SocketContext, SocketLimits, SocketListener};
 use crate::pipeline::Pipeline;
 use crate::store::open_writer;
 
@@ -62,17 +63,22 @@ impl Signals {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
 
-    // The store, and the record of what configuration it runs with.
+    // The store, claimed for this collector, and the record of what configuration it
+    // runs with.
+    let _claim = crate::store::claim(&config.db)
+        .with_context(|| format!("claiming database {}", config.db))?;
     let mut store = open_writer(&config.db, &config.store_options())
         .with_context(|| format!("opening database {}", config.db))?;
+    let previous = jobs::last_config_load(store.reader().as_ref());
+    let record = jobs::config_load_record(&config, store.keys().pseudonym_key(), previous.as_ref());
     store
-        .write(&[jobs::config_load_record(&config)])
+        .write(&[record])
         .context("writing the config-load audit record")?;
 
     // Admission: the pipeline, the queue, the writer thread, the post-commit feed.
     let redactor = config.redactor(store.keys().pseudonym_key())?;
     let intake = Intake::new(
-        Pipeline::default()
+        Pipeline::new(config.limits())
             .require_scope(config.required_scope_keys()?)
             .with_redactor(Arc::new(redactor)),
     );
@@ -82,11 +88,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         store,
         QueueLimits {
             records: config.queue_records,
+            bytes: config.queue_bytes,
             requests: WRITE_QUEUE,
         },
         GroupCommit {
             max_records: config.commit_max_records,
             max_wait: Duration::from_millis(config.commit_interval_ms),
+            max_db_size: config.max_db_size,
         },
         feed.clone(),
         tokio::runtime::Handle::current(),
@@ -97,17 +105,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let socket = SocketListener::bind(&config.socket, config.socket_mode)?;
     info!(socket = %socket.path().display(), db = %config.db, "Collector listening.");
     let (stop, stopped) = watch::channel(false);
+    let auth = Arc::new(Authenticator::new(
+        config.token.as_ref().map(|t| t.expose()),
+        admission.clone(),
+    ));
     let socket = tokio::spawn(socket.run(
-        Arc::new(SocketContext {
-            admission: admission.clone(),
-            max_frame_bytes: config.max_frame_bytes,
-            token: config.token.clone(),
-        }),
+        Arc::new(SocketContext::new(
+            admission.clone(),
+            Arc::clone(&auth),
+            SocketLimits {
+                max_frame_bytes: config.max_frame_bytes,
+                max_connections: config.max_connections,
+                idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+                frame_timeout: Duration::from_secs(config.frame_timeout_secs),
+                read_budget_bytes: config.read_budget_bytes,
+            },
+        )),
         stopped,
     ));
 
     // Background jobs.
-    let ticker = jobs::spawn_ticker(admission.clone());
+    let ticker = jobs::spawn_ticker(admission.clone(), Arc::clone(&auth));
     let retention = jobs::Retention::spawn(&config)?;
 
     // Until a signal, or the writer's death (a panic): nothing could be stored then,
@@ -135,6 +153,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     socket.await.context("the socket listener failed")?;
     ticker.abort();
     let _ = ticker.await;
+    // The failed authentications not yet in the trail, then the last handle on
+    // admission but one.
+    auth.flush(true).await;
+    drop(auth);
     if let Some(retention) = retention {
         tokio::task::spawn_blocking(move || retention.stop())
             .await

@@ -147,6 +147,10 @@ pub trait StoreWriter: Send {
 
     // The primitives retention and DSAR are built on (`crate::retention`).
 
+    /// The bytes the store's data takes now (SQLite: its pages in use, free pages not
+    /// counted): what the disk budget (`max_db_size`) bounds.
+    fn used_bytes(&mut self) -> Result<u64, StoreError>;
+
     /// How many records `selection` selects now.
     fn count_selected(&mut self, selection: &Selection) -> Result<u64, StoreError>;
 
@@ -212,6 +216,22 @@ pub fn open_writer(
 ) -> Result<Box<dyn StoreWriter>, StoreError> {
     match address {
         StoreAddress::Sqlite(path) => Ok(Box::new(sqlite::SqliteWriter::open(path, options)?)),
+    }
+}
+
+/// A store claimed by one collector: held while it serves, released when dropped (or
+/// when the process ends, however it ends).
+#[derive(Debug)]
+pub struct Claim {
+    _file: std::fs::File,
+}
+
+/// Claims `address` for one serving collector: a second one on the same store is
+/// refused with a message naming the first one's pid. Admin commands and readers are
+/// not affected. (SQLite: an exclusive lock on `<db>.lock` beside the database.)
+pub fn claim(address: &StoreAddress) -> Result<Claim, StoreError> {
+    match address {
+        StoreAddress::Sqlite(path) => sqlite::claim(path).map(|file| Claim { _file: file }),
     }
 }
 

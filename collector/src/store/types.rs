@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use logbook_proto::{InstanceId, PerLevel, Record, Resource, Timestamp, TraceId};
+use logbook_proto::{InstanceId, Origin, PerLevel, Record, Resource, Timestamp, TraceId};
 
 use crate::query::Cursor;
 use crate::retention::{Selector, StorageClass};
@@ -16,8 +16,11 @@ use crate::retention::{Selector, StorageClass};
 pub struct ClientInfo {
     /// The emitting process instance.
     pub instance: InstanceId,
-    /// Its service, host and pid.
+    /// Its service, host and pid, as it said them.
     pub resource: Arc<Resource>,
+    /// How it reached the collector and who it was, as the collector saw it: stamped
+    /// on every record it sends.
+    pub origin: Arc<Origin>,
 }
 
 /// A client's running totals of dropped records, by level (from a gap frame).
@@ -51,6 +54,8 @@ pub struct Batch<'a> {
     pub quarantined: &'a [Quarantined],
     /// Values replaced, by redaction rule, to add to the counts.
     pub redactions: &'a [(String, u64)],
+    /// What the limits did, by name (`crate::admission::limit`), to add to the counts.
+    pub limits: &'a [(String, u64)],
 }
 
 /// A position in the stream of committed records, as the store that issued it
@@ -449,6 +454,9 @@ pub struct StoreStats {
     pub audit_records: u64,
     /// Values replaced, by redaction rule.
     pub redactions: Vec<(String, u64)>,
+    /// What the limits did, by name (`crate::admission::limit`): values cut, batches
+    /// and connections refused, failed authentications.
+    pub limits: std::collections::BTreeMap<String, u64>,
 }
 
 impl StoreStats {

@@ -262,9 +262,15 @@ pub mod sqlite {
                             .get(logbook_proto::RecordId(id.try_into().unwrap()))
                             .unwrap()
                             .unwrap();
-                        let content = record_digest(&record, seq as u64, StorageClass::Audit);
+                        let content = record_digest(
+                            &record,
+                            seq as u64,
+                            StorageClass::Audit,
+                            ChainFormat::CURRENT,
+                        )
+                        .unwrap();
                         let chain = chain_hash(
-                            ChainFormat::Canonical,
+                            ChainFormat::CURRENT,
                             &key,
                             &prev.clone().try_into().unwrap(),
                             n as u64,

@@ -154,6 +154,7 @@ pub fn writes_filters_pages_and_counters(b: &dyn Backend) {
     let client = ClientInfo {
         instance: InstanceId::from_random(5),
         resource: resource("story"),
+        origin: Arc::new(logbook_proto::Origin::new(logbook_proto::transport::SOCKET)),
     };
     for dropped in [[0, 0, 5, 1, 0], [0, 0, 3, 2, 0]] {
         store

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use logbook_collector::embedded::Embedded;
 use logbook_collector::store::{ClientDrops, ClientInfo, StoreError};
 use logbook_proto::wire::{decode_record, RECORD_ID_OFFSET};
-use logbook_proto::{Level, PerLevel, Record, RecordId, Resource};
+use logbook_proto::{transport, Level, Origin, PerLevel, Record, RecordId, Resource};
 
 use super::worker::Full;
 use super::{Counters, Identity, LevelCounts, Mark, Sink};
@@ -43,6 +43,10 @@ impl EmbeddedSink {
             client: ClientInfo {
                 instance: identity.instance,
                 resource: Arc::clone(&identity.resource),
+                origin: Arc::new(Origin {
+                    pid: Some(std::process::id()),
+                    ..Origin::new(transport::EMBEDDED)
+                }),
             },
             resource: Arc::clone(&identity.resource),
             counters,

@@ -274,12 +274,19 @@ impl SocketSink {
     /// fail again on every resend, so the oldest unacknowledged batch (acks arrive in
     /// order, so it is the one the collector was reading) is given up after a few tries.
     fn on_error_frame(&mut self, e: &ErrorFrame) {
+        // Closed for silence: not a fault; the next connection carries what comes next.
+        if e.code == ErrorCode::Idle {
+            return;
+        }
         eprintln!(
             "logbook: collector at {} closed the connection: {}",
             self.path.display(),
             e.message
         );
-        if !matches!(e.code, ErrorCode::Malformed | ErrorCode::FrameTooLarge) {
+        if !matches!(
+            e.code,
+            ErrorCode::Malformed | ErrorCode::FrameTooLarge | ErrorCode::LimitExceeded
+        ) {
             return;
         }
         if let Some(front) = self.unacked.front_mut() {

@@ -190,8 +190,15 @@ pub enum ErrorCode {
     Unauthorized = 4,
     /// A valid frame arrived out of order (e.g. a batch before the hello).
     ProtocolViolation = 5,
-    /// The collector is shutting down or cannot store records right now.
+    /// The collector is shutting down, cannot store records right now, or has as many
+    /// connections as it takes: retry later.
     Unavailable = 6,
+    /// The connection was silent for longer than the collector waits: not a fault;
+    /// reconnect when there is something to send.
+    Idle = 7,
+    /// A limit was exceeded (a batch's record count, the hello's service or host
+    /// length): sending the same again fails again.
+    LimitExceeded = 8,
 }
 
 impl ErrorCode {
@@ -203,6 +210,8 @@ impl ErrorCode {
             4 => Self::Unauthorized,
             5 => Self::ProtocolViolation,
             6 => Self::Unavailable,
+            7 => Self::Idle,
+            8 => Self::LimitExceeded,
             _ => Self::Malformed,
         }
     }

@@ -49,6 +49,13 @@ impl Collector {
         c
     }
 
+    /// Like [`Collector::start`], with `toml` as its configuration file.
+    pub fn start_with_config(dir: &Path, toml: &str) -> Self {
+        let config = dir.join("logbook.toml");
+        std::fs::write(&config, toml).unwrap();
+        Self::start_with(dir, &["--config", config.to_str().unwrap()])
+    }
+
     /// Starts the collector again (after [`Collector::kill`] or [`Collector::stop`]).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
@@ -272,7 +279,7 @@ pub fn parse_report(stdout: &[u8]) -> AppReport {
 
 /// `n` valid INFO events named `name`, with ids `from..from + n` of `instance` and
 /// messages `record {i}`: what a raw client sends.
-pub fn events(instance: InstanceId, from: u64, n: u64, name: &'static str) -> Vec<Record> {
+pub fn events(instance: InstanceId, from: u64, n: u64, name: &str) -> Vec<Record> {
     use logbook_proto::{Kind, Level, RecordId, Timestamp, TraceId};
     (from..from + n)
         .map(|i| {
@@ -281,7 +288,7 @@ pub fn events(instance: InstanceId, from: u64, n: u64, name: &'static str) -> Ve
                 Timestamp::now(),
                 Kind::Event,
                 Level::Info,
-                name,
+                logbook_proto::Str::Owned(name.to_owned()),
             );
             r.trace_id = TraceId::from_random(u64::from_be_bytes(instance.0), i);
             r.message = Some(format!("record {i}"));
@@ -312,19 +319,34 @@ impl RawClient {
 
     /// Connects and completes the handshake as `instance`.
     pub fn handshake(socket: &Path, instance: InstanceId) -> Self {
+        Self::handshake_as(socket, instance, "raw-client", None)
+    }
+
+    /// Connects and completes the handshake as `instance` of `service`, with `token`.
+    pub fn handshake_as(
+        socket: &Path,
+        instance: InstanceId,
+        service: &str,
+        token: Option<&str>,
+    ) -> Self {
         let mut c = Self::connect(socket);
-        c.send(&Frame::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            instance,
-            pid: std::process::id(),
-            service: "raw-client".into(),
-            host: "test".into(),
-            token: None,
-        }));
+        c.send(&Self::hello(instance, service, token));
         match c.recv() {
             Some(Frame::Welcome(_)) => c,
             other => panic!("expected welcome, got {other:?}"),
         }
+    }
+
+    /// A hello frame.
+    pub fn hello(instance: InstanceId, service: &str, token: Option<&str>) -> Frame {
+        Frame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            instance,
+            pid: std::process::id(),
+            service: service.into(),
+            host: "test".into(),
+            token: token.map(str::to_owned),
+        })
     }
 
     /// Sends one frame.
@@ -332,6 +354,18 @@ impl RawClient {
         let mut bytes = Vec::new();
         encode_frame(frame, &mut bytes);
         self.send_bytes(&bytes);
+    }
+
+    /// Gives up a send blocked for `timeout`.
+    pub fn set_write_timeout(&mut self, timeout: Duration) {
+        self.stream.set_write_timeout(Some(timeout)).unwrap();
+    }
+
+    /// Sends one frame, or says why it could not.
+    pub fn try_send(&mut self, frame: &Frame) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        encode_frame(frame, &mut bytes);
+        self.stream.write_all(&bytes)
     }
 
     /// Sends raw bytes.

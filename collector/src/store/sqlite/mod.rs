@@ -77,6 +77,8 @@ pub struct SqliteWriter {
     reader: Arc<SqliteReader>,
     /// Spaces admin transactions so that a collector writing beside them comes first.
     pacer: admin::Pacer,
+    /// The rows of `origins` used so far.
+    origins: write::OriginIds,
 }
 
 impl SqliteWriter {
@@ -155,6 +157,7 @@ impl SqliteWriter {
                 last: Instant::now(),
             },
             pacer,
+            origins: write::OriginIds::default(),
         })
     }
 
@@ -175,12 +178,14 @@ impl StoreWriter for SqliteWriter {
             &mut self.conn,
             batch,
             &mut self.latency,
+            &mut self.origins,
             &write::Context {
                 rules: &self.trust.rules,
                 key: self.trust.keys.chain_key(),
                 prices: &self.trust.prices,
             },
-        )?;
+        )
+        .inspect_err(|_| self.origins.forget())?;
         self.trust.since += written.chained;
         if self.trust.since >= self.trust.policy.every_records {
             // The batch is committed whatever happens here: a checkpoint that cannot be
@@ -218,6 +223,16 @@ impl StoreWriter for SqliteWriter {
 
     fn reader(&self) -> Arc<dyn StoreReader> {
         Arc::clone(&self.reader) as Arc<dyn StoreReader>
+    }
+
+    fn used_bytes(&mut self) -> Result<u64, StoreError> {
+        let pragma = |name: &str| -> Result<i64, StoreError> {
+            Ok(self
+                .conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?)
+        };
+        let used = (pragma("page_count")? - pragma("freelist_count")?) * pragma("page_size")?;
+        Ok(u64::try_from(used).unwrap_or(0))
     }
 
     fn count_selected(&mut self, selection: &Selection) -> Result<u64, StoreError> {
@@ -339,6 +354,100 @@ pub struct SqliteReader {
     idle: Mutex<Vec<Connection>>,
 }
 
+/// Takes the lock file beside the database at `path` for this process: refused, with
+/// the holder's pid, while another process holds it.
+pub(crate) fn claim(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = PathBuf::from(name);
+    if let Some(dir) = lock
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| StoreError::Io {
+                context: format!("creating {}", dir.display()),
+                source: e,
+            })?;
+    }
+    let io = |context: String| move |source| StoreError::Io { context, source };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock)
+        .map_err(io(format!("opening {}", lock.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(StoreError::Io {
+                context: format!(
+                    "another collector (pid {}) is already serving {}",
+                    holder
+                        .trim()
+                        .parse::<u32>()
+                        .map_or_else(|_| "unknown".to_owned(), |p| p.to_string()),
+                    path.display()
+                ),
+                source: io::Error::from(io::ErrorKind::WouldBlock),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(io(format!("locking {}", lock.display()))(e))
+        }
+    }
+    let pid = std::process::id().to_string();
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(pid.as_bytes()))
+        .map_err(io(format!("writing {}", lock.display())))?;
+    Ok(file)
+}
+
+/// Whether opening for reading failed for want of write access to the directory (the
+/// WAL's shared-memory file cannot be made).
+fn is_read_only_failure(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
+}
+
+/// Opens `path` as an immutable file: no locks, no WAL. Write-ahead log content not yet
+/// checkpointed into the file cannot be read that way; a warning says so.
+fn open_immutable(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let wal = path.with_extension(
+        path.extension()
+            .map_or_else(|| "wal".into(), |e| format!("{}-wal", e.to_string_lossy())),
+    );
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        tracing::warn!(
+            wal = %wal.display(),
+            "Reading a database in a read-only place without its write-ahead log: the newest records may be missing."
+        );
+    }
+    let mut uri = String::from("file:");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'?' | b'#' | b'%' => uri.push_str(&format!("%{b:02X}")),
+            _ => uri.push(char::from(*b)),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Ok(Connection::open_with_flags(
+        uri,
+        flags | OpenFlags::SQLITE_OPEN_URI,
+    )?)
+}
+
 impl SqliteReader {
     /// Opens an existing database for reading only; never creates or migrates one.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -359,12 +468,21 @@ impl SqliteReader {
                 source: io::Error::from(io::ErrorKind::NotFound),
             });
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let (conn, version) = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {
+            Ok(v) => (conn, v),
+            // A database in WAL mode needs its shared-memory file, which a reader cannot
+            // make in a read-only directory or on a read-only mount: nothing can write
+            // there either, so the file is read as it is.
+            Err(e) if is_read_only_failure(&e) => {
+                let conn = open_immutable(path, flags)?;
+                let v = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                (conn, v)
+            }
+            Err(e) => return Err(e.into()),
+        };
         if version > SCHEMA_VERSION {
             return Err(StoreError::SchemaTooNew {
                 found: version,

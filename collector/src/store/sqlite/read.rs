@@ -22,8 +22,16 @@ use crate::store::{
 };
 use crate::views::call::usd;
 
-/// Every column of `records`, comma-separated, in [`RECORD_COLUMNS`] order.
-pub(super) static COLUMNS: LazyLock<String> = LazyLock::new(|| RECORD_COLUMNS.join(", "));
+/// Every column of `records`, comma-separated, in [`RECORD_COLUMNS`] order; the origin
+/// as its text (`FROM records`, unaliased).
+pub(super) static COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    RECORD_COLUMNS
+        .map(|c| match c {
+            "origin_id" => "(SELECT origin FROM origins WHERE origins.id = records.origin_id)",
+            c => c,
+        })
+        .join(", ")
+});
 
 /// The level index (0..Level::COUNT) for a stored level code, if valid.
 fn level_index(code: i64) -> Option<usize> {
@@ -428,6 +436,7 @@ pub(super) fn record_from_row(row: &Row<'_>) -> Result<Record, StoreError> {
     const BUSY: usize = col("busy_ns");
     const IDLE: usize = col("idle_ns");
     const FIELDS: usize = col("fields");
+    const ORIGIN: usize = col("origin_id");
     let seq: i64 = row.get(SEQ)?;
     let corrupt = |message: String| StoreError::Corrupt { seq, message };
     let kind_code: i64 = row.get(KIND)?;
@@ -478,6 +487,14 @@ pub(super) fn record_from_row(row: &Row<'_>) -> Result<Record, StoreError> {
         host: row.get(HOST)?,
         pid: row.get(PID)?,
     });
+    r.origin = row
+        .get::<_, Option<String>>(ORIGIN)?
+        .map(|text| {
+            logbook_proto::Origin::from_json(&text)
+                .map(Arc::new)
+                .map_err(|e| corrupt(format!("origin {text:?}: {e}")))
+        })
+        .transpose()?;
     r.file = row.get::<_, Option<String>>(FILE)?.map(Str::Owned);
     r.line = row.get(LINE)?;
     r.category = row.get::<_, Option<String>>(CATEGORY)?.map(Str::Owned);
@@ -694,6 +711,10 @@ pub(super) fn stats(conn: &Connection, path: &Path) -> Result<StoreStats, StoreE
     })? as u64;
     let mut stmt = conn.prepare_cached("SELECT rule, n FROM redaction_counts ORDER BY rule")?;
     s.redactions = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare_cached("SELECT what, n FROM limit_counts")?;
+    s.limits = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
         .collect::<Result<_, _>>()?;
     Ok(s)

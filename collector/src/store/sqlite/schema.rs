@@ -458,12 +458,51 @@ UPDATE runs SET agent = (SELECT min(agent) FROM llm_calls c WHERE c.run_id = run
 
 ALTER TABLE audit_chain ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
 "#,
+    // 7: hardening. Who delivered each record (its origin: the transport and the peer's
+    // uid and pid, as the collector saw them), interned in origins and covered by the
+    // audit chain's canonical encoding; a refused record resent is quarantined once;
+    // what the limits did is counted.
+    r#"
+CREATE TABLE IF NOT EXISTS origins (
+    id     INTEGER PRIMARY KEY,
+    origin TEXT NOT NULL UNIQUE
+);
+ALTER TABLE records ADD COLUMN origin_id INTEGER;
+
+DELETE FROM quarantine WHERE record_id IS NOT NULL AND id NOT IN
+    (SELECT min(id) FROM quarantine WHERE record_id IS NOT NULL GROUP BY record_id);
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_record ON quarantine (record_id)
+    WHERE record_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS limit_counts (
+    what TEXT PRIMARY KEY,
+    n    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+DROP VIEW IF EXISTS records_view;
+CREATE VIEW records_view AS
+SELECT seq,
+       lower(hex(id)) AS id,
+       strftime('%Y-%m-%dT%H:%M:%f', ts / 1000000000.0, 'unixepoch') || 'Z' AS time,
+       CASE kind WHEN 1 THEN 'event' WHEN 2 THEN 'span_start' WHEN 3 THEN 'span_end' END AS kind,
+       CASE level WHEN 1 THEN 'TRACE' WHEN 2 THEN 'DEBUG' WHEN 3 THEN 'INFO' WHEN 4 THEN 'WARN' WHEN 5 THEN 'ERROR' END AS level,
+       name, target, message,
+       lower(hex(trace_id)) AS trace_id, lower(hex(span_id)) AS span_id, lower(hex(parent_span_id)) AS parent_span_id,
+       run_id, step_id, tenant, env, project, app, surface, user_id, session_id, request_id,
+       service, host, pid, file, line, category,
+       CASE status WHEN 1 THEN 'ok' WHEN 2 THEN 'error' END AS status,
+       duration_ns, busy_ns, idle_ns, fields,
+       CASE class WHEN 1 THEN 'audit' ELSE 'ops' END AS class,
+       (SELECT origin FROM origins o WHERE o.id = records.origin_id) AS origin
+FROM records;
+"#,
 ];
 
 /// The columns of `records`, in the order every statement of this backend reads and
 /// writes them (and format 1 of the audit chain hashed them, up to `class`): the
-/// record contract's keys, its scope fields named by their keys, and the storage class.
-pub const RECORD_COLUMNS: [&str; 33] = [
+/// record contract's keys, its scope fields named by their keys, the storage class,
+/// and the record's origin (a row of `origins`).
+pub const RECORD_COLUMNS: [&str; 34] = [
     keys::SEQ,
     keys::ID,
     keys::TS,
@@ -497,6 +536,7 @@ pub const RECORD_COLUMNS: [&str; 33] = [
     keys::IDLE_NS,
     keys::FIELDS,
     "class",
+    "origin_id",
 ];
 
 /// The position of column `name` in [`RECORD_COLUMNS`], checked at compile time.

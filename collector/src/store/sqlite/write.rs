@@ -3,14 +3,14 @@
 //! chain current.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
-use logbook_proto::{Record, ScopeKey, Status, Timestamp};
+use logbook_proto::{Origin, Record, ScopeKey, Status, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, Statement, TransactionBehavior};
 
 use super::schema::RECORD_COLUMNS;
 use super::{audit, calls};
-use crate::audit::{record_digest, AuditRules, StorageClass};
+use crate::audit::{record_digest, AuditRules, ChainFormat, StorageClass};
 use crate::cost::PriceTable;
 use crate::store::latency::{Histogram, PendingLatency};
 use crate::store::{Batch, StoreError, Stored, StreamCursor, Written};
@@ -169,14 +169,15 @@ pub mod raw {
         }
     }
 
-    /// Inserts `r` as `seq` with its fields already serialized; returns rows inserted
-    /// (0 when its id is stored already).
+    /// Inserts `r` as `seq` with its fields already serialized and its origin's row;
+    /// returns rows inserted (0 when its id is stored already).
     pub fn insert(
         stmt: &mut Statement<'_>,
         seq: i64,
         r: &Record,
         fields_json: &str,
         class: StorageClass,
+        origin: Option<i64>,
     ) -> rusqlite::Result<usize> {
         let s = &r.scope;
         stmt.execute(params![
@@ -213,7 +214,54 @@ pub mod raw {
             r.idle_ns.map(saturate),
             fields_json,
             class_code(class),
+            origin,
         ])
+    }
+}
+
+/// The rows of `origins` this writer has used, so that each origin is looked up once:
+/// a batch's records share one (the last one is checked first, by pointer).
+#[derive(Debug, Default)]
+pub(super) struct OriginIds {
+    last: Option<(Arc<Origin>, i64)>,
+    known: HashMap<Origin, i64>,
+}
+
+impl OriginIds {
+    /// Origins remembered at most; past it the memory starts over.
+    const MAX: usize = 4096;
+
+    fn id(&mut self, conn: &Connection, origin: &Arc<Origin>) -> rusqlite::Result<i64> {
+        if let Some((last, id)) = &self.last {
+            if Arc::ptr_eq(last, origin) || last == origin {
+                return Ok(*id);
+            }
+        }
+        let id = match self.known.get(&**origin) {
+            Some(id) => *id,
+            None => {
+                let text = origin.to_json();
+                conn.prepare_cached(
+                    "INSERT INTO origins (origin) VALUES (?1) ON CONFLICT (origin) DO NOTHING",
+                )?
+                .execute([&text])?;
+                let id = conn
+                    .prepare_cached("SELECT id FROM origins WHERE origin = ?1")?
+                    .query_row([&text], |r| r.get(0))?;
+                if self.known.len() >= Self::MAX {
+                    self.known.clear();
+                }
+                self.known.insert((**origin).clone(), id);
+                id
+            }
+        };
+        self.last = Some((Arc::clone(origin), id));
+        Ok(id)
+    }
+
+    /// Forgets every row: a transaction that failed may have made some of them.
+    pub(super) fn forget(&mut self) {
+        *self = Self::default();
     }
 }
 
@@ -221,6 +269,7 @@ pub(super) fn write(
     conn: &mut Connection,
     batch: &Batch<'_>,
     latency: &mut PendingLatency,
+    origins: &mut OriginIds,
     cx: &Context<'_>,
 ) -> Result<Outcome, StoreError> {
     let Batch {
@@ -228,6 +277,7 @@ pub(super) fn write(
         drops,
         quarantined,
         redactions,
+        limits,
     } = *batch;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Latencies measured after earlier commits ride along with this one.
@@ -251,7 +301,11 @@ pub(super) fn write(
             let _ = serde_json::to_writer(&mut fields_json, &r.fields);
             let fields_text = std::str::from_utf8(&fields_json).unwrap_or("{}");
             let class = cx.rules.class_of(r);
-            if raw::insert(&mut insert, seq, r, fields_text, class)? == 0 {
+            let origin = match &r.origin {
+                Some(o) => Some(origins.id(&tx, o)?),
+                None => None,
+            };
+            if raw::insert(&mut insert, seq, r, fields_text, class, origin)? == 0 {
                 stored.push(None);
                 continue;
             }
@@ -261,7 +315,10 @@ pub(super) fn write(
                 cursor: StreamCursor::from_backend(position),
             }));
             if class == StorageClass::Audit {
-                audit_rows.push((seq, record_digest(r, position, class)));
+                audit_rows.push((
+                    seq,
+                    record_digest(r, position, class, ChainFormat::CURRENT).unwrap_or_default(),
+                ));
             }
             field_text.clear();
             searchable_text(r, &mut field_text);
@@ -344,7 +401,7 @@ pub(super) fn write(
     let chained = audit_rows.len() as u64;
     if !quarantined.is_empty() {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO quarantine (received, reason, record_id, service, record)
+            "INSERT OR IGNORE INTO quarantine (received, reason, record_id, service, record)
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for q in quarantined {
@@ -364,6 +421,15 @@ pub(super) fn write(
         )?;
         for (rule, n) in redactions {
             count.execute(params![rule, saturate(*n)])?;
+        }
+    }
+    if !limits.is_empty() {
+        let mut count = tx.prepare_cached(
+            "INSERT INTO limit_counts (what, n) VALUES (?1, ?2)
+             ON CONFLICT (what) DO UPDATE SET n = CAST(n + excluded.n AS INTEGER)",
+        )?;
+        for (what, n) in limits {
+            count.execute(params![what, saturate(*n)])?;
         }
     }
     tx.commit()?;
