@@ -37,15 +37,23 @@ fn sample(n: u64) -> Vec<Record> {
     let scope = records::run_scope("ceiling");
     let resource = records::resource();
     let t0 = Timestamp::now().as_nanos();
+    // As admission stamps them: one origin shared by a connection's records.
+    let origin = std::sync::Arc::new(logbook_proto::Origin {
+        uid: Some(1000),
+        pid: Some(4242),
+        ..logbook_proto::Origin::new(logbook_proto::transport::SOCKET)
+    });
     (0..n)
         .map(|i| {
-            records::record(
+            let mut r = records::record(
                 instance,
                 i,
                 Timestamp(t0 + i as i64 * 1000),
                 &scope,
                 &resource,
-            )
+            );
+            r.origin = Some(std::sync::Arc::clone(&origin));
+            r
         })
         .collect()
 }

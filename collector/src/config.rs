@@ -76,7 +76,10 @@ impl Key {
             DefaultValue::List(l) => format!("[{}]", l.join(", ")),
             DefaultValue::Path(p) => p().display().to_string(),
         };
-        format!("{} [default: {default}]", self.help)
+        match self.bounds {
+            Some((lo, hi)) => format!("{} [default: {default}; {lo} to {hi}]", self.help),
+            None => format!("{} [default: {default}]", self.help),
+        }
     }
 }
 

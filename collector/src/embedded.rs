@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use logbook_proto::Record;
+use logbook_proto::{transport, InstanceId, Origin, Record, Resource};
 
 use crate::admission::commit::{commit, Entry};
 use crate::admission::{Client, Intake, Outcome};
@@ -28,6 +28,16 @@ impl Embedded {
                 &StoreOptions::with_durability(Durability::Normal),
             )?,
         })
+    }
+
+    /// The application itself as a client: its identity bounded and redacted like any
+    /// client's, its origin this process.
+    pub fn client(&self, instance: InstanceId, resource: Resource) -> Result<Client, String> {
+        let origin = Origin {
+            pid: Some(std::process::id()),
+            ..Origin::new(transport::EMBEDDED)
+        };
+        self.intake.client(instance, resource, origin)
     }
 
     /// Admits and stores `records` from `client` in one transaction.

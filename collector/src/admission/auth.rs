@@ -78,7 +78,7 @@ impl Authenticator {
     /// Counts a failure by `peer` (as the transport identified it: `uid 1000`,
     /// `10.0.0.7`): the window's first is audited at once, the others with the window.
     pub async fn failed(&self, peer: &str) {
-        self.admission.count(limit::AUTH_FAILED, 1).await;
+        self.admission.count(limit::AUTH_FAILED, 1);
         let (first, ended) = {
             let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
             let ended = match w.opened {

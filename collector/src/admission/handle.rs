@@ -68,6 +68,8 @@ struct Inner {
     /// The queue's bytes, in KiB.
     queue_kib: Arc<Semaphore>,
     queue_kib_total: usize,
+    /// What the limits did outside any batch, not yet sent to the writer.
+    counts: std::sync::Mutex<Vec<(&'static str, u64)>>,
 }
 
 /// A batch's share of the queue: returned when it is dropped, once the batch is
@@ -132,6 +134,7 @@ impl Admission {
                 queue_records: records,
                 queue_kib: Arc::new(Semaphore::new(kib)),
                 queue_kib_total: kib,
+                counts: std::sync::Mutex::default(),
             }),
         };
         Ok((admission, WriterThread(thread)))
@@ -187,7 +190,7 @@ impl Admission {
         records: Vec<Record>,
     ) -> Result<super::Admitted, AdmitError> {
         if let Err(why) = self.inner.intake.check_batch(records.len()) {
-            self.count(super::limit::BATCH_REFUSED, 1).await;
+            self.count(super::limit::BATCH_REFUSED, 1);
             return Err(AdmitError::TooLarge(why));
         }
         Ok(self.inner.intake.admit(client, records))
@@ -197,10 +200,7 @@ impl Admission {
     /// queue is full (an HTTP client is told to retry).
     pub fn try_submit(&self, client: &Client, records: Vec<Record>) -> Result<Pending, AdmitError> {
         if let Err(why) = self.inner.intake.check_batch(records.len()) {
-            let _ = self
-                .inner
-                .writer
-                .try_send(Request::Count(super::limit::BATCH_REFUSED, 1));
+            self.count(super::limit::BATCH_REFUSED, 1);
             return Err(AdmitError::TooLarge(why));
         }
         let admitted = self.inner.intake.admit(client, records);
@@ -254,14 +254,24 @@ impl Admission {
         self.request(Request::Audit(record)).await
     }
 
-    /// Counts what a limit did outside any batch (a refused connection), stored with
-    /// the next commit; dropped if the collector is stopping.
-    pub async fn count(&self, what: &'static str, n: u64) {
-        let _ = self.request(Request::Count(what, n)).await;
+    /// Counts what a limit did outside any batch (a refused connection): kept in
+    /// memory, never waiting, and stored with the next tick.
+    pub fn count(&self, what: &'static str, n: u64) {
+        let mut counts = self.inner.counts.lock().unwrap_or_else(|e| e.into_inner());
+        match counts.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, total)) => *total = total.saturating_add(n),
+            None => counts.push((what, n)),
+        }
     }
 
-    /// Asks the writer for its periodic upkeep (checkpoints).
+    /// Asks the writer for its periodic upkeep (checkpoints), and stores the counts of
+    /// [`Admission::count`] so far (also called once more at shutdown).
     pub(crate) async fn tick(&self) -> Result<(), AdmitError> {
+        let counts =
+            std::mem::take(&mut *self.inner.counts.lock().unwrap_or_else(|e| e.into_inner()));
+        for (what, n) in counts {
+            self.request(Request::Count(what, n)).await?;
+        }
         self.request(Request::Tick).await
     }
 

@@ -76,7 +76,9 @@ impl ServeArgs {
     pub(crate) fn run(&self, cli: &Cli) -> anyhow::Result<()> {
         let config = Config::load(&cli.sources(self.flags()))?;
         if self.print_config {
-            println!("{config:#?}");
+            // Every setting in effect, secrets only as "set": what the config-load
+            // audit record keeps.
+            println!("{}", serde_json::to_string_pretty(&config.settings())?);
             return Ok(());
         }
         init_logging(&config.log);

@@ -2,7 +2,7 @@
 //! acknowledgements out, in the order the batches came.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use logbook_proto::wire::{
     decode_frame, encode_frame, frame_len, Ack, ErrorCode, ErrorFrame, Frame, Hello, RecordReject,
@@ -195,9 +195,10 @@ enum Wait {
 }
 
 /// Reads one frame body into `buf`; `Ok(None)` at a clean end of stream. Waits for the
-/// frame's first byte as `wait` says, then takes the frame's size from the global read
-/// budget (waiting, without reading, while other frames hold it) and must receive the
-/// rest within `frame_timeout`. Memory grows with the bytes that actually arrive,
+/// frame's first byte as `wait` says; the rest of the header must come within
+/// `frame_timeout`; then the frame's size is taken from the global read budget
+/// (waiting, without reading, while other frames hold it) and the body must come
+/// within `frame_timeout` more. Memory grows with the bytes that actually arrive,
 /// never with what the length prefix claims.
 async fn read_frame(
     rd: &mut OwnedReadHalf,
@@ -237,7 +238,6 @@ async fn read_frame(
             cx.limits.frame_timeout.as_secs()
         ),
     };
-    let started = Instant::now();
     tokio::time::timeout(cx.limits.frame_timeout, rd.read_exact(&mut header[1..]))
         .await
         .map_err(|_| timed_out(1, None))?
@@ -258,10 +258,10 @@ async fn read_frame(
         Wait::Hello => None,
         Wait::Next => Some(cx.read_budget(len).await?),
     };
+    // The body's time starts once its budget is there.
     buf.clear();
-    let left = cx.limits.frame_timeout.saturating_sub(started.elapsed());
     let mut body = rd.take(len as u64);
-    let got = match tokio::time::timeout(left, body.read_to_end(buf)).await {
+    let got = match tokio::time::timeout(cx.limits.frame_timeout, body.read_to_end(buf)).await {
         Ok(got) => got.map_err(|e| io_error(&e))?,
         Err(_) => return Err(timed_out(HEADER_LEN + buf.len(), Some(len))),
     };
@@ -334,7 +334,7 @@ async fn handshake(
     {
         Ok(client) => Ok(Some(client)),
         Err(why) => {
-            cx.admission.count(limit::IDENTITY_REFUSED, 1).await;
+            cx.admission.count(limit::IDENTITY_REFUSED, 1);
             Err(ErrorFrame {
                 code: ErrorCode::LimitExceeded,
                 message: why,

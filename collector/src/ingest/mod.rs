@@ -150,7 +150,7 @@ impl SocketListener {
                         backoff = ACCEPT_BACKOFF;
                         if connections.len() >= cx.limits.max_connections {
                             refuse(&stream, cx.limits.max_connections);
-                            cx.admission.count(limit::CONNECTION_REFUSED, 1).await;
+                            cx.admission.count(limit::CONNECTION_REFUSED, 1);
                             continue;
                         }
                         connections.spawn(connection::handle(stream, Arc::clone(&cx), shutdown.clone()));

@@ -22,7 +22,7 @@ pub use category::{
     CATEGORY_TOOL_CALL, CATEGORY_USAGE,
 };
 pub use normalize::normalize;
-pub use validate::{validate, Limits, RESERVED_NAME_PREFIX, RESERVED_TARGET};
+pub use validate::{reserved, validate, Limits, RESERVED_NAME_PREFIX, RESERVED_TARGET};
 
 /// Why the pipeline refused a record.
 #[derive(Clone, Debug, PartialEq, Eq)]

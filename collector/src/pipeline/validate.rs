@@ -47,7 +47,7 @@ const EARLIEST_NS: i64 = 946_684_800 * 1_000_000_000;
 /// What of `r` lies in the collector's own namespace: names beginning `logbook.` and
 /// the targets `logbook` and `logbook::…` (its audit records'). No client may send
 /// them, so that a record there is the collector's.
-fn reserved(r: &Record) -> Option<&'static str> {
+pub fn reserved(r: &Record) -> Option<&'static str> {
     if r.name.starts_with(RESERVED_NAME_PREFIX) {
         return Some("the name prefix `logbook.`");
     }

@@ -199,7 +199,7 @@ pub fn restore_archive(store: &mut dyn StoreWriter, path: &Path) -> Result<(u64,
                 ),
             }
         };
-    let (mut read, mut stored) = (0u64, 0u64);
+    let (mut read, mut stored, mut skipped) = (0u64, 0u64, 0u64);
     for f in &wanted {
         let file = root.join(&f.path);
         let bytes = fs::read(&file).map_err(io(format!("reading {}", file.display())))?;
@@ -223,8 +223,14 @@ pub fn restore_archive(store: &mut dyn StoreWriter, path: &Path) -> Result<(u64,
             let r: Record = serde_json::from_str(&line).map_err(|e| {
                 StoreError::invalid_data(format!("{} line {}: {e}", file.display(), i + 1))
             })?;
-            batch.push(r);
             in_file += 1;
+            // The collector's own records stay in the trail they were written to: a
+            // file claiming to hold one is not let in as the collector's.
+            if crate::pipeline::reserved(&r).is_some() {
+                skipped += 1;
+                continue;
+            }
+            batch.push(r);
             if batch.len() == BATCH {
                 stored += new(store.write(&batch)?);
                 batch.clear();
@@ -250,6 +256,7 @@ pub fn restore_archive(store: &mut dyn StoreWriter, path: &Path) -> Result<(u64,
             ("archive", Value::Str(path.display().to_string())),
             ("records.read", Value::U64(read)),
             ("records.restored", Value::U64(stored)),
+            ("records.skipped", Value::U64(skipped)),
         ],
     );
     store.write(&[audit])?;

@@ -157,6 +157,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // admission but one.
     auth.flush(true).await;
     drop(auth);
+    // The counts of refused connections and the like since the last tick.
+    let _ = admission.tick().await;
     if let Some(retention) = retention {
         tokio::task::spawn_blocking(move || retention.stop())
             .await

@@ -164,6 +164,25 @@ pub fn purge_by_age_archives_anchors_and_restores(db: &dyn Backend) {
     std::fs::write(&f, bytes).unwrap();
     let e = restore_archive(store.as_mut(), &f).unwrap_err().to_string();
     assert!(e.contains("SHA-256"), "{e}");
+
+    // A file of its own, claiming to hold a record of the collector's (a DSAR deletion
+    // with its list of tombstones): not let in.
+    let mut forged = logbook_collector::audit::admin_record(
+        "dsar.delete",
+        "forged".into(),
+        vec![(
+            "tombstoned",
+            logbook_proto::Value::Json(logbook_proto::Json::parse("[[1,1000]]").unwrap()),
+        )],
+    );
+    forged.ts = Timestamp::now();
+    let line = serde_json::to_string(&forged).unwrap();
+    let file = a.dir.join("forged.jsonl.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, line.as_bytes()).unwrap();
+    std::fs::write(&file, gz.finish().unwrap()).unwrap();
+    let (read, stored) = restore_archive(store.as_mut(), &file).unwrap();
+    assert_eq!((read, stored), (1, 0));
 }
 
 pub fn purge_by_count_and_tenant_rule(db: &dyn Backend) {

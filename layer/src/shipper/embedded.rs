@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use logbook_collector::embedded::Embedded;
 use logbook_collector::store::{ClientDrops, ClientInfo, StoreError};
 use logbook_proto::wire::{decode_record, RECORD_ID_OFFSET};
-use logbook_proto::{transport, Level, Origin, PerLevel, Record, RecordId, Resource};
+use logbook_proto::{Level, PerLevel, Record, RecordId, Resource};
 
 use super::worker::Full;
 use super::{Counters, Identity, LevelCounts, Mark, Sink};
@@ -38,17 +38,15 @@ impl EmbeddedSink {
         identity: &Identity,
         counters: Arc<Counters>,
     ) -> Result<Self, StoreError> {
+        let store = Embedded::open(path)?;
+        let client = store
+            .client(identity.instance, (*identity.resource).clone())
+            .map_err(|e| StoreError::invalid_data(format!("the application's identity: {e}")))?;
         Ok(Self {
-            store: Embedded::open(path)?,
-            client: ClientInfo {
-                instance: identity.instance,
-                resource: Arc::clone(&identity.resource),
-                origin: Arc::new(Origin {
-                    pid: Some(std::process::id()),
-                    ..Origin::new(transport::EMBEDDED)
-                }),
-            },
-            resource: Arc::clone(&identity.resource),
+            store,
+            // Records are decoded with the identity as admitted (redacted).
+            resource: Arc::clone(&client.resource),
+            client,
             counters,
             pending: Vec::new(),
             scratch: Vec::new(),

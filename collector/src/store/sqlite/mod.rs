@@ -88,16 +88,7 @@ impl SqliteWriter {
     /// permissions): records hold prompts, user ids and other things other local users
     /// should not read.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
-        if let Some(dir) = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-        {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(StoreError::io(format!("creating {}", dir.display())))?;
-        }
+        make_parent_dir(path)?;
         if !path.exists() {
             match std::fs::OpenOptions::new()
                 .write(true)
@@ -354,6 +345,21 @@ pub struct SqliteReader {
     idle: Mutex<Vec<Connection>>,
 }
 
+/// Makes the directory of `path` if it is missing, readable by its owner only.
+fn make_parent_dir(path: &Path) -> Result<(), StoreError> {
+    match path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        Some(dir) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(StoreError::io(format!("creating {}", dir.display()))),
+        None => Ok(()),
+    }
+}
+
 /// Takes the lock file beside the database at `path` for this process: refused, with
 /// the holder's pid, while another process holds it.
 pub(crate) fn claim(path: &Path) -> Result<std::fs::File, StoreError> {
@@ -361,20 +367,8 @@ pub(crate) fn claim(path: &Path) -> Result<std::fs::File, StoreError> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     let lock = PathBuf::from(name);
-    if let Some(dir) = lock
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| StoreError::Io {
-                context: format!("creating {}", dir.display()),
-                source: e,
-            })?;
-    }
-    let io = |context: String| move |source| StoreError::Io { context, source };
+    make_parent_dir(&lock)?;
+    let io = StoreError::io;
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
