@@ -466,16 +466,34 @@ impl Config {
         }
     }
 
-    /// Every setting in effect, by key, as JSON, secrets as `"set"`: what the
+    /// Every setting in effect, by key, as JSON, secrets as `"set"`, or with `key`
+    /// (a server-side key) as `"set, keyed digest …"`: enough to tell that a secret
+    /// changed, nothing to test a guess of it against without the key. What the
     /// configuration-load audit record keeps.
-    pub fn settings(&self) -> serde_json::Map<String, serde_json::Value> {
+    pub fn settings(&self, key: Option<&[u8]>) -> serde_json::Map<String, serde_json::Value> {
+        use hmac::{Hmac, Mac};
+        let secret = |name: &str| match name {
+            "token" => self.token.as_ref().map(SensitiveString::expose),
+            _ => None,
+        };
         self.merged
             .iter()
             .map(|(k, v)| {
-                (
-                    k.clone(),
-                    serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
-                )
+                let keyed = key.zip(secret(k)).and_then(|(key, value)| {
+                    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).ok()?;
+                    mac.update(b"logbook config secret v1\0");
+                    mac.update(k.as_bytes());
+                    mac.update(b"\0");
+                    mac.update(value.as_bytes());
+                    let digest = crate::audit::to_hex(&mac.finalize().into_bytes());
+                    Some(serde_json::Value::String(format!(
+                        "set, keyed digest {}",
+                        &digest[..16]
+                    )))
+                });
+                let v = keyed
+                    .unwrap_or_else(|| serde_json::to_value(v).unwrap_or(serde_json::Value::Null));
+                (k.clone(), v)
             })
             .collect()
     }
@@ -869,8 +887,12 @@ mod tests {
             Some("hunter2")
         );
         assert!(!format!("{c:?}").contains("hunter2"));
-        assert_eq!(c.settings()["token"], "set");
-        assert!(!serde_json::to_string(&c.settings())
+        assert_eq!(c.settings(None)["token"], "set");
+        let keyed = c.settings(Some(&[7; 32]))["token"].to_string();
+        assert!(keyed.starts_with("\"set, keyed digest "), "{keyed}");
+        let other = load(None, &[("LOGBOOK_TOKEN", "hunter3")], &[]).unwrap();
+        assert_ne!(other.settings(Some(&[7; 32]))["token"].to_string(), keyed);
+        assert!(!serde_json::to_string(&c.settings(Some(&[7; 32])))
             .unwrap()
             .contains("hunter2"));
     }

@@ -190,3 +190,66 @@ fn a_signal_before_the_socket_exists_stops_it_cleanly() {
     assert!(status.success(), "{status:?}");
     assert!(!collector.socket.exists());
 }
+
+/// Out of file descriptors, the accept loop backs off and logs once per interval
+/// (it logged twenty lines a second), keeps serving the connections it has, and
+/// accepts again once descriptors are free.
+#[test]
+fn out_of_file_descriptors_the_accept_loop_backs_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("logbook.sock");
+    let log = dir.path().join("collector.log");
+    let mut child = std::process::Command::new("prlimit")
+        .arg("--nofile=48:48")
+        .arg(common::COLLECTOR)
+        .args(["serve", "--socket", socket.to_str().unwrap()])
+        .args(["--db", dir.path().join("logbook.db").to_str().unwrap()])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let instance = InstanceId::from_random(1);
+    let mut kept = RawClient::handshake(&socket, instance);
+    // More connections than descriptors: the kernel queues them, accept fails.
+    let flood: Vec<RawClient> = (0..80).map(|_| RawClient::connect(&socket)).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let failures = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("Failed to accept"))
+        .count();
+    assert!((1..=2).contains(&failures), "{failures} lines in 3 s");
+    // The connection it has is served all along.
+    kept.send(&Frame::Batch(Batch {
+        seq: 1,
+        records: common::events(instance, 1, 3, "kept"),
+    }));
+    assert!(matches!(kept.recv(), Some(Frame::Ack(a)) if a.stored == 3));
+    drop(flood);
+    drop(kept);
+    // Descriptors free again: a new client is accepted (within the backoff's second).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let instance = InstanceId::from_random(2);
+    let mut fresh = loop {
+        let mut c = RawClient::connect(&socket);
+        let sent = c.try_send(&RawClient::hello(instance, "fresh", None));
+        match sent.ok().and_then(|()| c.try_recv()) {
+            Some(Frame::Welcome(_)) => break c,
+            _ => {
+                assert!(Instant::now() < deadline, "never accepted again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    fresh.send(&Frame::Batch(Batch {
+        seq: 1,
+        records: common::events(instance, 1, 2, "fresh"),
+    }));
+    assert!(matches!(fresh.recv(), Some(Frame::Ack(a)) if a.stored == 2));
+    common::signal(child.id(), libc::SIGTERM);
+    assert!(common::wait_timeout(&mut child, Duration::from_secs(30)).success());
+}

@@ -306,6 +306,27 @@ fn no_secret_derived_digest_is_stored() {
     let fields = serde_json::to_string(&audit[0].fields).unwrap();
     assert!(fields.contains("durability"), "{fields}");
     assert!(!fields.contains("weak"), "{fields}");
+
+    // The next load names what changed, the token only as set.
+    std::fs::write(
+        dir.path().join("logbook.toml"),
+        "token = \"weak2\"\ndurability = \"full\"\n",
+    )
+    .unwrap();
+    collector.restart();
+    assert!(collector.stop().success());
+    let audit = collector.query(&["--name", "logbook.config_load"]);
+    assert_eq!(audit.len(), 2);
+    let newest = audit.iter().max_by_key(|r| r.seq).unwrap();
+    assert_eq!(
+        newest.fields.get("changed"),
+        Some(&Value::Json(
+            Json::parse(r#"["durability","token"]"#).unwrap()
+        )),
+        "{:?}",
+        newest.fields
+    );
+    assert!(!contains(&store_bytes(&collector), "weak2"));
 }
 
 /// Finding 7: the same refused record resent five times made five quarantine rows.

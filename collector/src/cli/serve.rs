@@ -78,7 +78,7 @@ impl ServeArgs {
         if self.print_config {
             // Every setting in effect, secrets only as "set": what the config-load
             // audit record keeps.
-            println!("{}", serde_json::to_string_pretty(&config.settings())?);
+            println!("{}", serde_json::to_string_pretty(&config.settings(None))?);
             return Ok(());
         }
         init_logging(&config.log);

@@ -26,7 +26,7 @@ const CONFIG_LOAD: &str = "config_load";
 /// record.
 pub(super) fn config_load_record(config: &Config, key: &[u8], previous: Option<&Record>) -> Record {
     use hmac::{Hmac, Mac};
-    let settings = config.settings();
+    let settings = config.settings(Some(key));
     let file_mac = config
         .file
         .as_ref()

@@ -1,5 +1,5 @@
 //! `logbook serve`: the composition root. Configuration → store → admission (the
-//! writer thread and its post-commit feed) → listeners → background jobs; and on
+//! writer thread and its post-commit feed) → background jobs → listeners; and on
 //! SIGINT or SIGTERM, shutdown in the reverse order: listeners stop accepting and
 //! answer what they read, jobs stop, admission closes, and the writer commits and
 //! acknowledges everything already received before the process exits 0.
@@ -101,14 +101,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .context("starting the writer")?;
 
-    // Listeners.
-    let socket = SocketListener::bind(&config.socket, config.socket_mode)?;
-    info!(socket = %socket.path().display(), db = %config.db, "Collector listening.");
-    let (stop, stopped) = watch::channel(false);
+    // Background jobs, before any client is accepted: they hold what they need (the
+    // retention job its own database connection) whatever clients take later.
     let auth = Arc::new(Authenticator::new(
         config.token.as_ref().map(|t| t.expose()),
         admission.clone(),
     ));
+    let ticker = jobs::spawn_ticker(admission.clone(), Arc::clone(&auth));
+    let retention = jobs::Retention::spawn(&config)?;
+
+    // Listeners.
+    let socket = SocketListener::bind(&config.socket, config.socket_mode)?;
+    info!(socket = %socket.path().display(), db = %config.db, "Collector listening.");
+    let (stop, stopped) = watch::channel(false);
     let socket = tokio::spawn(socket.run(
         Arc::new(SocketContext::new(
             admission.clone(),
@@ -123,10 +128,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )),
         stopped,
     ));
-
-    // Background jobs.
-    let ticker = jobs::spawn_ticker(admission.clone(), Arc::clone(&auth));
-    let retention = jobs::Retention::spawn(&config)?;
 
     // Until a signal, or the writer's death (a panic): nothing could be stored then,
     // and clients must hear of it rather than wait.

@@ -373,6 +373,15 @@ impl RawClient {
         self.stream.write_all(bytes).unwrap();
     }
 
+    /// The next frame, or `None` when the connection closed or failed (for probing a
+    /// collector that may refuse).
+    pub fn try_recv(&mut self) -> Option<Frame> {
+        match read_frame(&mut self.stream, 1 << 26, &mut self.buf) {
+            Ok(true) => decode_frame(&self.buf, &Arc::new(Resource::default())).ok(),
+            Ok(false) | Err(_) => None,
+        }
+    }
+
     /// The next frame, or `None` when the collector closed the connection.
     pub fn recv(&mut self) -> Option<Frame> {
         match read_frame(&mut self.stream, 1 << 26, &mut self.buf) {

@@ -58,7 +58,7 @@ impl Where {
         SqlValue::Text(v.to_owned())
     }
 
-    fn from_filter(f: &RecordFilter) -> Self {
+    fn from_filter(conn: &Connection, f: &RecordFilter) -> Self {
         let mut w = Self::default();
         if let Some(t) = f.since {
             w.push("ts >= ?", [SqlValue::Integer(t.as_nanos())]);
@@ -111,15 +111,23 @@ impl Where {
             );
         }
         if let Some(text) = &f.text {
-            let q = TextQuery::parse(text);
-            w.push(
-                "seq IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)",
-                [Self::text(&q.fts)],
-            );
+            let q = TextQuery::parse(text, |token| fts_takes(conn, token));
+            if !q.fts.is_empty() || q.exact.is_empty() {
+                w.push(
+                    "seq IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)",
+                    [Self::text(&q.fts_query())],
+                );
+            }
             for word in &q.substrings {
                 w.push(
                     "(instr(lower(coalesce(message, '')), ?) > 0 OR instr(lower(fields), ?) > 0)",
                     [Self::text(word), Self::text(word)],
+                );
+            }
+            for token in &q.exact {
+                w.push(
+                    "(instr(coalesce(message, ''), ?) > 0 OR instr(fields, ?) > 0)",
+                    [Self::text(token), Self::text(token)],
                 );
             }
         }
@@ -163,20 +171,29 @@ impl Where {
 /// A `--text` search: the FTS5 query and the words to check in the row itself.
 #[derive(Debug, PartialEq)]
 struct TextQuery {
-    /// Every token of every word, each a quoted FTS5 string (so user text can never be
-    /// read as query syntax), all required.
-    fts: String,
+    /// Every token of every word the index takes as one token, each a quoted FTS5
+    /// string (so user text can never be read as query syntax), all required.
+    fts: Vec<String>,
     /// Words of several tokens (`gpt-4o`, `a.b`), lowercased: the index keeps no
     /// positions (detail = none), so their tokens' order and adjacency are checked as
     /// a substring of the message or fields. Only ASCII words: SQLite's `lower` folds
     /// ASCII alone, and a looser match beats a missed one.
     substrings: Vec<String>,
+    /// Tokens the index would split where Rust does not (a combining mark, a letter
+    /// newer than SQLite's Unicode tables): as a phrase they cannot be searched with
+    /// detail = none, so they are found in the row as they are.
+    exact: Vec<String>,
 }
 
 impl TextQuery {
-    fn parse(text: &str) -> Self {
-        let mut tokens = Vec::new();
-        let mut substrings = Vec::new();
+    /// `text`'s words; `takes(token)` says whether the index takes a non-ASCII token
+    /// as one token (ASCII tokens always are).
+    fn parse(text: &str, mut takes: impl FnMut(&str) -> bool) -> Self {
+        let mut q = Self {
+            fts: Vec::new(),
+            substrings: Vec::new(),
+            exact: Vec::new(),
+        };
         for word in text.split_whitespace() {
             // unicode61's token characters: letters and numbers; the rest separate.
             let parts: Vec<&str> = word
@@ -184,23 +201,39 @@ impl TextQuery {
                 .filter(|t| !t.is_empty())
                 .collect();
             if parts.len() > 1 && word.is_ascii() {
-                substrings.push(word.to_ascii_lowercase());
+                q.substrings.push(word.to_ascii_lowercase());
             }
-            tokens.extend(parts.into_iter().map(|t| format!("\"{t}\"")));
+            for t in parts {
+                let quoted = format!("\"{t}\"");
+                if t.is_ascii() || takes(&quoted) {
+                    q.fts.push(quoted);
+                } else {
+                    q.exact.push(t.to_owned());
+                }
+            }
         }
-        Self {
-            // An empty string matches nothing, as a search for no word should.
-            fts: if tokens.is_empty() {
-                "\"\"".into()
-            } else {
-                tokens.join(" ")
-            },
-            substrings,
+        q
+    }
+
+    /// The FTS5 query: every token required. An empty string matches nothing, as a
+    /// search for no word should.
+    fn fts_query(&self) -> String {
+        if self.fts.is_empty() {
+            "\"\"".into()
+        } else {
+            self.fts.join(" ")
         }
     }
 }
 
-/// Text that the stored fields JSON must contain when a field equals `value` as
+/// Whether the text index takes `query` (a quoted token): it refuses one it splits
+/// into several tokens, a phrase, which an index without positions cannot search.
+fn fts_takes(conn: &Connection, query: &str) -> bool {
+    conn.prepare_cached("SELECT 1 FROM records_fts WHERE records_fts MATCH ?1 LIMIT 1")
+        .and_then(|mut stmt| stmt.query_row([query], |_| Ok(())).optional())
+        .is_ok()
+}
+
 /// `--field` compares (a string of that text, an integer, `true` or `false`): the value
 /// itself, if JSON writes it unchanged. None for values JSON could spell differently
 /// (escapes, floats, exponents).
@@ -223,13 +256,13 @@ pub(super) fn query(
     f: &RecordFilter,
     page: &Page,
 ) -> Result<Vec<Record>, StoreError> {
-    let (sql, params) = query_sql(f, page);
+    let (sql, params) = query_sql(conn, f, page);
     collect(conn, &sql, params)
 }
 
 /// A page of records matching `f`, newest first.
-fn query_sql(f: &RecordFilter, page: &Page) -> (String, Vec<SqlValue>) {
-    let mut w = Where::from_filter(f);
+fn query_sql(conn: &Connection, f: &RecordFilter, page: &Page) -> (String, Vec<SqlValue>) {
+    let mut w = Where::from_filter(conn, f);
     if let Some(c) = page.before {
         w.push(
             "(ts < ? OR (ts = ? AND seq < ?))",
@@ -264,7 +297,7 @@ pub(super) fn count(conn: &Connection, f: &RecordFilter) -> Result<u64, StoreErr
         )?;
         return Ok(n.max(0) as u64);
     }
-    let w = Where::from_filter(f);
+    let w = Where::from_filter(conn, f);
     let sql = format!("SELECT count(*) FROM records{}", w.sql());
     let n: i64 = conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?;
     Ok(n as u64)
@@ -275,7 +308,7 @@ pub(super) fn scan(
     f: &RecordFilter,
     visit: &mut dyn FnMut(Record) -> io::Result<()>,
 ) -> Result<u64, StoreError> {
-    let w = Where::from_filter(f);
+    let w = Where::from_filter(conn, f);
     scan_where(conn, &w.sql(), w.params, visit)
 }
 
@@ -317,7 +350,7 @@ pub(super) fn stream_after(
     limit: usize,
 ) -> Result<StreamPage, StoreError> {
     let tx = conn.unchecked_transaction()?;
-    let mut w = Where::from_filter(f);
+    let mut w = Where::from_filter(conn, f);
     w.push(
         "seq > ?",
         [SqlValue::Integer(saturate(cursor.backend_position()))],
@@ -757,21 +790,28 @@ mod tests {
 
     #[test]
     fn text_queries_quote_every_token() {
-        let q = |t: &str| TextQuery::parse(t);
-        assert_eq!(q("rate limit").fts, r#""rate" "limit""#);
-        assert_eq!(q(r#"say "hi" OR x*"#).fts, r#""say" "hi" "OR" "x""#);
-        assert_eq!(q("  ").fts, r#""""#);
-        assert_eq!(q("--").fts, r#""""#);
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let q = |t: &str| TextQuery::parse(t, |token| fts_takes(&conn, token));
+        assert_eq!(q("rate limit").fts_query(), r#""rate" "limit""#);
+        assert_eq!(q(r#"say "hi" OR x*"#).fts_query(), r#""say" "hi" "OR" "x""#);
+        assert_eq!(q("  ").fts_query(), r#""""#);
+        assert_eq!(q("--").fts_query(), r#""""#);
         let model = q("GPT-4o résumé-x");
-        assert_eq!(model.fts, r#""GPT" "4o" "résumé" "x""#);
+        assert_eq!(model.fts_query(), r#""GPT" "4o" "résumé" "x""#);
         assert_eq!(model.substrings, ["gpt-4o"]);
+        // A combining mark Rust counts as alphabetic and the index as a separator (the
+        // fuzzer's find): searched in the row, not as a phrase the index refuses.
+        let marked = q("s\u{650}diet ok");
+        assert_eq!(marked.fts_query(), r#""ok""#);
+        assert_eq!(marked.exact, ["s\u{650}diet"]);
     }
 
     /// The index SQLite picks for the first page under `f`.
     fn plan(f: &RecordFilter) -> String {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&mut conn).unwrap();
-        let (sql, params) = query_sql(f, &Page::default());
+        let (sql, params) = query_sql(&conn, f, &Page::default());
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = stmt
             .query_map(params_from_iter(params), |r| r.get::<_, String>(3))
