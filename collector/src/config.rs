@@ -70,7 +70,12 @@ impl Key {
     /// The help text with the default, as `--help` and the docs show it.
     pub fn describe(&self) -> String {
         let default = match self.default {
-            DefaultValue::Unset => return self.help.to_owned(),
+            DefaultValue::Unset => {
+                return match self.bounds {
+                    Some((lo, hi)) => format!("{} [{lo} to {hi}]", self.help),
+                    None => self.help.to_owned(),
+                }
+            }
             DefaultValue::Int(n) => n.to_string(),
             DefaultValue::Text(t) => t.to_owned(),
             DefaultValue::List(l) => format!("[{}]", l.join(", ")),
@@ -92,7 +97,7 @@ pub const QUEUE_RECORDS: i64 = 50_000;
 /// Default of `queue_bytes`.
 pub const QUEUE_BYTES: i64 = 64 << 20;
 /// Default of `read_budget_bytes`.
-pub const READ_BUDGET_BYTES: i64 = 64 << 20;
+pub const READ_BUDGET_BYTES: i64 = 128 << 20;
 /// Default of `max_connections`.
 pub const MAX_CONNECTIONS: i64 = 256;
 /// Default of `idle_timeout_secs`.
@@ -153,13 +158,13 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "queue_bytes",
-        help: "most bytes of records received but not yet committed, as stored; beyond it connections stop reading",
+        help: "most bytes of memory records received but not yet committed take; beyond it connections stop reading",
         default: DefaultValue::Int(QUEUE_BYTES),
         bounds: Some((1 << 20, 1 << 40)),
     },
     Key {
         name: "read_budget_bytes",
-        help: "most bytes of frames being read or waiting for the queue, over all connections; at least max_frame_bytes",
+        help: "most bytes of memory frames take while being read, decoded and waiting for the queue (17 times their size), and their answers, over all connections; at least max_frame_bytes",
         default: DefaultValue::Int(READ_BUDGET_BYTES),
         bounds: Some((1 << 10, 1 << 40)),
     },
@@ -183,9 +188,9 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "max_batch_records",
-        help: "most records in one batch; a larger batch is refused",
+        help: "most records in one batch; a larger batch is refused (at least the layer's 4096)",
         default: DefaultValue::Int(MAX_BATCH_RECORDS),
-        bounds: Some((1, 1_000_000)),
+        bounds: Some((4096, 1_000_000)),
     },
     Key {
         name: "max_value_bytes",
@@ -726,6 +731,14 @@ impl Config {
         if let Some(size) = self.max_db_size {
             check_bound("max_db_size", i128::from(size))?;
         }
+        if self
+            .retention
+            .interval
+            .0
+            .is_some_and(|i| i < std::time::Duration::from_secs(1))
+        {
+            bail!("configuration: retention.interval must be at least 1s (or \"forever\")");
+        }
         self.required_scope_keys()?;
         // Rules compile (patterns, names) before anything starts.
         self.redactor(&[0; 32])?;
@@ -866,6 +879,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_db_size = 1024 is out of range"), "{e}");
+        let e = load(Some("[retention]\ninterval = \"0s\"\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retention.interval must be at least 1s"), "{e}");
         let e = load(None, &[], &[("max_db_size", "lots")])
             .unwrap_err()
             .to_string();

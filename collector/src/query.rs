@@ -50,7 +50,7 @@ impl FromStr for TimeSpec {
             .split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(0));
         if !digits.is_empty() && ["ms", "s", "m", "h", "d", "w"].contains(&unit) {
             return Err(ParseTimeError::Range(format!(
-                "age {s:?} is too large: at most about 584 years"
+                "age {s:?} is too large: its number does not fit in 64 bits"
             )));
         }
         Timestamp::parse_rfc3339(s)

@@ -11,7 +11,9 @@ use logbook_collector::config::{Config, Sources};
 use logbook_collector::pipeline::Pipeline;
 use logbook_collector::query::{Page, RecordFilter};
 use logbook_collector::store::{open_writer, StoreAddress, StoreOptions, StoreReader};
-use logbook_proto::wire::{decode_frame, decode_record, encode_frame, frame_len, HEADER_LEN};
+use logbook_proto::wire::{
+    decode_frame, decode_frame_within, decode_record, encode_frame, frame_len, HEADER_LEN,
+};
 use logbook_proto::{Record, Resource, Timestamp};
 
 fn resource() -> Arc<Resource> {
@@ -37,7 +39,21 @@ pub fn frame(data: &[u8]) {
     };
     let body = &data[HEADER_LEN..];
     let body = &body[..len.min(body.len())];
-    if let Ok(f) = decode_frame(body, &resource()) {
+    // Within a memory allowance (as the collector decodes) it decodes the same, or not
+    // at all.
+    let allowance = body.len() * 16 + (64 << 10);
+    let unlimited = decode_frame(body, &resource());
+    if let Ok(f) = decode_frame_within(body, &resource(), allowance) {
+        // Compared encoded (a NaN is not equal to itself).
+        let u = unlimited
+            .as_ref()
+            .expect("decodes within an allowance, not without");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encode_frame(&f, &mut a);
+        encode_frame(u, &mut b);
+        assert!(a == b, "a frame decodes differently within an allowance");
+    }
+    if let Ok(f) = unlimited {
         let mut again = Vec::new();
         encode_frame(&f, &mut again);
         decode_frame(&again[HEADER_LEN..], &resource()).expect("a decoded frame re-encodes");

@@ -349,8 +349,10 @@ fn a_refused_record_resent_is_quarantined_once() {
 
 /// Finding 3, the worst case: with the default settings, whatever local clients do
 /// (every connection the cap allows, frames as large as allowed, of values larger
-/// than allowed, frames stalled half-way holding the read budget, clients that never
-/// read their acks), the collector stays under 512 MiB.
+/// than allowed; frames of tiny fields that take many times their size once decoded;
+/// batches refused whole, whose answers are as long as they are; frames stalled
+/// half-way holding the read budget; clients that never read their acks), the
+/// collector stays under 512 MiB.
 #[test]
 fn memory_stays_bounded_under_the_worst_case() {
     let dir = tempfile::tempdir().unwrap();
@@ -361,21 +363,37 @@ fn memory_stays_bounded_under_the_worst_case() {
     let value = "v".repeat(300 << 10);
     let per_frame = (max_frame / (value.len() + 200) - 1) as u64;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Six writers of the largest frames, two of ordinary ones (1 MiB).
+    // Four writers of the largest frames of values over the limit, and four of 256 KiB
+    // frames of small fields (booleans with three-letter keys), each taking about
+    // fourteen times its size once decoded, just within what a frame may take.
+    let mut small = logbook_proto::Fields::with_capacity(200);
+    for k in 0..200 {
+        small.push_unique(format!("k{k:02x}"), Value::Bool(true));
+    }
     for w in 0..8u64 {
         let (socket, value, stop) = (collector.socket.clone(), value.clone(), stop.clone());
-        let records_per_frame = if w < 6 { per_frame } else { 3 };
+        let small = small.clone();
         std::thread::spawn(move || {
             let instance = InstanceId::from_random(1000 + w);
             let mut c = RawClient::handshake(&socket, instance);
-            c.set_write_timeout(Duration::from_secs(2));
+            // Long enough to wait for a share of the read budget.
+            c.set_write_timeout(Duration::from_secs(20));
             let mut seq = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 seq += 1;
-                let mut records = common::events(instance, seq * 1000, records_per_frame, "big");
-                for r in &mut records {
-                    r.fields.set("payload", Value::Str(value.clone()));
-                }
+                let records = if w < 4 {
+                    let mut records = common::events(instance, seq * 1000, per_frame, "big");
+                    for r in &mut records {
+                        r.fields.set("payload", Value::Str(value.clone()));
+                    }
+                    records
+                } else {
+                    let mut records = common::events(instance, seq * 1000, 240, "small");
+                    for r in &mut records {
+                        r.fields = small.clone();
+                    }
+                    records
+                };
                 // Half of the writers read their acks; the others let them pile up.
                 if c.try_send(&batch(seq, records)).is_err()
                     || (w % 2 == 0 && !matches!(c.recv(), Some(Frame::Ack(_))))
@@ -385,11 +403,70 @@ fn memory_stays_bounded_under_the_worst_case() {
             }
         });
     }
+    // Two writers of frames of tiny fields (1,000 booleans a record, each three bytes
+    // on the wire and dozens in memory), of 1 MiB and of the largest size: refused
+    // (`LimitExceeded`), they reconnect and send again.
+    let dense_sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for w in 0..2u64 {
+        let (socket, stop, sent) = (collector.socket.clone(), stop.clone(), dense_sent.clone());
+        std::thread::spawn(move || {
+            let instance = InstanceId::from_random(1100 + w);
+            let n = if w == 0 { 150 } else { 2500 };
+            // One-letter keys, repeated (the last of each wins): three bytes a field.
+            let mut fields = logbook_proto::Fields::with_capacity(1000);
+            for k in 0..1000u32 {
+                let key = char::from_u32(32 + k % 95).unwrap().to_string();
+                fields.push_unique(key, Value::Bool(true));
+            }
+            let mut records = common::events(instance, 1, n, "dense");
+            for r in &mut records {
+                r.fields = fields.clone();
+            }
+            let frame = batch(1, records);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Connections closed a moment ago may still count against the cap.
+                let mut c = RawClient::connect(&socket);
+                c.send(&RawClient::hello(instance, "dense", None));
+                if !matches!(c.recv(), Some(Frame::Welcome(_))) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                c.set_write_timeout(Duration::from_secs(2));
+                if c.try_send(&frame).is_err() {
+                    continue;
+                }
+                match c.recv() {
+                    Some(Frame::Error(e)) if e.code == ErrorCode::LimitExceeded => {
+                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    other => panic!("a frame of tiny fields: {other:?}"),
+                }
+            }
+        });
+    }
+    // Two writers of batches refused whole (10,000 records under a reserved name), whose
+    // answers (a reject entry each) they never read.
+    for w in 0..2u64 {
+        let (socket, stop) = (collector.socket.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let instance = InstanceId::from_random(1200 + w);
+            let mut c = RawClient::handshake(&socket, instance);
+            c.set_write_timeout(Duration::from_secs(2));
+            let mut seq = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seq += 1;
+                let records = common::events(instance, seq * 10_000, 10_000, "logbook.forged");
+                if c.try_send(&batch(seq, records)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
     std::thread::sleep(Duration::from_secs(2));
     // Stallers: the rest of the connections the cap allows, each half-way through a
     // frame of the largest size, holding as much of the read budget as they can.
     let mut stalled = Vec::new();
-    for i in 0..240u64 {
+    for i in 0..236u64 {
         // The hellos of new connections are read whatever frames others hold.
         let mut c = RawClient::handshake(&collector.socket, InstanceId::from_random(2000 + i));
         c.send_bytes(&(max_frame as u32 - 1).to_le_bytes());
@@ -410,6 +487,7 @@ fn memory_stays_bounded_under_the_worst_case() {
         peak >> 10
     );
     assert!(peak < 512 << 10, "peak RSS {} MiB", peak >> 10);
+    assert!(dense_sent.load(std::sync::atomic::Ordering::Relaxed) > 0);
     // And it still serves.
     let instance = InstanceId::from_random(3000);
     let mut good = RawClient::handshake(&collector.socket, instance);

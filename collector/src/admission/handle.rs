@@ -145,9 +145,11 @@ impl Admission {
         &self.inner.intake
     }
 
-    /// The queue permits a batch takes: its records, and its bytes in KiB.
+    /// The queue permits a batch takes: its records (refused ones too, which wait in
+    /// the queue for their quarantine rows), and their memory in KiB.
     fn permits(&self, admitted: &super::Admitted) -> (u32, u32) {
-        let records = admitted.records.len().clamp(1, self.inner.queue_records);
+        let records = (admitted.records.len() + admitted.quarantined.len())
+            .clamp(1, self.inner.queue_records);
         let kib = usize::try_from(admitted.bytes.div_ceil(1024))
             .unwrap_or(usize::MAX)
             .clamp(1, self.inner.queue_kib_total);

@@ -76,7 +76,7 @@ pub struct Admitted {
     pub redactions: Vec<(String, u64)>,
     /// What the limits did (values cut), by name: see [`limit`].
     pub limits: Vec<(String, u64)>,
-    /// The bytes of `records`, about as stored.
+    /// The memory `records` and `quarantined` hold (what the queue is bounded by).
     pub bytes: u64,
 }
 
@@ -126,8 +126,19 @@ impl Intake {
     ) -> Result<Client, String> {
         check_identity(&resource, self.limits())?;
         let mut counts = logbook_redact::Counts::new();
-        for part in [&mut resource.service, &mut resource.host] {
-            if let Some(redacted) = self.pipeline.redactor().redact_text(part, &mut counts) {
+        let limits = self.limits();
+        for (part, max) in [
+            (&mut resource.service, limits.max_service_bytes),
+            (&mut resource.host, limits.max_host_bytes),
+        ] {
+            if let Some(mut redacted) = self.pipeline.redactor().redact_text(part, &mut counts) {
+                // A replacement may be longer than what it replaced: still within the
+                // limit.
+                let mut end = redacted.len().min(max);
+                while !redacted.is_char_boundary(end) {
+                    end -= 1;
+                }
+                redacted.truncate(end);
                 *part = redacted;
             }
         }

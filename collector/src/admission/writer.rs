@@ -137,7 +137,7 @@ fn refuse_over_budget(
         error!(
             used,
             max_db_size = max,
-            refused_since_last = held,
+            refused_groups_since_last = held,
             "The database is at its disk budget: refusing batches until retention frees space."
         );
     }

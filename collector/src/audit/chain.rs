@@ -4,10 +4,12 @@
 //! `chain_hash = HMAC-SHA256(chain key, label ‖ previous chain hash ‖ n ‖ content hash)`.
 //! The first row follows [`GENESIS`], or the anchor a prune left.
 //!
-//! Rows carry the format they were made in ([`ChainFormat`]): format 2 (every row
-//! written now) hashes the record's canonical encoding ([`super::canonical`]), so any
-//! backend's chain verifies with the same code; format 1 (databases made before it)
-//! hashed SQLite's row and is verified by the SQLite backend's own digest.
+//! Rows carry the format they were made in ([`ChainFormat`]): format 3 (every row
+//! written now) hashes the record's canonical encoding ([`super::canonical`]) with its
+//! origin, so any backend's chain verifies with the same code and says who sent each
+//! record; format 2 (databases made before origins) hashed the encoding without it;
+//! format 1 (databases made before either) hashed SQLite's row and is verified by the
+//! SQLite backend's own digest.
 
 use hmac::{Hmac, Mac};
 

@@ -30,9 +30,6 @@ pub trait AuditSource {
 
     /// The seq of an audit record that has no chain row, if there is one.
     fn unchained_audit_record(&mut self) -> Result<Option<i64>, StoreError>;
-
-    /// The audit records named `name`, as stored.
-    fn audit_records_named(&mut self, name: &str) -> Result<Vec<Record>, StoreError>;
 }
 
 /// A chained record as stored now.
@@ -251,7 +248,10 @@ fn walk(
         expected_at.entry(c.n).or_default().push(c);
     }
 
-    let tombstone_ok = dsar_tombstones(source)?;
+    // Tombstoned rows seen, and the ranges DSAR deletions vouched for: a deletion's
+    // record comes after the rows it lists, so both are settled after the walk.
+    let mut tombstoned: Vec<(u64, i64)> = Vec::new();
+    let mut vouched: Vec<(u64, u64)> = Vec::new();
     let mut expected = start + 1;
     report.first_n = expected;
     loop {
@@ -300,13 +300,7 @@ fn walk(
                 )));
             }
             if row.tombstone {
-                if !tombstone_ok.iter().any(|(a, b)| (*a..=*b).contains(&n)) {
-                    return Ok(Err(problem(
-                        Some(n),
-                        Some(seq),
-                        "tombstoned without a DSAR deletion recording it",
-                    )));
-                }
+                tombstoned.push((n, seq));
                 report.tombstoned += 1;
             } else {
                 let digest = match (format, &found.record) {
@@ -324,6 +318,9 @@ fn walk(
                         Ok(_) => "content hash does not match: the record was modified".to_owned(),
                     };
                     return Ok(Err(problem(Some(n), Some(seq), why)));
+                }
+                if let Ok(r) = &found.record {
+                    vouched.extend(dsar_tombstones(format, n, r));
                 }
             }
             for c in expected_at.remove(&n).unwrap_or_default() {
@@ -345,6 +342,26 @@ fn walk(
         }
     }
     report.last_n = expected - 1;
+    // The ranges sorted and merged, so that each tombstone is one binary search.
+    vouched.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(vouched.len());
+    for (a, b) in vouched {
+        match merged.last_mut() {
+            Some((_, end)) if a <= end.saturating_add(1) => *end = (*end).max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let covered = |n: u64| {
+        let i = merged.partition_point(|(a, _)| *a <= n);
+        i > 0 && n <= merged[i - 1].1
+    };
+    if let Some((n, seq)) = tombstoned.iter().find(|(n, _)| !covered(*n)) {
+        return Ok(Err(problem(
+            Some(*n),
+            Some(*seq),
+            "tombstoned without a DSAR deletion recording it",
+        )));
+    }
     if let Some((n, cs)) = expected_at.iter().next() {
         return Ok(Err(problem(
             Some(report.last_n + 1),
@@ -369,26 +386,33 @@ fn walk(
     Ok(Ok(()))
 }
 
-/// The chain rows DSAR deletions tombstoned, as inclusive ranges: from the records of
-/// that name the collector wrote itself. Clients cannot send the name (it is
-/// reserved), and every record since the collector stamped origins says who sent it,
-/// inside what the chain hashes; a record with no origin was stored before origins
-/// existed, when only the collector wrote under its target.
-fn dsar_tombstones(source: &mut dyn AuditSource) -> Result<Vec<(u64, u64)>, StoreError> {
-    let mut out = Vec::new();
-    for r in source.audit_records_named(DSAR_DELETE_NAME)? {
-        let by_collector = match &r.origin {
-            Some(o) => o.transport == logbook_proto::transport::COLLECTOR,
-            None => r.target == super::ADMIN_TARGET,
-        };
-        if !by_collector {
-            continue;
-        }
-        let Some(logbook_proto::Value::Json(ranges)) = r.fields.get(TOMBSTONED_FIELD) else {
-            continue;
-        };
-        let ranges: Vec<(u64, u64)> = serde_json::from_str(ranges.as_str()).unwrap_or_default();
-        out.extend(ranges);
+/// The chain rows a DSAR deletion tombstoned, as inclusive ranges, if `r` (chain row
+/// `n`, walked and found intact) is one the collector wrote itself. A deletion is
+/// recorded before it tombstones rows that already exist, so only ranges before `n`
+/// count: a tombstoned row never vouches for itself. Clients cannot send the name (it
+/// is reserved); rows of chain format 3 hash who sent the record; older rows, stored
+/// before origins existed, hash its target, which only the collector used then.
+fn dsar_tombstones(format: ChainFormat, n: u64, r: &Record) -> Vec<(u64, u64)> {
+    if r.name != DSAR_DELETE_NAME {
+        return Vec::new();
     }
-    Ok(out)
+    let by_collector = match format {
+        ChainFormat::CanonicalWithOrigin => r
+            .origin
+            .as_ref()
+            .is_some_and(|o| o.transport == logbook_proto::transport::COLLECTOR),
+        ChainFormat::Canonical | ChainFormat::SqliteRow => r.target == super::ADMIN_TARGET,
+    };
+    let Some(logbook_proto::Value::Json(ranges)) = r.fields.get(TOMBSTONED_FIELD) else {
+        return Vec::new();
+    };
+    if !by_collector {
+        return Vec::new();
+    }
+    let ranges: Vec<(u64, u64)> = serde_json::from_str(ranges.as_str()).unwrap_or_default();
+    ranges
+        .into_iter()
+        .filter(|(a, _)| *a < n)
+        .map(|(a, b)| (a, b.min(n - 1)))
+        .collect()
 }

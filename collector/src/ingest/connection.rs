@@ -5,17 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use logbook_proto::wire::{
-    decode_frame, encode_frame, frame_len, Ack, ErrorCode, ErrorFrame, Frame, Hello, RecordReject,
-    Reject, Welcome, HEADER_LEN, PROTOCOL_VERSION,
+    decode_frame, decode_frame_within, encode_frame, frame_len, Ack, ErrorCode, ErrorFrame, Frame,
+    Hello, RecordReject, Reject, Welcome, HEADER_LEN, PROTOCOL_VERSION,
 };
 use logbook_proto::{transport, Origin, Resource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
-use super::SocketContext;
+use super::{AnswerBudget, FrameBudget, SocketContext};
 use crate::admission::{limit, AdmitError, Outcome, Pending};
 use crate::log_limit::LogLimit;
 use crate::store::{ClientDrops, ClientInfo};
@@ -38,9 +38,19 @@ static CLOSE_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
 /// committed; or a last error frame before closing.
 enum Outgoing {
     Frame(Frame),
-    Batch { seq: u64, outcome: Pending },
+    Batch {
+        seq: u64,
+        outcome: Pending,
+        /// The part of the frame's read budget that covers its answer, held until the
+        /// answer is written, so that answers a client does not read stay bounded.
+        _answer: Option<AnswerBudget>,
+    },
     Fatal(ErrorFrame),
 }
+
+/// Batches read from one connection whose answers are not yet written: reading stops
+/// there until the client reads its answers.
+const MAX_UNANSWERED: usize = 64;
 
 pub(super) async fn handle(
     stream: UnixStream,
@@ -57,9 +67,9 @@ pub(super) async fn handle(
         ..Origin::new(transport::SOCKET)
     };
     let (mut rd, wr) = stream.into_split();
-    // Unbounded in messages, bounded in what they hold: each batch's records wait in
-    // the admission queue (bounded in records), only its pending outcome here.
-    let (out, out_rx) = mpsc::unbounded_channel();
+    // Each batch's records wait in the admission queue (bounded in records and bytes);
+    // here only its pending answer, whose memory stays drawn from the read budget.
+    let (out, out_rx) = mpsc::channel(MAX_UNANSWERED);
     let sender = tokio::spawn(write_frames(wr, out_rx));
     let failed = match read_loop(&mut rd, &cx, origin, &out, shutdown).await {
         Ok(()) => false,
@@ -83,7 +93,7 @@ pub(super) async fn handle(
             }
             // After the answers of every batch read before the error, so the client can
             // tell which batch the error is about.
-            let _ = out.send(Outgoing::Fatal(error));
+            let _ = out.send(Outgoing::Fatal(error)).await;
             true
         }
     };
@@ -101,7 +111,7 @@ pub(super) async fn handle(
     }
 }
 
-async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>) {
     let mut buf = Vec::new();
     while let Some(msg) = rx.recv().await {
         buf.clear();
@@ -110,7 +120,7 @@ async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Ou
                 encode_frame(&f, &mut buf);
                 false
             }
-            Outgoing::Batch { seq, outcome } => match outcome.await {
+            Outgoing::Batch { seq, outcome, .. } => match outcome.await {
                 Ok(outcome) => {
                     answer(seq, &outcome, &mut buf);
                     false
@@ -129,7 +139,12 @@ async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Ou
             Ok(Ok(())) if !fatal => {}
             Ok(_) => break,
             Err(_) => {
-                warn!("Dropping a client that has not read its acknowledgements for 30 s.");
+                if let Some(held) = CLOSE_LOG.allow() {
+                    warn!(
+                        more_since_last = held,
+                        "Dropping a client that has not read its acknowledgements for 30 s."
+                    );
+                }
                 break;
             }
         }
@@ -177,7 +192,7 @@ fn admit_error(e: &AdmitError) -> ErrorFrame {
 
 /// A frame read, holding its share of the read budget until it is dropped.
 struct Read {
-    _budget: Option<OwnedSemaphorePermit>,
+    budget: Option<FrameBudget>,
 }
 
 /// The largest hello: its service and host are 256 bytes at most, its token is a
@@ -188,7 +203,8 @@ const MAX_HELLO_BYTES: usize = 64 << 10;
 /// How long the connection waits for what.
 #[derive(Clone, Copy)]
 enum Wait {
-    /// The hello, from the connection's start.
+    /// The hello, from the connection's start (its caller bounds the whole of it by
+    /// [`HELLO_TIMEOUT`]).
     Hello,
     /// The next frame: a silent client is closed after `idle_timeout`.
     Next,
@@ -209,12 +225,8 @@ async fn read_frame(
     let mut header = [0u8; HEADER_LEN];
     let first = rd.read(&mut header[..1]);
     let first = match wait {
-        Wait::Hello => tokio::time::timeout(HELLO_TIMEOUT, first)
-            .await
-            .map_err(|_| ErrorFrame {
-                code: ErrorCode::ProtocolViolation,
-                message: format!("no hello within {} s", HELLO_TIMEOUT.as_secs()),
-            })?,
+        // The caller bounds the whole hello.
+        Wait::Hello => first.await,
         Wait::Next => tokio::time::timeout(cx.limits.idle_timeout, first)
             .await
             .map_err(|_| ErrorFrame {
@@ -271,7 +283,7 @@ async fn read_frame(
             message: format!("truncated frame: connection ended after {got} of {len} bytes"),
         });
     }
-    Ok(Some(Read { _budget: budget }))
+    Ok(Some(Read { budget }))
 }
 
 fn io_error(e: &std::io::Error) -> ErrorFrame {
@@ -288,10 +300,15 @@ async fn handshake(
     buf: &mut Vec<u8>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<ClientInfo>, ErrorFrame> {
+    // The whole hello within its time, however slowly its bytes come.
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(rd, cx, Wait::Hello, buf));
     let read = tokio::select! {
         biased;
         _ = shutdown.changed() => return Ok(None),
-        r = read_frame(rd, cx, Wait::Hello, buf) => r?,
+        r = hello => r.map_err(|_| ErrorFrame {
+            code: ErrorCode::ProtocolViolation,
+            message: format!("no complete hello within {} s", HELLO_TIMEOUT.as_secs()),
+        })??,
     };
     if read.is_none() {
         return Ok(None);
@@ -347,7 +364,7 @@ async fn read_loop(
     rd: &mut OwnedReadHalf,
     cx: &SocketContext,
     origin: Origin,
-    out: &mpsc::UnboundedSender<Outgoing>,
+    out: &mpsc::Sender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ErrorFrame> {
     let mut buf = Vec::new();
@@ -355,11 +372,13 @@ async fn read_loop(
         return Ok(());
     };
     debug!(service = %client.resource.service, pid = client.resource.pid, "Client connected.");
-    let _ = out.send(Outgoing::Frame(Frame::Welcome(Welcome {
-        version: PROTOCOL_VERSION,
-        max_frame_bytes: cx.limits.max_frame_bytes,
-        server: concat!("logbook ", env!("CARGO_PKG_VERSION")).into(),
-    })));
+    let _ = out
+        .send(Outgoing::Frame(Frame::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            max_frame_bytes: cx.limits.max_frame_bytes,
+            server: concat!("logbook ", env!("CARGO_PKG_VERSION")).into(),
+        })))
+        .await;
     loop {
         if buf.capacity() > KEEP_BUFFER {
             buf = Vec::new();
@@ -370,12 +389,15 @@ async fn read_loop(
             r = read_frame(rd, cx, Wait::Next, &mut buf) => r?,
         };
         // The frame's budget is held until its batch is queued for the writer (or
-        // the frame is done with).
-        let Some(_budget) = read else {
+        // the frame is done with); the part that covers its answer, until that is
+        // written.
+        let Some(Read { mut budget }) = read else {
             return Ok(());
         };
-        match decode_frame(&buf, &client.resource) {
+        let decoded = budget.as_ref().map_or(usize::MAX, |b| b.decoded);
+        match decode_frame_within(&buf, &client.resource, decoded) {
             Ok(Frame::Batch(batch)) => {
+                let answer = budget.as_mut().and_then(|b| b.answer(batch.records.len()));
                 // Waits while the writer is behind: this connection stops reading and
                 // its client buffers.
                 let outcome = cx
@@ -383,13 +405,16 @@ async fn read_loop(
                     .submit(&client, batch.records)
                     .await
                     .map_err(|e| admit_error(&e))?;
+                drop(budget);
                 // The sender is gone (the client read none of its answers): stop
                 // reading what it sends; its batches are committed, not answered.
                 if out
                     .send(Outgoing::Batch {
                         seq: batch.seq,
                         outcome,
+                        _answer: answer,
                     })
+                    .await
                     .is_err()
                 {
                     return Ok(());

@@ -53,8 +53,9 @@ pub struct SocketContext {
     reserve_kib: u32,
 }
 
-/// Frames up to this size may draw on the reserved part of the read budget.
-pub const SMALL_FRAME: usize = 1 << 20;
+/// Frames up to this size may draw on the reserved part of the read budget (a layer's
+/// batches close at 256 KiB).
+pub const SMALL_FRAME: usize = 512 << 10;
 /// The reserved part: this fraction of the read budget.
 const RESERVE_DIVISOR: u64 = 4;
 
@@ -81,29 +82,80 @@ impl SocketContext {
     }
 
     /// A frame of `len` bytes' share of the read budget, waiting while other frames
-    /// hold it (a frame larger than the budget takes all of it). A small frame takes
-    /// from the reserve when the rest is held.
-    async fn read_budget(&self, len: usize) -> Result<OwnedSemaphorePermit, ErrorFrame> {
-        let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+    /// hold it: its bytes, and the memory its records may take once decoded (up to
+    /// [`DECODED_PER_BYTE`] times its size, less for a frame so large that this
+    /// would pass the budget). A small frame takes from the reserve when the rest is
+    /// held.
+    async fn read_budget(&self, len: usize) -> Result<FrameBudget, ErrorFrame> {
+        let want = len
+            .saturating_mul(1 + DECODED_PER_BYTE)
+            .saturating_add(DECODED_EXTRA);
+        let kib = |bytes: usize| u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
         let main = Arc::clone(&self.read_budget);
-        let permit = if len <= SMALL_FRAME {
-            match main.try_acquire_many_owned(kib.min(self.read_budget_kib)) {
-                Ok(p) => Ok(p),
+        let (permit, of) = if len <= SMALL_FRAME {
+            let k = kib(want).min(self.read_budget_kib);
+            match main.try_acquire_many_owned(k) {
+                Ok(p) => (Ok(p), k),
                 Err(_) => {
-                    Arc::clone(&self.reserve)
-                        .acquire_many_owned(kib.min(self.reserve_kib))
-                        .await
+                    let k = kib(want).min(self.reserve_kib);
+                    let p = Arc::clone(&self.reserve).acquire_many_owned(k).await;
+                    (p, k)
                 }
             }
         } else {
-            main.acquire_many_owned(kib.min(self.read_budget_kib)).await
+            let k = kib(want).min(self.read_budget_kib);
+            (main.acquire_many_owned(k).await, k)
         };
-        permit.map_err(|_| ErrorFrame {
+        let permit = permit.map_err(|_| ErrorFrame {
             code: ErrorCode::Unavailable,
             message: "collector is shutting down".into(),
+        })?;
+        let held = usize::try_from(of)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1024);
+        Ok(FrameBudget {
+            permit,
+            // At least as much as the frame itself, for a frame larger than the budget.
+            decoded: held.saturating_sub(len).max(len),
         })
     }
 }
+
+/// A frame's share of the read budget, held until its records are queued.
+pub struct FrameBudget {
+    permit: OwnedSemaphorePermit,
+    /// The memory its records may take once decoded.
+    pub decoded: usize,
+}
+
+impl FrameBudget {
+    /// The part that covers the answer to a batch of `records` (a reject entry for
+    /// each, at most), split off to be held until the answer is written.
+    pub fn answer(&mut self, records: usize) -> Option<AnswerBudget> {
+        let kib = records.saturating_mul(ANSWER_PER_RECORD).div_ceil(1024);
+        let kib = kib.min(self.permit.num_permits().saturating_sub(1));
+        self.permit
+            .split(kib)
+            .map(|permit| AnswerBudget { _permit: permit })
+    }
+}
+
+/// What the answer to one record may take in memory: a reject entry with its reason.
+const ANSWER_PER_RECORD: usize = 192;
+
+/// The part of a frame's read budget that covers its answer.
+pub struct AnswerBudget {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A frame's records may take this many bytes of memory per byte of the frame once
+/// decoded (records of small fields take several times their encoded size: a layer's
+/// records about four to eight, one of only short boolean fields about eighteen), plus
+/// [`DECODED_EXTRA`]; a frame that would take more is refused (`LimitExceeded`), and
+/// its client told to send smaller batches.
+pub const DECODED_PER_BYTE: usize = 16;
+/// See [`DECODED_PER_BYTE`].
+pub const DECODED_EXTRA: usize = 64 << 10;
 
 /// Accept failures (out of file descriptors) are logged at most this often.
 static ACCEPT_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));

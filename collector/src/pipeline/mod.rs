@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use std::fmt;
 
+use logbook_proto::wire::record_memory;
 use logbook_proto::{Fields, Record, RecordId, ScopeKey};
 use logbook_redact::{Counts, Redactor};
 
@@ -74,7 +75,8 @@ pub struct Tally {
     pub redactions: Counts,
     /// Values (and messages) cut to the limit.
     pub values_cut: u64,
-    /// The bytes of the records passed, about as stored.
+    /// The memory the records hold, passed and refused alike (what the admission
+    /// queue is bounded by).
     pub bytes: u64,
 }
 
@@ -172,10 +174,10 @@ impl Pipeline {
                 });
             match checked {
                 Ok(()) => {
-                    tally.bytes += bytes as u64;
                     if r.category.is_none() {
                         r.category = Some(derive_category(&r).into());
                     }
+                    tally.bytes += record_memory(&r) as u64;
                     ok.push(r);
                 }
                 Err(reason) => {
@@ -184,6 +186,7 @@ impl Pipeline {
                         r.message = None;
                         r.fields = Fields::new();
                     }
+                    tally.bytes += record_memory(&r) as u64;
                     rejected.push(Rejected {
                         index: u32::try_from(i).unwrap_or(u32::MAX),
                         id: r.id,

@@ -70,6 +70,9 @@ pub(super) fn config_load_record(config: &Config, key: &[u8], previous: Option<&
             "changed",
             match &before {
                 Some(_) => Json::from_serialize(&changed).map_or(Value::Bool(false), Value::Json),
+                None if previous.is_some() => {
+                    Value::Str("unknown: the previous load's record lists no settings".into())
+                }
                 None => Value::Str("first load".into()),
             },
         ),
@@ -169,7 +172,12 @@ impl Retention {
                 let mut next_policy = std::time::Instant::now();
                 loop {
                     if let Some(max) = budget {
-                        match budget::enforce(store.as_mut(), max, Some(Arc::clone(&stopping))) {
+                        match budget::enforce(
+                            store.as_mut(),
+                            max,
+                            archive_dir.clone(),
+                            Some(Arc::clone(&stopping)),
+                        ) {
                             Ok(Some(r)) => info!(
                                 ops = r.ops,
                                 max_db_size = max,

@@ -18,6 +18,12 @@ use logbook_collector::store::{
 pub enum Tamper {
     /// Sets a record's message.
     EditMessage { seq: i64, message: String },
+    /// Sets a record's name and fields (a JSON object).
+    EditNameAndFields {
+        seq: i64,
+        name: String,
+        fields: String,
+    },
     /// Gives record `a` the time, message and fields of record `b`, and `b` those of `a`.
     SwapPayloads { a: i64, b: i64 },
     /// Deletes a record.
@@ -185,6 +191,13 @@ pub mod sqlite {
             let conn = self.open();
             let run = |sql: String| conn.execute_batch(&sql).unwrap();
             match t {
+                Tamper::EditNameAndFields { seq, name, fields } => {
+                    conn.execute(
+                        "UPDATE records SET name = ?2, fields = ?3 WHERE seq = ?1",
+                        params![seq, name, fields],
+                    )
+                    .unwrap();
+                }
                 Tamper::EditMessage { seq, message } => {
                     conn.execute(
                         "UPDATE records SET message = ?2 WHERE seq = ?1",

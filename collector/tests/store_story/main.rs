@@ -148,5 +148,8 @@ stories! {
         an_older_copy_of_the_store_is_detected,
         an_edited_checkpoint_file_is_detected,
         a_tombstone_without_a_dsar_record_is_detected,
+        a_dsar_record_from_a_client_vouches_for_nothing,
+        a_dsar_record_cannot_vouch_for_itself,
+        the_disk_budget_purges_ops_only_when_that_makes_room,
     ],
 }

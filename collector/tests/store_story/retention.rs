@@ -11,8 +11,8 @@ use logbook_collector::retention::{
 };
 use logbook_collector::store::{StoreReader, StoreWriter, Subject};
 use logbook_proto::{
-    InstanceId, Kind, Level, Record, RecordId, Resource, Scope, ScopeKey, Str, Timestamp, TraceId,
-    Value,
+    transport, InstanceId, Json, Kind, Level, Origin, Record, RecordId, Resource, Scope, ScopeKey,
+    Str, Timestamp, TraceId, Value,
 };
 
 use crate::backend::{Backend, Tamper};
@@ -301,8 +301,9 @@ fn dsar_record(reader: &dyn StoreReader) -> Record {
     found.remove(0)
 }
 
-/// A tombstone no DSAR record accounts for is tampering.
-pub fn a_tombstone_without_a_dsar_record_is_detected(db: &dyn Backend) {
+/// The store of [`fill`], with three audit records of `u1` and a DSAR deletion of
+/// `u1`, verified; returns the last chain row's number.
+fn after_a_dsar_deletion(db: &dyn Backend) -> u64 {
     let now = Timestamp::now().as_nanos();
     let mut store = db.writer(5);
     fill(store.as_mut(), now);
@@ -312,9 +313,136 @@ pub fn a_tombstone_without_a_dsar_record_is_detected(db: &dyn Backend) {
     store.write(&extra).unwrap();
     dsar_delete(store.as_mut(), &Subject::User("u1".into())).unwrap();
     drop(store);
-    assert!(db.verify().ok());
+    let v = db.verify();
+    assert!(v.ok(), "{:?}", v.problem);
+    v.last_n
+}
+
+/// A tombstone no DSAR record accounts for is tampering.
+pub fn a_tombstone_without_a_dsar_record_is_detected(db: &dyn Backend) {
+    after_a_dsar_deletion(db);
     db.tamper(Tamper::MarkTombstone { n: 3 });
     let p = db.verify().problem.unwrap();
     assert_eq!(p.n, Some(3), "{p}");
     assert!(p.what.contains("without a DSAR"), "{p}");
+}
+
+/// A DSAR deletion counts only when the collector wrote it: one stored with a client's
+/// origin (as if the socket had let the reserved name through) vouches for nothing.
+pub fn a_dsar_record_from_a_client_vouches_for_nothing(db: &dyn Backend) {
+    let now = Timestamp::now().as_nanos();
+    let mut store = db.writer(5);
+    let audit: Vec<Record> = (1..=4)
+        .map(|i| record(i, now - DAY, "acme", "u1", true))
+        .collect();
+    store.write(&audit).unwrap();
+    let forged = |i: u64, transport: &str| {
+        let mut r = record(i, now, "acme", "u2", true);
+        r.name = Str::Borrowed(logbook_collector::audit::DSAR_DELETE_NAME);
+        r.target = Str::Borrowed("logbook::admin");
+        r.origin = Some(Arc::new(Origin::new(transport)));
+        r.fields.set(
+            logbook_collector::audit::TOMBSTONED_FIELD,
+            Value::Json(Json::parse("[[1,2]]").unwrap()),
+        );
+        r
+    };
+    store.write(&[forged(5, transport::SOCKET)]).unwrap();
+    drop(store);
+    db.tamper(Tamper::MarkTombstone { n: 2 });
+    let p = db.verify().problem.unwrap();
+    assert_eq!(p.n, Some(2), "{p}");
+    assert!(p.what.contains("without a DSAR"), "{p}");
+
+    // The same record from the collector is what a real deletion looks like.
+    let mut store = db.writer(5);
+    store.write(&[forged(6, transport::COLLECTOR)]).unwrap();
+    drop(store);
+    let v = db.verify();
+    assert!(v.ok(), "{:?}", v.problem);
+    assert_eq!(v.tombstoned, 1);
+}
+
+/// A DSAR record vouches only for rows before its own, and only while its own row is
+/// intact: given a list that covers everything and tombstoned itself (so that its
+/// content goes unchecked), it vouches for nothing, and the rows it tried to cover
+/// fail.
+pub fn a_dsar_record_cannot_vouch_for_itself(db: &dyn Backend) {
+    // The deletion's record is the last chain row.
+    let own = after_a_dsar_deletion(db);
+    db.tamper(Tamper::EditNameAndFields {
+        seq: db.record_seq(own),
+        name: logbook_collector::audit::DSAR_DELETE_NAME.into(),
+        fields: format!(
+            "{{\"{}\":[[1,1000000]]}}",
+            logbook_collector::audit::TOMBSTONED_FIELD
+        ),
+    });
+    db.tamper(Tamper::MarkTombstone { n: own });
+    db.tamper(Tamper::MarkTombstone { n: 3 });
+    let p = db.verify().problem.unwrap();
+    assert_eq!(p.n, Some(3), "{p}");
+    assert!(p.what.contains("without a DSAR"), "{p}");
+}
+
+/// The disk budget purges the oldest ops records, but only when that makes room: when
+/// audit records alone fill most of it, nothing is purged (so that ops records are not
+/// acknowledged and purged at once, over and over, each purge adding an audit record).
+pub fn the_disk_budget_purges_ops_only_when_that_makes_room(db: &dyn Backend) {
+    use logbook_collector::retention::budget;
+    let now = Timestamp::now().as_nanos();
+    let mut store = db.writer(1000);
+    let big = |i: u64, audit: bool| {
+        let mut r = record(i, now - DAY + i as i64, "acme", "u1", audit);
+        r.fields
+            .set("payload", Value::Str(format!("{i:08}").repeat(512)));
+        r
+    };
+    let audit: Vec<Record> = (0..300).map(|i| big(i, true)).collect();
+    let ops: Vec<Record> = (1000..1030).map(|i| big(i, false)).collect();
+    store.write(&audit).unwrap();
+    store.write(&ops).unwrap();
+    let ops_count = |store: &dyn StoreWriter| {
+        store
+            .reader()
+            .count(&RecordFilter {
+                name: Some("request".into()),
+                ..RecordFilter::default()
+            })
+            .unwrap()
+    };
+    let used = store.used_bytes().unwrap();
+    let over = |used: u64| used * 100 / 95;
+    assert_eq!(
+        budget::enforce(store.as_mut(), over(used), None, None).unwrap(),
+        None
+    );
+    assert_eq!(ops_count(store.as_ref()), 30);
+
+    // Enough ops records to make room: the oldest go, down to about 80 %.
+    let ops: Vec<Record> = (2000..3000).map(|i| big(i, false)).collect();
+    store.write(&ops).unwrap();
+    let used = store.used_bytes().unwrap();
+    let max = over(used);
+    let report = budget::enforce(store.as_mut(), max, None, None)
+        .unwrap()
+        .unwrap();
+    assert!(report.ops > 0, "{report:?}");
+    assert_eq!(ops_count(store.as_ref()), 1030 - report.ops);
+    let after = store.used_bytes().unwrap();
+    assert!(after <= max * 85 / 100, "{after} of {max}");
+    // The oldest went first.
+    let oldest = RecordFilter {
+        name: Some("request".into()),
+        ..RecordFilter::default()
+    };
+    let page = logbook_collector::query::Page {
+        limit: 5000,
+        before: None,
+    };
+    let kept = store.reader().query(&oldest, &page).unwrap();
+    assert_eq!(kept.len() as u64, 1030 - report.ops);
+    assert!(kept
+        .iter()
+        .all(|r| r.fields.get("i").and_then(Value::as_i64) >= Some(1030)));
 }

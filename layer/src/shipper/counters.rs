@@ -32,14 +32,24 @@ impl Counters {
     }
 
     /// Reserves `cost` bytes of buffer; fails (reserving nothing) if that would exceed
-    /// the capacity. Successful reservations never sum above the capacity.
+    /// the capacity. What is reserved never exceeds the capacity, not even for a
+    /// moment (a reader of [`Counters::used`] never sees more), and a full buffer
+    /// refuses with a read alone, without writing the shared counter.
     pub(crate) fn try_acquire(&self, cost: usize) -> bool {
-        let prev = self.used.fetch_add(cost, Ordering::AcqRel);
-        if prev + cost > self.capacity {
-            self.used.fetch_sub(cost, Ordering::AcqRel);
-            return false;
+        let mut cur = self.used.load(Ordering::Acquire);
+        loop {
+            let next = match cur.checked_add(cost) {
+                Some(next) if next <= self.capacity => next,
+                _ => return false,
+            };
+            match self
+                .used
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
         }
-        true
     }
 
     pub(crate) fn release(&self, cost: usize) {
@@ -148,5 +158,38 @@ mod tests {
         let granted: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
         assert_eq!(granted * 7, c.used());
         assert!(c.used() <= 10_000);
+    }
+
+    #[test]
+    fn a_reader_never_sees_more_than_the_capacity() {
+        let c = std::sync::Arc::new(Counters::new(1000));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..200_000 {
+                        if c.try_acquire(600) {
+                            c.release(600);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let reader = {
+            let (c, done) = (c.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut most = 0;
+                while !done.load(Ordering::Relaxed) {
+                    most = most.max(c.used());
+                }
+                most
+            })
+        };
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        assert!(reader.join().unwrap() <= 1000);
     }
 }

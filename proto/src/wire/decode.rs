@@ -62,7 +62,7 @@ pub enum DecodeError {
     /// A JSON field value that does not parse.
     #[error("invalid JSON in field {key:?}: {message}")]
     InvalidJson {
-        /// The field.
+        /// The field's key (its first 64 bytes).
         key: String,
         /// The parser's message.
         message: String,
@@ -110,6 +110,10 @@ pub enum DecodeError {
         /// The limit.
         max: usize,
     },
+    /// Decoded, the frame would take more memory than the receiver allows for it
+    /// (many small fields or records): send smaller batches.
+    #[error("the frame decodes to more memory than the receiver allows for a frame of its size: send smaller batches")]
+    TooMuchMemory,
     /// Bytes left over after the frame's content.
     #[error("{0} unexpected bytes after the frame's content")]
     TrailingBytes(usize),
@@ -127,6 +131,7 @@ impl DecodeError {
         match self {
             Self::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
             Self::UnknownVersion { .. } => ErrorCode::UnsupportedVersion,
+            Self::TooMuchMemory => ErrorCode::LimitExceeded,
             _ => ErrorCode::Malformed,
         }
     }
@@ -183,7 +188,19 @@ pub fn read_frame<R: Read>(r: &mut R, max: u32, buf: &mut Vec<u8>) -> Result<boo
 /// Decodes a frame body (type byte and payload, without the length prefix). Records of
 /// a batch get `resource`, the sender's identity from its hello.
 pub fn decode_frame(body: &[u8], resource: &Arc<Resource>) -> Result<Frame, DecodeError> {
-    let mut r = Reader { buf: body, pos: 0 };
+    decode_frame_within(body, resource, usize::MAX)
+}
+
+/// [`decode_frame`] allocating at most about `max_memory` bytes for what it decodes
+/// (records, their fields and strings, as [`record_memory`] counts them), so that a
+/// frame of many small fields cannot make a receiver hold many times its size:
+/// [`DecodeError::TooMuchMemory`] past that.
+pub fn decode_frame_within(
+    body: &[u8],
+    resource: &Arc<Resource>,
+    max_memory: usize,
+) -> Result<Frame, DecodeError> {
+    let mut r = Reader::new(body, max_memory);
     let t = r.u8("frame type")?;
     let frame = match FrameType::from_u8(t).ok_or(DecodeError::UnknownFrameType(t))? {
         FrameType::Hello => {
@@ -269,7 +286,7 @@ pub fn decode_frame(body: &[u8], resource: &Arc<Resource>) -> Result<Frame, Deco
 
 /// Decodes one record encoded on its own (see `encode_record`), with `resource`.
 pub fn decode_record(bytes: &[u8], resource: &Arc<Resource>) -> Result<Record, DecodeError> {
-    let mut r = Reader { buf: bytes, pos: 0 };
+    let mut r = Reader::new(bytes, usize::MAX);
     let rec = decode_record_at(&mut r, 0, &mut None, resource)?;
     match r.remaining() {
         0 => Ok(rec),
@@ -283,8 +300,8 @@ const MIN_RECORD_BYTES: usize = 1 + 1 + 16 + 8 + 1 + 1 + 2 + 16 + 1;
 fn decode_batch(r: &mut Reader<'_>, resource: &Arc<Resource>) -> Result<Batch, DecodeError> {
     let seq = r.u64("batch seq")?;
     let count = r.u32("record count")?;
-    let mut records =
-        Vec::with_capacity(r.capacity_for(u64::from(count), MIN_RECORD_BYTES, "record")?);
+    let count_ok = r.capacity_for(u64::from(count), MIN_RECORD_BYTES, "record")?;
+    let mut records = Vec::with_capacity(count_ok.min(r.mem / RECORD_MEMORY));
     let mut prev_scope: Option<Arc<Scope>> = None;
     for index in 0..count {
         let rec = decode_record_at(r, index, &mut prev_scope, resource)?;
@@ -299,6 +316,7 @@ fn decode_record_at(
     prev_scope: &mut Option<Arc<Scope>>,
     resource: &Arc<Resource>,
 ) -> Result<Record, DecodeError> {
+    r.spend(RECORD_MEMORY)?;
     let kind_code = r.u8("kind")?;
     let kind = Kind::from_code(kind_code).ok_or(DecodeError::UnknownCode {
         what: "kind",
@@ -394,6 +412,8 @@ fn decode_record_at(
         });
     }
     let n = r.capacity_for(n, 2, "field")?;
+    // The fields (the pairs they are made from live only while this record is read).
+    r.spend(n.saturating_mul(FIELD_MEMORY))?;
     let mut pairs: Vec<(Str, Value)> = Vec::with_capacity(n);
     for _ in 0..n {
         pairs.push(decode_field(r)?);
@@ -411,7 +431,10 @@ fn decode_field(r: &mut Reader<'_>) -> Result<(Str, Value), DecodeError> {
 /// The key of the field entry starting at `pos` and the position after the entry, or
 /// `None` if no valid entry starts there.
 pub(crate) fn field_entry_at(bytes: &[u8], pos: usize) -> Option<(&str, usize)> {
-    let mut r = Reader { buf: bytes, pos };
+    let mut r = Reader {
+        pos,
+        ..Reader::new(bytes, usize::MAX)
+    };
     let len = usize::try_from(r.varint("field key").ok()?).ok()?;
     let key = std::str::from_utf8(r.take(len, "field key").ok()?).ok()?;
     match r.u8("value tag").ok()? {
@@ -435,7 +458,7 @@ pub(crate) fn field_entry_at(bytes: &[u8], pos: usize) -> Option<(&str, usize)> 
 pub(crate) fn decode_field_chunks(chunks: &[&[u8]]) -> Result<Fields, DecodeError> {
     let mut pairs = Vec::new();
     for chunk in chunks {
-        let mut r = Reader { buf: chunk, pos: 0 };
+        let mut r = Reader::new(chunk, usize::MAX);
         while r.remaining() > 0 {
             pairs.push(decode_field(&mut r)?);
         }
@@ -454,7 +477,7 @@ fn decode_value(r: &mut Reader<'_>, key: &str) -> Result<Value, DecodeError> {
         tag::JSON => {
             let text = r.string("field value")?;
             Value::Json(Json::parse(text).map_err(|e| DecodeError::InvalidJson {
-                key: key.to_owned(),
+                key: excerpt(key, 64),
                 message: e.to_string(),
             })?)
         }
@@ -497,12 +520,76 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// What one decoded record takes in memory before its strings and fields.
+const RECORD_MEMORY: usize = std::mem::size_of::<Record>();
+/// What one field takes in memory besides its strings.
+const FIELD_MEMORY: usize = std::mem::size_of::<(Str, Value)>();
+/// What the allocator takes besides a string's bytes.
+const STRING_MEMORY: usize = 16;
+
+/// About the memory a decoded record holds: the record, its fields, and its strings
+/// (a shared scope counted in full), as [`decode_frame_within`] bounds it.
+pub fn record_memory(r: &Record) -> usize {
+    let s = |t: &str| t.len() + STRING_MEMORY;
+    let fields: usize = r
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            FIELD_MEMORY
+                + s(k)
+                + match v {
+                    Value::Str(t) => s(t),
+                    Value::Json(j) => s(j.as_str()),
+                    Value::I64(_) | Value::U64(_) | Value::F64(_) | Value::Bool(_) => 0,
+                }
+        })
+        .sum();
+    RECORD_MEMORY
+        + s(&r.name)
+        + s(&r.target)
+        + r.message.as_deref().map_or(0, s)
+        + r.file.as_ref().map_or(0, |f| s(f))
+        + r.category.as_ref().map_or(0, |c| s(c))
+        + r.scope.iter().map(|(_, v)| s(v)).sum::<usize>()
+        + fields
+}
+
+/// `s` cut to at most `max` bytes at a character boundary, marked when cut: client
+/// text quoted in an error stays short.
+fn excerpt(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Bytes of memory the decoded values may still take.
+    mem: usize,
 }
 
 impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], mem: usize) -> Self {
+        Self { buf, pos: 0, mem }
+    }
+
+    /// Counts `n` bytes of memory against what the decoded values may take.
+    fn spend(&mut self, n: usize) -> Result<(), DecodeError> {
+        match self.mem.checked_sub(n) {
+            Some(left) => {
+                self.mem = left;
+                Ok(())
+            }
+            None => Err(DecodeError::TooMuchMemory),
+        }
+    }
+
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -566,6 +653,7 @@ impl<'a> Reader<'a> {
                     .unwrap_or(usize::MAX)
                     .saturating_sub(self.remaining()),
             })?;
+        self.spend(len + STRING_MEMORY)?;
         let bytes = self.take(len, context)?;
         std::str::from_utf8(bytes)
             .map(str::to_owned)
@@ -602,19 +690,16 @@ mod tests {
         for v in [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
-            let mut r = Reader { buf: &b, pos: 0 };
+            let mut r = Reader::new(&b, usize::MAX);
             assert_eq!(r.varint("t"), Ok(v));
             assert_eq!(r.remaining(), 0);
         }
-        let mut r = Reader {
-            buf: &[0xff; 11],
-            pos: 0,
-        };
+        let mut r = Reader::new(&[0xff; 11], usize::MAX);
         assert_eq!(r.varint("t"), Err(DecodeError::BadVarint { context: "t" }));
-        let mut r = Reader {
-            buf: &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
-            pos: 0,
-        };
+        let mut r = Reader::new(
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+            usize::MAX,
+        );
         assert_eq!(r.varint("t"), Err(DecodeError::BadVarint { context: "t" }));
     }
 
@@ -644,6 +729,40 @@ mod tests {
         put_varint(&mut b, u64::MAX);
         let err = decode_frame(&b, &Arc::default()).unwrap_err();
         assert!(matches!(err, DecodeError::Truncated { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_frame_of_small_fields_is_held_to_its_memory_allowance() {
+        // 200 records of 200 boolean fields: a few bytes each on the wire, dozens in
+        // memory.
+        let records: Vec<Record> = (0..200)
+            .map(|i| {
+                let mut r = Record::new(
+                    RecordId::new(InstanceId::from_random(1), i),
+                    Timestamp(1),
+                    Kind::Event,
+                    Level::Info,
+                    "e",
+                );
+                for k in 0..200 {
+                    r.fields.set(format!("k{k}"), Value::Bool(true));
+                }
+                r
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        super::super::encode_frame(&Frame::Batch(Batch { seq: 1, records }), &mut bytes);
+        let body = &bytes[HEADER_LEN..];
+        let Ok(Frame::Batch(b)) = decode_frame(body, &Arc::default()) else {
+            panic!("decodes without a limit");
+        };
+        let held: usize = b.records.iter().map(record_memory).sum();
+        assert!(held > 10 * body.len(), "{held} for {} bytes", body.len());
+        // What it holds fits; a tenth does not.
+        assert!(decode_frame_within(body, &Arc::default(), held).is_ok());
+        let e = decode_frame_within(body, &Arc::default(), held / 10).unwrap_err();
+        assert_eq!(e, DecodeError::TooMuchMemory);
+        assert_eq!(e.error_code(), ErrorCode::LimitExceeded);
     }
 
     #[test]

@@ -11,7 +11,10 @@ mod decode;
 mod encode;
 mod fields;
 
-pub use decode::{decode_frame, decode_record, frame_len, read_frame, DecodeError, ReadFrameError};
+pub use decode::{
+    decode_frame, decode_frame_within, decode_record, frame_len, read_frame, record_memory,
+    DecodeError, ReadFrameError,
+};
 pub use encode::{
     encode_frame, encode_record, encode_record_at, BatchEncoder, CallsiteBytes, RecordHead,
     RecordTooLarge, RECORD_ID_OFFSET, RECORD_LEVEL_OFFSET,

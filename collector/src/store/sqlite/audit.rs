@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use logbook_proto::{Record, Timestamp};
+use logbook_proto::Timestamp;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
@@ -234,21 +234,5 @@ impl AuditSource for Snapshot<'_> {
                 |r| r.get(0),
             )
             .optional()?)
-    }
-
-    fn audit_records_named(&mut self, name: &str) -> Result<Vec<Record>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {} FROM records WHERE class = 1 AND name = ?1 ORDER BY seq",
-            *COLUMNS
-        ))?;
-        let mut rows = stmt.query([name])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            // One that does not read was altered: the walk reports it at its chain row.
-            if let Ok(r) = record_from_row(row) {
-                out.push(r);
-            }
-        }
-        Ok(out)
     }
 }

@@ -418,10 +418,9 @@ fn is_read_only_failure(e: &rusqlite::Error) -> bool {
 /// Opens `path` as an immutable file: no locks, no WAL. Write-ahead log content not yet
 /// checkpointed into the file cannot be read that way; a warning says so.
 fn open_immutable(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
-    let wal = path.with_extension(
-        path.extension()
-            .map_or_else(|| "wal".into(), |e| format!("{}-wal", e.to_string_lossy())),
-    );
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
     if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
         tracing::warn!(
             wal = %wal.display(),
@@ -430,8 +429,10 @@ fn open_immutable(path: &Path, flags: OpenFlags) -> Result<Connection, StoreErro
     }
     let mut uri = String::from("file:");
     for b in path.as_os_str().as_encoded_bytes() {
+        // Bytes beyond ASCII percent-encoded: SQLite decodes them back to the path's
+        // own bytes.
         match b {
-            b'?' | b'#' | b'%' => uri.push_str(&format!("%{b:02X}")),
+            b'?' | b'#' | b'%' | 0x80.. | ..=0x1f => uri.push_str(&format!("%{b:02X}")),
             _ => uri.push(char::from(*b)),
         }
     }
