@@ -155,7 +155,14 @@ impl CollectorProcess {
         let socket = dir.join("logbook.sock");
         let db = dir.join("logbook.db");
         let child = Command::new(std::env::current_exe()?)
-            .args(["collector", "serve", "--log", "warn", "--socket"])
+            .args([
+                "collector",
+                "serve",
+                "--no-http",
+                "--log",
+                "warn",
+                "--socket",
+            ])
             .arg(&socket)
             .arg("--db")
             .arg(&db)

@@ -88,6 +88,9 @@ impl Key {
     }
 }
 
+/// Default of `http`.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:7070";
+
 /// Default of `commit_max_records`.
 pub const COMMIT_MAX_RECORDS: i64 = 20_000;
 /// Default of `commit_interval_ms`.
@@ -130,6 +133,12 @@ pub const KEYS: &[Key] = &[
         name: "socket_mode",
         help: "permissions of the socket file, octal",
         default: DefaultValue::Text("0600"),
+        bounds: None,
+    },
+    Key {
+        name: "http",
+        help: "HTTP address to listen on (OTLP ingest), or \"off\"",
+        default: DefaultValue::Text(DEFAULT_HTTP),
         bounds: None,
     },
     Key {
@@ -368,6 +377,9 @@ pub struct Config {
     /// Permissions of the socket file.
     #[serde(deserialize_with = "octal_mode")]
     pub socket_mode: u32,
+    /// HTTP address to listen on; `None` when `"off"`.
+    #[serde(deserialize_with = "http_address")]
+    pub http: Option<std::net::SocketAddr>,
     /// Largest frame accepted from a client.
     pub max_frame_bytes: u32,
     /// Group commit: most records per transaction.
@@ -589,6 +601,18 @@ pub fn parse_byte_size(text: &str) -> Option<u64> {
 fn store_address<'de, D: Deserializer<'de>>(d: D) -> Result<StoreAddress, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map_err(serde::de::Error::custom)
+}
+
+fn http_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid http address {s:?}: expected IP:PORT such as 127.0.0.1:7070, or \"off\""
+        ))
+    })
 }
 
 fn octal_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {

@@ -20,6 +20,8 @@ pub mod cli;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
 pub mod ingest;
 #[cfg(feature = "server")]
 pub mod log_limit;

@@ -98,6 +98,7 @@ fn socket_is_private_stale_replaced_live_refused() {
     let out = Command::new(COLLECTOR)
         .args([
             "serve",
+            "--no-http",
             "--socket",
             sock.to_str().unwrap(),
             "--db",
@@ -118,6 +119,7 @@ fn socket_is_private_stale_replaced_live_refused() {
     let out = Command::new(COLLECTOR)
         .args([
             "serve",
+            "--no-http",
             "--socket",
             file.to_str().unwrap(),
             "--db",

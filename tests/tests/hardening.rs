@@ -167,7 +167,7 @@ fn a_signal_before_the_socket_exists_stops_it_cleanly() {
     let holder = rusqlite::Connection::open(&collector.db).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let mut child = std::process::Command::new(common::COLLECTOR)
-        .args(["serve", "--db", collector.db.to_str().unwrap()])
+        .args(["serve", "--no-http", "--db", collector.db.to_str().unwrap()])
         .args(["--socket", collector.socket.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -202,7 +202,7 @@ fn out_of_file_descriptors_the_accept_loop_backs_off() {
     let mut child = std::process::Command::new("prlimit")
         .arg("--nofile=48:48")
         .arg(common::COLLECTOR)
-        .args(["serve", "--socket", socket.to_str().unwrap()])
+        .args(["serve", "--no-http", "--socket", socket.to_str().unwrap()])
         .args(["--db", dir.path().join("logbook.db").to_str().unwrap()])
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

@@ -356,7 +356,8 @@ fn a_refused_record_resent_is_quarantined_once() {
 #[test]
 fn memory_stays_bounded_under_the_worst_case() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::start(dir.path());
+    let collector = Collector::start_with(dir.path(), &["--http", "127.0.0.1:0"]);
+    let http = collector.http_addr();
     let pid = collector.pid();
     let max_frame = logbook_proto::wire::DEFAULT_MAX_FRAME_BYTES as usize;
     // Writers: frames of the largest size, each value over the limit (cut: copied).
@@ -462,6 +463,58 @@ fn memory_stays_bounded_under_the_worst_case() {
             }
         });
     }
+    // Eight HTTP clients posting OTLP requests of spans of tiny attributes (a few bytes
+    // each on the wire, dozens decoded), of about 1 MiB, over and over.
+    let http_answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let request = {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use prost::Message as _;
+        let attributes: Vec<KeyValue> = (0..200)
+            .map(|k| KeyValue {
+                key: format!("{k:x}"),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::BoolValue(true)),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let spans = (0..450u32)
+            .map(|i| Span {
+                trace_id: vec![7; 16],
+                span_id: (u64::from(i) + 1).to_be_bytes().to_vec(),
+                name: "s".into(),
+                attributes: attributes.clone(),
+                ..Default::default()
+            })
+            .collect();
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+    let request = std::sync::Arc::new(request);
+    for _ in 0..8 {
+        let (stop, answers, request) = (stop.clone(), http_answers.clone(), request.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = common::http_post(
+                    http,
+                    "/v1/traces",
+                    &[("Content-Type", "application/x-protobuf")],
+                    &request,
+                );
+                answers.lock().unwrap().push(r.status);
+            }
+        });
+    }
     std::thread::sleep(Duration::from_secs(2));
     // Stallers: the rest of the connections the cap allows, each half-way through a
     // frame of the largest size, holding as much of the read budget as they can.
@@ -488,6 +541,17 @@ fn memory_stays_bounded_under_the_worst_case() {
     );
     assert!(peak < 512 << 10, "peak RSS {} MiB", peak >> 10);
     assert!(dense_sent.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    let answers = http_answers.lock().unwrap().clone();
+    eprintln!(
+        "HTTP answers: {} ok, {} busy, {} too large",
+        answers.iter().filter(|s| **s == 200).count(),
+        answers.iter().filter(|s| **s == 503).count(),
+        answers.iter().filter(|s| **s == 413).count()
+    );
+    assert!(
+        answers.iter().all(|s| [200, 503, 413].contains(s)),
+        "{answers:?}"
+    );
     // And it still serves.
     let instance = InstanceId::from_random(3000);
     let mut good = RawClient::handshake(&collector.socket, instance);

@@ -18,6 +18,12 @@ pub struct ServeArgs {
     /// Permissions of the socket file, octal.
     #[arg(long, value_name = "MODE", help = key_help("socket_mode"))]
     socket_mode: Option<String>,
+    /// HTTP address to listen on.
+    #[arg(long, value_name = "ADDR", help = key_help("http"))]
+    http: Option<String>,
+    /// No HTTP listener (the same as `--http off`).
+    #[arg(long, conflicts_with = "http")]
+    no_http: bool,
     /// Largest frame accepted from a client, in bytes.
     #[arg(long, value_name = "BYTES", help = key_help("max_frame_bytes"))]
     max_frame_bytes: Option<u32>,
@@ -55,6 +61,14 @@ impl ServeArgs {
             self.socket.as_ref().map(|p| p.display().to_string()),
         );
         put("socket_mode", self.socket_mode.clone());
+        put(
+            "http",
+            if self.no_http {
+                Some("off".into())
+            } else {
+                self.http.clone()
+            },
+        );
         put(
             "max_frame_bytes",
             self.max_frame_bytes.map(|v| v.to_string()),

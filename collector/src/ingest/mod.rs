@@ -1,8 +1,10 @@
 //! Ingest transports: they decode what clients send and hand it to admission
-//! (`crate::admission`). Today the Unix socket of `proto/PROTOCOL.md`: a listener, one
-//! task per connection. Composed with the rest of the collector in `crate::serve`.
+//! (`crate::admission`). The Unix socket of `proto/PROTOCOL.md` (a listener, one task
+//! per connection), and OTLP's messages as records (`otlp`, served over HTTP by
+//! `crate::http`). Composed with the rest of the collector in `crate::serve`.
 
 mod connection;
+pub mod otlp;
 mod socket;
 
 use std::path::{Path, PathBuf};

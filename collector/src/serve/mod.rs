@@ -18,6 +18,7 @@ use crate::admission::auth::Authenticator;
 use crate::admission::feed::Feed;
 use crate::admission::{Admission, GroupCommit, Intake, QueueLimits};
 use crate::config::Config;
+use crate::http::{HttpContext, HttpLimits, HttpListener};
 use crate::ingest::{SocketContext, SocketLimits, SocketListener};
 use crate::pipeline::Pipeline;
 use crate::store::open_writer;
@@ -129,6 +130,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         stopped,
     ));
 
+    let http = match config.http {
+        Some(addr) => {
+            let listener = HttpListener::bind(addr, config.token.is_some()).await?;
+            let addr = listener.local_addr()?;
+            info!(http = %addr, "HTTP listening (OTLP: http://{addr}/v1/traces, /v1/logs).");
+            Some(tokio::spawn(listener.run(
+                Arc::new(HttpContext::new(
+                    admission.clone(),
+                    Arc::clone(&auth),
+                    HttpLimits::default(),
+                )),
+                stop.subscribe(),
+            )))
+        }
+        None => None,
+    };
+
     // Until a signal, or the writer's death (a panic): nothing could be stored then,
     // and clients must hear of it rather than wait.
     let writer_died = tokio::select! {
@@ -152,6 +170,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let _ = stop.send(true);
     socket.await.context("the socket listener failed")?;
+    if let Some(http) = http {
+        http.await.context("the HTTP listener failed")??;
+    }
     ticker.abort();
     let _ = ticker.await;
     // The failed authentications not yet in the trail, then the last handle on

@@ -72,6 +72,8 @@ impl Collector {
             .arg(&self.db)
             .args(&self.extra)
             .env_remove("LOGBOOK_CONFIG")
+            // Tests run at once: HTTP only where a test asks for it (`--http`).
+            .env("LOGBOOK_HTTP", "off")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -127,6 +129,24 @@ impl Collector {
     /// Its stderr so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The address of its HTTP listener (started with `--http`), from its log.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = self.log_text();
+            if let Some(addr) = log
+                .lines()
+                .filter(|l| l.contains("HTTP listening"))
+                .find_map(|l| l.split("http=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+            {
+                return addr.parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no HTTP listener: {log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Runs a CLI command against this collector's database.
@@ -189,6 +209,8 @@ pub fn cli(args: &[&str]) -> Output {
             cmd.env_remove(k);
         }
     }
+    // Tests run at once: a `serve` here listens on no TCP port.
+    cmd.env("LOGBOOK_HTTP", "off");
     cmd.output().unwrap()
 }
 
@@ -474,4 +496,93 @@ pub fn run_measured(mut cmd: Command) -> (ExitStatus, Vec<u8>, Vec<u8>, i64) {
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
     (ExitStatus::from_raw(status), out, err, usage.ru_maxrss)
+}
+
+/// An HTTP response: status, headers (names lower case), body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `POST path` to `addr` over HTTP/1.1 with `headers` and `body`, written by hand on a
+/// TCP stream (as any client in any language would send it).
+pub fn http_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    // A server may answer (413) and close before reading a large body: then its answer
+    // is what counts.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap().trim(), 16)
+                .unwrap();
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[end + 2..end + 2 + size]);
+            rest = &rest[end + 2 + size + 2..];
+        }
+        body = out;
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
 }

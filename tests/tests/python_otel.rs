@@ -1,0 +1,161 @@
+//! A Python agent using only the OpenTelemetry SDK from PyPI (`tests/python/
+//! otel_agent.py`, in the venv `scripts/test` makes under `target/py`), pointed at the
+//! collector with the standard exporter settings: its traces are runs, its LLM and
+//! tool calls are calls with tokens and cost, its `logging` lines are records inside
+//! the spans they were logged in.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Collector;
+
+/// The venv's Python: `LOGBOOK_TEST_PYTHON` (set by `scripts/test`), else
+/// `target/py/bin/python`.
+fn python() -> PathBuf {
+    let path = std::env::var_os("LOGBOOK_TEST_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "no Python with the OpenTelemetry SDK at {}: run scripts/test, which installs it",
+        path.display()
+    );
+    path
+}
+
+/// Runs the agent for `runs` runs against `endpoint` with `env`; returns its trace ids.
+fn run_agent(endpoint: &str, runs: u32, env: &[(&str, &str)]) -> Vec<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otel_agent.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(runs.to_string())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the agent failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Failed to export"),
+        "the exporter reported a failure: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_python_agent_with_the_opentelemetry_sdk_reads_like_a_rust_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("logbook.toml");
+    std::fs::write(&config, "token = \"py-token\"\n").unwrap();
+    let collector = Collector::start_with(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let endpoint = format!("http://{}", collector.http_addr());
+    // Protobuf (the Python exporter's only encoding), gzip, a token in the header.
+    let traces = run_agent(
+        &endpoint,
+        2,
+        &[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "Authorization=Bearer%20py-token",
+            ),
+        ],
+    );
+    assert_eq!(traces.len(), 2, "{traces:?}");
+
+    // Runs: one per trace, named by the agent, with its calls, tokens and cost.
+    let runs = stdout(&collector.cli(&["runs"]));
+    for t in &traces {
+        let line = runs
+            .lines()
+            .find(|l| l.starts_with(t.as_str()))
+            .unwrap_or_else(|| panic!("no run {t}: {runs}"));
+        assert!(line.contains("py-agent"), "{line}");
+        assert!(line.contains("py-researcher"), "{line}");
+        assert!(line.contains("1200/80"), "{line}");
+        assert!(line.contains("$0.00023"), "{line}");
+    }
+    // The run: scope from attributes, the tree, prompt and response from the GenAI
+    // messages, the tool's exception and the `logging` lines inside their spans.
+    let run = stdout(&collector.cli(&["run", &traces[1]]));
+    for want in [
+        "tenant=acme",
+        "env=test",
+        "user=user-1",
+        "session=conv-1",
+        "LLM calls 1  tool calls 1",
+        "├─ chat gpt-4o-mini  ok",
+        "prompt: [user] question 1",
+        "response: [assistant] an answer",
+        "INFO asked the model",
+        "└─ execute_tool search  error",
+        "ERROR search backend timed out",
+        "WARN tool failed, answering without it",
+    ] {
+        assert!(run.contains(want), "{want:?} missing from:\n{run}");
+    }
+    assert!(
+        !run.contains("service.instance.id"),
+        "the SDK's instance id is not a field:\n{run}"
+    );
+    // Calls and cost, as for the layer's records.
+    let calls = stdout(&collector.cli(&["calls"]));
+    assert_eq!(
+        calls
+            .lines()
+            .filter(|l| l.contains("gpt-4o-mini-2024-07-18"))
+            .count(),
+        2,
+        "{calls}"
+    );
+    let cost = stdout(&collector.cli(&["cost", "--by", "user"]));
+    assert!(cost.contains("user-0") && cost.contains("user-1"), "{cost}");
+    assert!(cost.contains("$0.00046"), "{cost}");
+    // Source locations of the `logging` lines.
+    let logs = collector.query(&["--name", "log", "--level", "warn"]);
+    assert_eq!(logs.len(), 1);
+    assert!(logs[0]
+        .file
+        .as_deref()
+        .is_some_and(|f| f.ends_with("otel_agent.py")));
+
+    // Without the token, the exporter is refused and says so.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otel_agent.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg("1")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+}
