@@ -398,3 +398,47 @@ fn with_a_token_requests_need_it_and_without_one_only_loopback_is_served() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address"), "{err}");
 }
+
+#[test]
+fn a_request_larger_than_a_batch_is_stored_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("logbook.toml");
+    std::fs::write(&config, "max_batch_records = 4096\n").unwrap();
+    let (collector, addr) = start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let spans: Vec<Span> = (0..5000u32)
+        .map(|i| Span {
+            span_id: (u64::from(i) + 1).to_be_bytes().to_vec(),
+            ..span(8, 0, "many")
+        })
+        .collect();
+    let r = http_post(
+        addr,
+        "/v1/traces",
+        &[PROTOBUF],
+        &traces("svc", spans).encode_to_vec(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, b"", "no partial success");
+    let stats = collector.cli(&["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    // Its 5,000 spans, and the collector's config-load record.
+    assert_eq!(stats["records"], 5001, "{stats}");
+}
+
+#[test]
+fn sigterm_answers_the_requests_in_flight_then_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A commit that waits 2 s for company keeps the request in flight.
+    let (mut collector, addr) = start(dir.path(), &["--commit-interval-ms", "2000"]);
+    let request = traces("svc", vec![span(4, 1, "in-flight")]).encode_to_vec();
+    let sender = std::thread::spawn(move || http_post(addr, "/v1/traces", &[PROTOBUF], &request));
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = collector.pid();
+    common::signal(pid, libc::SIGTERM);
+    let r = sender.join().unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(collector.stop_after_signal().success());
+    assert_eq!(collector.query(&["--name", "in-flight"]).len(), 1);
+    // And nothing listens any more.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}

@@ -144,7 +144,15 @@ async fn admit(cx: &HttpContext, mapped: Mapped, share: Share) -> Result<Admitte
                 continue;
             }
         };
-        pending.push(cx.admission.try_submit(&client, b.records)?);
+        // A resource's records in batches the admission path takes (an OTLP request
+        // may carry more spans than a socket batch may).
+        let max = cx.admission.intake().limits().max_batch_records.max(1);
+        let mut records = b.records;
+        while !records.is_empty() {
+            let rest = records.split_off(records.len().min(max));
+            pending.push(cx.admission.try_submit(&client, records)?);
+            records = rest;
+        }
     }
     drop(share);
     for p in pending {
