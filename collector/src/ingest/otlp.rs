@@ -119,30 +119,34 @@ pub fn traces(request: ExportTraceServiceRequest) -> Mapped {
 /// exports a trace's spans together, children first): a tool call under an agent run
 /// span carrying `user.id` belongs to that user. Its events share its scope.
 fn inherit_scopes(batches: &mut [ResourceBatch]) {
-    let spans: HashMap<SpanId, (Option<SpanId>, Arc<Scope>)> = batches
+    let spans: Spans = batches
         .iter()
         .flat_map(|b| &b.records)
         .filter(|r| r.kind == Kind::SpanEnd)
-        .filter_map(|r| Some((r.span_id?, (r.parent_span_id, Arc::clone(&r.scope)))))
+        .filter_map(|r| {
+            let parent = r.parent_span_id.map(|p| (r.trace_id, p));
+            Some(((r.trace_id, r.span_id?), (parent, Arc::clone(&r.scope))))
+        })
         .collect();
-    let mut resolved: HashMap<SpanId, Arc<Scope>> = HashMap::with_capacity(spans.len());
+    let mut resolved: HashMap<SpanKey, Arc<Scope>> = HashMap::with_capacity(spans.len());
     for &id in spans.keys() {
         resolve_scope(id, &spans, &mut resolved);
     }
     for r in batches.iter_mut().flat_map(|b| &mut b.records) {
-        if let Some(scope) = r.span_id.and_then(|id| resolved.get(&id)) {
+        if let Some(scope) = r.span_id.and_then(|id| resolved.get(&(r.trace_id, id))) {
             r.scope = Arc::clone(scope);
         }
     }
 }
 
+/// A span, by its trace (span ids are unique only within one).
+type SpanKey = (TraceId, SpanId);
+/// The spans of a request: each one's parent and own scope.
+type Spans = HashMap<SpanKey, (Option<SpanKey>, Arc<Scope>)>;
+
 /// The scope of span `id` with what its ancestors set (memoised in `resolved`; a
 /// cycle or a chain deeper than 256 stops the walk).
-fn resolve_scope(
-    id: SpanId,
-    spans: &HashMap<SpanId, (Option<SpanId>, Arc<Scope>)>,
-    resolved: &mut HashMap<SpanId, Arc<Scope>>,
-) {
+fn resolve_scope(id: SpanKey, spans: &Spans, resolved: &mut HashMap<SpanKey, Arc<Scope>>) {
     // The chain up to the first span already resolved, or the root.
     let mut chain = Vec::new();
     let mut next = Some(id);
