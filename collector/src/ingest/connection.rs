@@ -49,8 +49,11 @@ enum Outgoing {
 }
 
 /// Batches read from one connection whose answers are not yet written: reading stops
-/// there until the client reads its answers.
-const MAX_UNANSWERED: usize = 64;
+/// there until the client reads its answers. High, so that it never binds before the
+/// admission queue does (a layer sends many small batches under load, and each waits
+/// for its commit here): what the answers hold is bounded by the read budget, each
+/// holding its share of it.
+const MAX_UNANSWERED: usize = 4096;
 
 pub(super) async fn handle(
     stream: UnixStream,
