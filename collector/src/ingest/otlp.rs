@@ -32,6 +32,8 @@ use opentelemetry_proto::tonic::trace::v1::{span, status::StatusCode, Span};
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
+use crate::audit::to_hex;
+
 /// The attribute names each scope field is read from, first found wins (the span's or
 /// log record's attributes before the resource's).
 pub const SCOPE_ATTRIBUTES: &[(ScopeKey, &[&str])] = &[
@@ -428,8 +430,8 @@ fn span_records(s: &Span, target: &str, base: &ResourceParts) -> Result<Vec<Reco
             .iter()
             .map(|l| {
                 serde_json::json!({
-                    "trace_id": hex(&l.trace_id),
-                    "span_id": hex(&l.span_id),
+                    "trace_id": to_hex(&l.trace_id),
+                    "span_id": to_hex(&l.span_id),
                     "attributes": attributes_json(&l.attributes),
                 })
             })
@@ -559,7 +561,7 @@ pub fn value_of(v: &AnyValue) -> Value {
         Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
         Some(any_value::Value::IntValue(i)) => Value::I64(*i),
         Some(any_value::Value::DoubleValue(d)) => Value::F64(*d),
-        Some(any_value::Value::BytesValue(b)) => Value::Str(hex(b)),
+        Some(any_value::Value::BytesValue(b)) => Value::Str(to_hex(b)),
         Some(any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_)) => {
             match Json::from_serialize(&json_of(v)) {
                 Ok(j) => Value::Json(j),
@@ -580,7 +582,7 @@ fn json_of(v: &AnyValue) -> serde_json::Value {
         Some(any_value::Value::DoubleValue(d)) => {
             serde_json::Number::from_f64(*d).map_or(J::Null, J::Number)
         }
-        Some(any_value::Value::BytesValue(b)) => J::String(hex(b)),
+        Some(any_value::Value::BytesValue(b)) => J::String(to_hex(b)),
         Some(any_value::Value::ArrayValue(a)) => J::Array(a.values.iter().map(json_of).collect()),
         Some(any_value::Value::KvlistValue(l)) => attributes_json(&l.values),
         Some(any_value::Value::StringValueStrindex(_)) | None => J::Null,
@@ -598,14 +600,6 @@ fn attributes_json(kvs: &[KeyValue]) -> serde_json::Value {
             })
             .collect(),
     )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]
