@@ -26,4 +26,6 @@ pub mod ingest;
 #[cfg(feature = "server")]
 pub mod log_limit;
 #[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
 pub mod serve;

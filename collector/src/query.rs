@@ -275,8 +275,41 @@ pub struct RunFilter {
     pub agent: Option<String>,
     /// Only runs keyed this way (by run id, or a trace's).
     pub kind: Option<crate::store::RunKind>,
+    /// Keyset: only runs after this one in the list's order (newer start first, then
+    /// run id).
+    pub after: Option<RunCursor>,
     /// At most this many runs.
     pub limit: usize,
+}
+
+/// The position of a run in the runs list (start time descending, then run id): a
+/// keyset cursor. Its text form is `<first ts nanoseconds>.<run id>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunCursor {
+    /// The run's start.
+    pub started: Timestamp,
+    /// Its key.
+    pub run_id: String,
+}
+
+impl fmt::Display for RunCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.started.as_nanos(), self.run_id)
+    }
+}
+
+impl FromStr for RunCursor {
+    type Err = ParseCursorError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split_once('.')
+            .and_then(|(ts, id)| {
+                Some(Self {
+                    started: Timestamp(ts.parse().ok()?),
+                    run_id: id.to_owned(),
+                })
+            })
+            .ok_or_else(|| ParseCursorError(s.to_owned()))
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! Authentication on the admission path, shared by every transport: the shared token
-//! compared in constant time, and failures recorded without letting whoever fails
+//! Authentication, shared by every transport and the read API: the shared token
+//! (`token` in the configuration, an admin's) and API tokens (`logbook token create`,
+//! each with a role and, for viewers, a scope; only their SHA-256 is stored), compared
+//! in constant time; and failures recorded without letting whoever fails
 //! write the audit trail. Failures are counted per peer (its uid over the socket; its
 //! address over the network) and overall, in windows of [`WINDOW`]: the first failure of
 //! a window is audited at once, the rest of the window in one summary record when it
@@ -9,7 +11,7 @@
 //! way.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use logbook_proto::{Json, Timestamp, Value};
@@ -17,7 +19,8 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use super::{limit, Admission};
-use crate::audit::admin_record;
+use crate::audit::{admin_record, random_bytes};
+use crate::store::{ApiToken, Role, StoreError, StoreReader, Visibility};
 
 /// How long one window of failures lasts.
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -26,11 +29,90 @@ const MAX_PEERS: usize = 32;
 /// The name of the audit record of failed authentications: `logbook.auth_failures`.
 pub const AUTH_FAILURES_ACTION: &str = "auth_failures";
 
+/// How long whether any API token exists is remembered.
+const TOKENS_RECHECK: Duration = Duration::from_secs(1);
+/// The prefix of API token texts: `lbk_<id>_<secret>`.
+pub const TOKEN_PREFIX: &str = "lbk_";
+
+/// Who made a request, once authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's name (`shared token` for the configured one; `anonymous` when no
+    /// token is configured).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// What it may read.
+    pub visibility: Visibility,
+}
+
+impl Caller {
+    /// Anyone, when no token is configured (the listener is loopback only then).
+    pub fn anonymous() -> Self {
+        Self {
+            name: "anonymous".into(),
+            role: Role::Admin,
+            visibility: Visibility::ALL,
+        }
+    }
+
+    /// Whether it may send records.
+    pub fn may_ingest(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Ingest)
+    }
+
+    /// Whether it may read (within its visibility).
+    pub fn may_read(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Viewer)
+    }
+
+    /// Whether it may do everything.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// A new API token: its text, shown once, and what is stored of it.
+pub fn new_token(
+    name: &str,
+    role: Role,
+    visibility: Visibility,
+) -> Result<(String, ApiToken), StoreError> {
+    let random = random_bytes()?;
+    let id = crate::audit::to_hex(&random[..6]);
+    let text = format!(
+        "{TOKEN_PREFIX}{id}_{}",
+        crate::audit::to_hex(&random_bytes()?)
+    );
+    let token = ApiToken {
+        id,
+        name: name.to_owned(),
+        role,
+        tenant: visibility.tenant,
+        user_id: visibility.user_id,
+        hash: Sha256::digest(text.as_bytes()).into(),
+        created: Timestamp::now(),
+        revoked: None,
+    };
+    Ok((text, token))
+}
+
+/// The id part of an API token's text.
+fn token_id(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix(TOKEN_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then_some(id)
+}
+
 /// The token check and the failures it counts. One per collector, shared by its
-/// transports.
+/// transports and the API.
 pub struct Authenticator {
-    /// SHA-256 of the token, if one is required.
+    /// SHA-256 of the shared token, if one is configured.
     token: Option<[u8; 32]>,
+    /// Where API tokens are found.
+    tokens: Option<Arc<dyn StoreReader>>,
+    /// Whether an API token that is not revoked exists, and when that was read.
+    any_token: Mutex<Option<(Instant, bool)>>,
     admission: Admission,
     window: Mutex<Window>,
 }
@@ -64,15 +146,87 @@ impl Authenticator {
     pub fn new(token: Option<&str>, admission: Admission) -> Self {
         Self {
             token: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+            tokens: None,
+            any_token: Mutex::new(None),
             admission,
             window: Mutex::default(),
         }
     }
 
-    /// Whether `presented` is the token (always, when none is required). Takes the
-    /// same time whatever either's length: their digests are compared, every byte.
+    /// Also accepts the API tokens stored in `store` (and, once one exists, requires
+    /// a token of HTTP requests).
+    pub fn with_api_tokens(mut self, store: Arc<dyn StoreReader>) -> Self {
+        self.tokens = Some(store);
+        self
+    }
+
+    /// Whether a socket client's hello may send records: always when no shared token
+    /// is configured (the socket's file mode guards it); else with the shared token or
+    /// an API token of the admin or ingest role. Takes the same time whatever the
+    /// tokens' lengths: their digests are compared, every byte.
     pub fn check(&self, presented: Option<&str>) -> bool {
-        token_matches(self.token.as_ref(), presented)
+        self.token.is_none()
+            || token_matches(self.token.as_ref(), presented)
+            || self.api_token(presented).is_some_and(|c| c.may_ingest())
+    }
+
+    /// Whether HTTP requests need a token: a shared token is configured, or an API
+    /// token exists (created while the collector runs, it counts within a second).
+    pub fn required(&self) -> bool {
+        if self.token.is_some() {
+            return true;
+        }
+        let Some(store) = &self.tokens else {
+            return false;
+        };
+        let mut any = self.any_token.lock().unwrap_or_else(|e| e.into_inner());
+        match *any {
+            Some((at, known)) if at.elapsed() < TOKENS_RECHECK => known,
+            _ => {
+                // A store that cannot say keeps the door closed.
+                let known = store
+                    .tokens()
+                    .map_or(true, |t| t.iter().any(|t| t.revoked.is_none()));
+                *any = Some((Instant::now(), known));
+                known
+            }
+        }
+    }
+
+    /// Who presented `presented` over HTTP: the holder of an API token, of the shared
+    /// token (an admin), or anyone when no token is required; `None` when a token is
+    /// required and this is not one.
+    pub fn authenticate(&self, presented: Option<&str>) -> Option<Caller> {
+        if let Some(caller) = self.api_token(presented) {
+            return Some(caller);
+        }
+        if self.token.is_some() && token_matches(self.token.as_ref(), presented) {
+            return Some(Caller {
+                name: "shared token".into(),
+                role: Role::Admin,
+                visibility: Visibility::ALL,
+            });
+        }
+        (!self.required()).then(Caller::anonymous)
+    }
+
+    /// The caller an API token names, if it is stored, not revoked, and its digest
+    /// matches.
+    fn api_token(&self, presented: Option<&str>) -> Option<Caller> {
+        let text = presented?;
+        let id = token_id(text)?;
+        let stored = self.tokens.as_ref()?.token(id).ok()??;
+        if stored.revoked.is_some() || !token_matches(Some(&stored.hash), Some(text)) {
+            return None;
+        }
+        Some(Caller {
+            name: stored.name,
+            role: stored.role,
+            visibility: Visibility {
+                tenant: stored.tenant,
+                user_id: stored.user_id,
+            },
+        })
     }
 
     /// Counts a failure by `peer` (as the transport identified it: `uid 1000`,
@@ -202,6 +356,21 @@ mod tests {
         assert!(!check(Some("s3cret"), None));
         assert!(!check(Some(""), None), "no token is not the empty token");
         assert!(check(Some(""), Some("")));
+    }
+
+    #[test]
+    fn token_texts_carry_their_id() {
+        let (text, token) = new_token("ci", Role::Viewer, Visibility::ALL).unwrap();
+        assert_eq!(token_id(&text), Some(token.id.as_str()));
+        assert_eq!(token.id.len(), 12);
+        assert!(check(Some(&text), Some(&text)));
+        assert_eq!(
+            token.hash,
+            <[u8; 32]>::from(Sha256::digest(text.as_bytes()))
+        );
+        for bad in ["lbk_", "lbk__x", "lbk_abc_", "nope", "lbk_abc"] {
+            assert_eq!(token_id(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireErro
 use super::feed::Feed;
 use super::writer::{self, GroupCommit, Request};
 use super::{Client, Intake, Outcome};
+use crate::metrics::Metrics;
 use crate::store::{ClientDrops, StoreWriter};
 
 /// Why a batch was not committed. Nothing of it was stored; the client may resend it.
@@ -70,6 +71,7 @@ struct Inner {
     queue_kib_total: usize,
     /// What the limits did outside any batch, not yet sent to the writer.
     counts: std::sync::Mutex<Vec<(&'static str, u64)>>,
+    metrics: Arc<Metrics>,
 }
 
 /// A batch's share of the queue: returned when it is dropped, once the batch is
@@ -121,7 +123,8 @@ impl Admission {
         runtime: tokio::runtime::Handle,
     ) -> std::io::Result<(Self, WriterThread)> {
         let (tx, rx) = mpsc::channel(queue.requests.max(1));
-        let thread = writer::spawn(store, rx, group, feed, runtime)?;
+        let metrics = Arc::new(Metrics::default());
+        let thread = writer::spawn(store, rx, group, feed, Arc::clone(&metrics), runtime)?;
         let records = queue.records.clamp(1, Semaphore::MAX_PERMITS);
         let kib = usize::try_from(queue.bytes >> 10)
             .unwrap_or(usize::MAX)
@@ -135,6 +138,7 @@ impl Admission {
                 queue_kib: Arc::new(Semaphore::new(kib)),
                 queue_kib_total: kib,
                 counts: std::sync::Mutex::default(),
+                metrics,
             }),
         };
         Ok((admission, WriterThread(thread)))
@@ -143,6 +147,23 @@ impl Admission {
     /// The intake: its limits, and the client identities it makes.
     pub fn intake(&self) -> &Intake {
         &self.inner.intake
+    }
+
+    /// The collector's metrics (`/metrics`).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Records waiting for the writer, and how many the queue holds at most.
+    pub fn queue_depth(&self) -> (u64, u64) {
+        let total = self.inner.queue_records;
+        let free = self.inner.queue.available_permits().min(total);
+        ((total - free) as u64, total as u64)
+    }
+
+    /// Whether the writer is there to take batches.
+    pub fn is_open(&self) -> bool {
+        !self.inner.writer.is_closed()
     }
 
     /// The queue permits a batch takes: its records (refused ones too, which wait in

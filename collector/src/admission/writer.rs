@@ -2,6 +2,7 @@
 //! record count or a wait), commits, answers each batch with its outcome, and
 //! publishes the commit on the feed.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use super::commit::{commit, Entry};
 use super::feed::Feed;
 use super::handle::{AdmitError, QueueShare};
 use super::{Admitted, Outcome};
+use crate::metrics::Metrics;
 use crate::store::{ClientDrops, StoreWriter};
 
 /// Where a batch's outcome goes.
@@ -68,6 +70,7 @@ pub(super) fn spawn(
     mut rx: mpsc::Receiver<Request>,
     limits: GroupCommit,
     feed: Feed,
+    metrics: Arc<Metrics>,
     runtime: Handle,
 ) -> std::io::Result<JoinHandle<u64>> {
     std::thread::Builder::new()
@@ -99,7 +102,7 @@ pub(super) fn spawn(
                 }
                 let started = Instant::now();
                 let group = refuse_over_budget(store.as_mut(), group, limits.max_db_size);
-                let stored = commit_group(store.as_mut(), group, &feed);
+                let stored = commit_group(store.as_mut(), group, &feed, &metrics);
                 debug!(
                     records = n,
                     stored,
@@ -155,8 +158,15 @@ fn refuse_over_budget(
 
 /// Commits one group, answers every batch in it and publishes the commit; returns the
 /// records newly stored.
-fn commit_group(store: &mut dyn StoreWriter, group: Vec<Request>, feed: &Feed) -> u64 {
+fn commit_group(
+    store: &mut dyn StoreWriter,
+    group: Vec<Request>,
+    feed: &Feed,
+    metrics: &Metrics,
+) -> u64 {
     let mut entries = Vec::with_capacity(group.len());
+    // Per client batch: its transport and how many records it brought.
+    let mut batches: Vec<(String, u64)> = Vec::new();
     let mut replies = Vec::with_capacity(group.len());
     let mut permits = Vec::new();
     let mut tick = false;
@@ -167,6 +177,16 @@ fn commit_group(store: &mut dyn StoreWriter, group: Vec<Request>, feed: &Feed) -
                 reply,
                 permit,
             } => {
+                let transport = admitted
+                    .records
+                    .first()
+                    .or(admitted.quarantined.first().map(|q| &q.record))
+                    .and_then(|r| r.origin.as_ref())
+                    .map_or_else(|| "unknown".to_owned(), |o| o.transport.clone());
+                batches.push((
+                    transport,
+                    (admitted.records.len() + admitted.refused.len()) as u64,
+                ));
                 entries.push(Entry::Admitted(admitted));
                 replies.push(Some(reply));
                 permits.push(permit);
@@ -194,15 +214,34 @@ fn commit_group(store: &mut dyn StoreWriter, group: Vec<Request>, feed: &Feed) -
     if entries.is_empty() {
         return 0;
     }
+    let started = Instant::now();
     let result = commit(store, entries);
+    let took = started.elapsed();
     // The queue space comes back once the records are out of memory's way.
     drop(permits);
     // A closed connection just loses its replies; the client resends unacknowledged
     // batches and the resends are recognised as duplicates.
     match result {
         Ok(done) => {
+            metrics.commit(took);
+            let now = logbook_proto::Timestamp::now();
+            for r in &done.committed.records {
+                let age = now.as_nanos().saturating_sub(r.ts.as_nanos()).max(0);
+                metrics.emit_to_commit(Duration::from_nanos(age as u64));
+            }
+            let mut batches = batches.into_iter();
             for (outcome, reply) in done.outcomes.into_iter().zip(replies) {
-                if let (Some(outcome), Some(reply)) = (outcome, reply) {
+                let Some(outcome) = outcome else { continue };
+                if let Some((transport, received)) = batches.next() {
+                    metrics.batch(
+                        &transport,
+                        received,
+                        u64::from(outcome.stored),
+                        u64::from(outcome.duplicates),
+                        outcome.refused.len() as u64,
+                    );
+                }
+                if let Some(reply) = reply {
                     let _ = reply.send(Ok(outcome));
                 }
             }
@@ -211,6 +250,7 @@ fn commit_group(store: &mut dyn StoreWriter, group: Vec<Request>, feed: &Feed) -
             stored
         }
         Err(e) => {
+            metrics.commit_failed();
             error!(error = %e, "Commit failed; clients will resend.");
             for reply in replies.into_iter().flatten() {
                 let _ = reply.send(Err(AdmitError::Store(e.to_string())));

@@ -44,7 +44,8 @@ fn io_err(context: String) -> impl FnOnce(io::Error) -> StoreError {
     move |source| StoreError::Io { context, source }
 }
 
-pub(super) fn random_bytes() -> Result<[u8; 32], StoreError> {
+/// 32 bytes from the system's random source.
+pub fn random_bytes() -> Result<[u8; 32], StoreError> {
     let mut b = [0u8; 32];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))

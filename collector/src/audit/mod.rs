@@ -35,7 +35,7 @@ pub use checkpoint::{
     default_checkpoint_file, read_checkpoint_file, Checkpoint, CheckpointKind, CheckpointLine,
     CheckpointPolicy,
 };
-pub use keys::{default_key_dir, Keys, PublicKey};
+pub use keys::{default_key_dir, random_bytes, Keys, PublicKey};
 pub use verify::{
     verify, AuditSource, ChainedRecord, VerifyOptions, VerifyProblem, VerifyReport,
     DSAR_DELETE_NAME, TOMBSTONED_FIELD,

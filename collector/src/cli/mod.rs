@@ -2,14 +2,15 @@
 //! a `run` method.
 
 mod admin;
-mod args;
+pub(crate) mod args;
 mod audit;
 mod calls;
-mod output;
+pub(crate) mod output;
 mod records;
 mod runs;
 mod serve;
 mod stats;
+mod token;
 
 use std::io;
 use std::path::PathBuf;
@@ -78,6 +79,8 @@ pub enum Command {
     Archive(admin::ArchiveArgs),
     /// Data subject requests: export or delete a user's or tenant's records. Audited.
     Dsar(admin::DsarArgs),
+    /// Create, list and revoke API tokens (roles admin, viewer, ingest).
+    Token(token::TokenArgs),
 }
 
 impl Cli {
@@ -118,6 +121,7 @@ impl Cli {
             Command::Purge(a) => a.run(&self.config()?),
             Command::Archive(a) => a.run(&self.config()?),
             Command::Dsar(a) => a.run(&self.config()?),
+            Command::Token(a) => a.run(&self.config()?),
         }
     }
 }

@@ -67,6 +67,7 @@ impl RunsArgs {
             service: self.service.clone(),
             status: self.status.clone(),
             agent: self.agent.clone(),
+            after: None,
             limit: self.limit,
         })?;
         let mut out = BufWriter::new(io::stdout().lock());

@@ -1,9 +1,11 @@
 //! The HTTP listener (`http` in the configuration, `127.0.0.1:7070` by default): OTLP
-//! ingest (`otlp`) and health. Composed with the rest of the collector in
+//! ingest (`otlp`), the read API (`api`) and health. Composed with the rest of the collector in
 //! `crate::serve`; stops like the socket does: no new requests, those in flight
 //! finish (their records committed and answered), then it returns.
 
+pub mod api;
 pub mod budget;
+mod health;
 mod otlp;
 
 use std::net::SocketAddr;
@@ -19,7 +21,10 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::auth::Authenticator;
+use crate::admission::feed::Feed;
 use crate::admission::Admission;
+use crate::config::Config;
+use crate::store::StoreReader;
 
 /// What bounds HTTP requests.
 #[derive(Clone, Copy, Debug)]
@@ -30,8 +35,10 @@ pub struct HttpLimits {
     pub max_decoded_bytes: usize,
     /// Most requests handled at once; more wait.
     pub max_requests: usize,
-    /// Longest a request may take, body included.
+    /// Longest a request may take, body included (a live stream's events aside).
     pub request_timeout: Duration,
+    /// Most live streams open at once.
+    pub max_streams: usize,
     /// Most bytes of memory the ingest requests being read and decoded take, over all
     /// of them: see [`budget`].
     pub budget_bytes: u64,
@@ -44,6 +51,7 @@ impl Default for HttpLimits {
             max_decoded_bytes: 16 << 20,
             max_requests: 64,
             request_timeout: Duration::from_secs(30),
+            max_streams: 64,
             budget_bytes: 64 << 20,
         }
     }
@@ -60,17 +68,48 @@ pub struct HttpContext {
     pub limits: HttpLimits,
     /// The memory of requests being read and decoded.
     pub budget: budget::HttpBudget,
+    /// The store, unscoped: handlers read it through `api::Access`, which scopes it
+    /// to the caller.
+    reader: Arc<dyn StoreReader>,
+    /// Commits as they happen, for live streams.
+    pub feed: Feed,
+    /// What the collector runs with (verify's keys, purge's policies).
+    pub config: Arc<Config>,
+    /// Turns true when the collector stops: live streams end.
+    pub shutdown: watch::Receiver<bool>,
+    /// Live streams open.
+    pub streams: Arc<tokio::sync::Semaphore>,
+}
+
+/// What a collector's HTTP side is built from.
+pub struct HttpParts {
+    /// The way into the store.
+    pub admission: Admission,
+    /// The token check.
+    pub auth: Arc<Authenticator>,
+    /// The store's reading side.
+    pub reader: Arc<dyn StoreReader>,
+    /// The post-commit feed.
+    pub feed: Feed,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Turns true when the collector stops.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 impl HttpContext {
-    /// The context of requests admitted through `admission`, checked by `auth`, within
-    /// `limits`.
-    pub fn new(admission: Admission, auth: Arc<Authenticator>, limits: HttpLimits) -> Self {
+    /// The context of requests made of `parts`, within `limits`.
+    pub fn new(parts: HttpParts, limits: HttpLimits) -> Self {
         Self {
-            admission,
-            auth,
+            admission: parts.admission,
+            auth: parts.auth,
             limits,
             budget: budget::HttpBudget::new(limits.budget_bytes),
+            reader: parts.reader,
+            feed: parts.feed,
+            config: parts.config,
+            shutdown: parts.shutdown,
+            streams: Arc::new(tokio::sync::Semaphore::new(limits.max_streams)),
         }
     }
 }
@@ -128,6 +167,13 @@ fn router(cx: Arc<HttpContext>) -> Router {
         .route("/v1/traces", post(otlp::traces))
         .route("/v1/logs", post(otlp::logs))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .merge(api::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&cx),
+            health::count_request,
+        ))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -21,8 +21,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
+use super::api::bearer;
 use super::budget::{HttpBudget, Share, Short};
 use super::HttpContext;
+use crate::admission::auth::Caller;
 use crate::admission::{AdmitError, Pending};
 use crate::ingest::otlp::{self, Mapped};
 
@@ -40,6 +42,7 @@ struct RpcStatus {
 const INVALID_ARGUMENT: i32 = 3;
 const UNAVAILABLE: i32 = 14;
 const UNAUTHENTICATED: i32 = 16;
+const PERMISSION_DENIED: i32 = 7;
 
 /// A request's (and so its answer's) encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,8 +125,16 @@ struct Admitted {
 /// Admits every batch of `mapped` without waiting for queue space, gives back the
 /// request's `share` of the budget once they are queued (the queue bounds them then),
 /// and waits for their commits.
-async fn admit(cx: &HttpContext, mapped: Mapped, share: Share) -> Result<Admitted, AdmitError> {
-    let origin = Origin::new(transport::HTTP);
+async fn admit(
+    cx: &HttpContext,
+    caller: &Caller,
+    mapped: Mapped,
+    share: Share,
+) -> Result<Admitted, AdmitError> {
+    let mut origin = Origin::new(transport::HTTP);
+    if caller.name != Caller::anonymous().name {
+        origin.token = Some(caller.name.clone());
+    }
     let mut rejected = mapped.invalid;
     let mut why = mapped.first_invalid;
     let mut pending: Vec<Pending> = Vec::with_capacity(mapped.batches.len());
@@ -225,13 +236,6 @@ impl Signal for Logs {
             }),
         }
     }
-}
-
-/// The token of an `Authorization: Bearer …` header.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// How a body is compressed.
@@ -378,13 +382,24 @@ async fn export<S: Signal>(
     let Some(format) = Format::of(&headers) else {
         return unsupported();
     };
-    if !cx.auth.check(bearer(&headers)) {
+    let Some(caller) = cx.auth.authenticate(bearer(&headers)) else {
         // Nothing the client sent reaches the trail: only its address.
         cx.auth.failed(&peer.ip().to_string()).await;
         return format.error(
             StatusCode::UNAUTHORIZED,
             UNAUTHENTICATED,
             "missing or wrong token (Authorization: Bearer …)".into(),
+        );
+    };
+    if !caller.may_ingest() {
+        return format.error(
+            StatusCode::FORBIDDEN,
+            PERMISSION_DENIED,
+            format!(
+                "the token {:?} may not send records (role {}; use an ingest or admin token)",
+                caller.name,
+                caller.role.as_str()
+            ),
         );
     }
     let encoding = match Encoding::of(&headers) {
@@ -430,7 +445,7 @@ async fn export<S: Signal>(
             )
         }
     };
-    match admit(&cx, mapped, share).await {
+    match admit(&cx, &caller, mapped, share).await {
         Ok(a) => {
             let partial = (a.rejected > 0).then(|| {
                 (

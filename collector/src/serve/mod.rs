@@ -18,7 +18,7 @@ use crate::admission::auth::Authenticator;
 use crate::admission::feed::Feed;
 use crate::admission::{Admission, GroupCommit, Intake, QueueLimits};
 use crate::config::Config;
-use crate::http::{HttpContext, HttpLimits, HttpListener};
+use crate::http::{HttpContext, HttpLimits, HttpListener, HttpParts};
 use crate::ingest::{SocketContext, SocketLimits, SocketListener};
 use crate::pipeline::Pipeline;
 use crate::store::open_writer;
@@ -76,6 +76,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .write(&[record])
         .context("writing the config-load audit record")?;
 
+    let reader = store.reader();
+
     // Admission: the pipeline, the queue, the writer thread, the post-commit feed.
     let redactor = config.redactor(store.keys().pseudonym_key())?;
     let intake = Intake::new(
@@ -104,10 +106,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     // Background jobs, before any client is accepted: they hold what they need (the
     // retention job its own database connection) whatever clients take later.
-    let auth = Arc::new(Authenticator::new(
-        config.token.as_ref().map(|t| t.expose()),
-        admission.clone(),
-    ));
+    let auth = Arc::new(
+        Authenticator::new(config.token.as_ref().map(|t| t.expose()), admission.clone())
+            .with_api_tokens(Arc::clone(&reader)),
+    );
     let ticker = jobs::spawn_ticker(admission.clone(), Arc::clone(&auth));
     let retention = jobs::Retention::spawn(&config)?;
 
@@ -132,13 +134,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let http = match config.http {
         Some(addr) => {
-            let listener = HttpListener::bind(addr, config.token.is_some()).await?;
+            let listener = HttpListener::bind(addr, auth.required()).await?;
             let addr = listener.local_addr()?;
             info!(http = %addr, "HTTP listening (OTLP: http://{addr}/v1/traces, /v1/logs).");
             Some(tokio::spawn(listener.run(
                 Arc::new(HttpContext::new(
-                    admission.clone(),
-                    Arc::clone(&auth),
+                    HttpParts {
+                        admission: admission.clone(),
+                        auth: Arc::clone(&auth),
+                        reader: Arc::clone(&reader),
+                        feed: feed.clone(),
+                        config: Arc::new(config.clone()),
+                        shutdown: stop.subscribe(),
+                    },
                     HttpLimits::default(),
                 )),
                 stop.subscribe(),

@@ -44,6 +44,10 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// The reader may not show this (a scoped reader, asked for the store's own
+    /// records).
+    #[error("{0}")]
+    NotPermitted(String),
     /// A visitor asked to stop (e.g. the output pipe closed).
     #[error("stopped: {0}")]
     Stopped(#[source] io::Error),

@@ -19,6 +19,7 @@ mod address;
 mod error;
 pub mod latency;
 mod options;
+mod scope;
 pub mod sqlite;
 mod types;
 
@@ -33,11 +34,12 @@ use crate::query::{Cursor, Page, RecordFilter, RunFilter};
 pub use address::{ParseStoreAddressError, StoreAddress};
 pub use error::StoreError;
 pub use options::{defaults, Durability, ParseDurabilityError, StoreOptions};
+pub use scope::{scoped, Visibility};
 pub use types::{
-    Batch, CallCommon, CallFilter, ClientDropRow, ClientDrops, ClientInfo, CostBy, CostGroup,
-    Deleted, LlmCall, ParseStreamCursorError, PricedCall, QuarantineRow, Quarantined, RunKind,
-    RunSummary, Selection, StoreStats, Stored, StreamCursor, StreamItem, StreamPage, Subject,
-    ToolCall, Written,
+    ApiToken, Batch, CallCommon, CallFilter, ClientDropRow, ClientDrops, ClientInfo, CostBy,
+    CostGroup, Deleted, LlmCall, ParseStreamCursorError, PricedCall, QuarantineRow, Quarantined,
+    Role, RunKind, RunSummary, Selection, StoreStats, Stored, StreamCursor, StreamItem, StreamPage,
+    Subject, ToolCall, Written,
 };
 
 /// The reading side of a store: safe to share between threads and to call from many
@@ -75,6 +77,9 @@ pub trait StoreReader: Send + Sync {
     /// Runs matching `filter`, newest first.
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError>;
 
+    /// How many runs match `filter` (its limit and cursor aside).
+    fn count_runs(&self, filter: &RunFilter) -> Result<u64, StoreError>;
+
     /// One run by its key (its run id, or the trace id of a trace's run).
     fn run(&self, key: &str) -> Result<Option<RunSummary>, StoreError>;
 
@@ -102,6 +107,12 @@ pub trait StoreReader: Send + Sync {
 
     /// Emit-to-commit latency of records committed at or after `since`.
     fn latency(&self, since: Timestamp) -> Result<latency::Histogram, StoreError>;
+
+    /// Every API token, revoked ones included, oldest first.
+    fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+
+    /// One API token by its id.
+    fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError>;
 
     /// Runs `f` over the inputs of `verify` (the chain, its records, the stored
     /// checkpoints), all read from one consistent snapshot.
@@ -207,6 +218,17 @@ pub trait StoreWriter: Send {
     /// Sets the cost of these calls (seq, cost) and their runs' totals, in one
     /// transaction.
     fn set_call_costs(&mut self, costs: &[(i64, Option<f64>)]) -> Result<(), StoreError>;
+
+    /// Stores a new API token (its hash, never its text).
+    fn put_token(&mut self, token: &ApiToken) -> Result<(), StoreError>;
+
+    /// Revokes the token with this id or name at `at`; the tokens revoked (none when
+    /// nothing matched or it was revoked already).
+    fn revoke_token(
+        &mut self,
+        id_or_name: &str,
+        at: Timestamp,
+    ) -> Result<Vec<ApiToken>, StoreError>;
 }
 
 /// How a store is opened for writing, whatever the backend.

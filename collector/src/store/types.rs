@@ -558,3 +558,61 @@ pub struct PricedCall {
     /// The cost stored now.
     pub cost: Option<f64>,
 }
+
+/// What a token lets its bearer do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "server", derive(clap::ValueEnum))]
+pub enum Role {
+    /// Everything: every read, purge, and ingest.
+    Admin,
+    /// Reads, within its tenant and/or user when the token is scoped.
+    Viewer,
+    /// Sending records (OTLP over HTTP, the socket) and nothing else.
+    Ingest,
+}
+
+impl Role {
+    /// `admin`, `viewer` or `ingest`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Viewer => "viewer",
+            Self::Ingest => "ingest",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Self::Admin),
+            "viewer" => Ok(Self::Viewer),
+            "ingest" => Ok(Self::Ingest),
+            _ => Err(format!("unknown role {s:?} (admin, viewer, ingest)")),
+        }
+    }
+}
+
+/// A stored API token: what it may do, and the SHA-256 of its text (never the text).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ApiToken {
+    /// The public part of the token text, which finds it.
+    pub id: String,
+    /// A name for people (`ci`, `acme dashboard`).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// A viewer's tenant: it reads only that tenant's records.
+    pub tenant: Option<String>,
+    /// A viewer's user: it reads only that user's records.
+    pub user_id: Option<String>,
+    /// SHA-256 of the whole token text.
+    #[serde(skip)]
+    pub hash: [u8; 32],
+    /// When it was made.
+    pub created: Timestamp,
+    /// When it was revoked.
+    pub revoked: Option<Timestamp>,
+}

@@ -510,6 +510,22 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{e}: status {} body {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// The value of header `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -527,13 +543,35 @@ pub fn http_post(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
+    http_request(addr, "POST", path, headers, body)
+}
+
+/// `GET path` from `addr`, with a bearer `token` if any.
+pub fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> HttpResponse {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| ("Authorization", a))
+        .into_iter()
+        .collect();
+    http_request(addr, "GET", path, &headers, b"")
+}
+
+/// A request of `method` over HTTP/1.1, written by hand.
+pub fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -585,4 +623,39 @@ pub fn http_post(
         headers,
         body,
     }
+}
+
+/// An OTLP/JSON request: `runs` agent runs of `tenant`, each a root span with an LLM
+/// call under it, `age` before now.
+pub fn agent_runs(tenant: &str, runs: u32, age: Duration, seed: u32) -> Vec<u8> {
+    let now = logbook_proto::Timestamp::now().as_nanos() - age.as_nanos() as i64;
+    let spans: Vec<serde_json::Value> = (0..runs)
+        .flat_map(|i| {
+            let trace = format!("{:08x}{:024x}", seed, i + 1);
+            let start = now - 5_000_000_000 + i64::from(i) * 1_000_000;
+            let attr = |k: &str, v: serde_json::Value| serde_json::json!({"key": k, "value": v});
+            let s = |v: &str| serde_json::json!({ "stringValue": v });
+            vec![
+                serde_json::json!({"traceId": trace, "spanId": format!("{:016x}", 0xa000 + i), "name": "invoke_agent",
+                    "startTimeUnixNano": start.to_string(), "endTimeUnixNano": (start + 900_000_000).to_string(),
+                    "attributes": [attr("gen_ai.agent.name", s("researcher")), attr("gen_ai.operation.name", s("invoke_agent")),
+                                   attr("tenant", s(tenant)), attr("user.id", s(&format!("{tenant}-user")))],
+                    "status": {"code": 1}}),
+                serde_json::json!({"traceId": trace, "spanId": format!("{:016x}", 0xb000 + i), "parentSpanId": format!("{:016x}", 0xa000 + i),
+                    "name": "chat gpt-4o-mini",
+                    "startTimeUnixNano": (start + 100_000_000).to_string(), "endTimeUnixNano": (start + 600_000_000).to_string(),
+                    "attributes": [attr("gen_ai.operation.name", s("chat")), attr("gen_ai.request.model", s("gpt-4o-mini")),
+                                   attr("gen_ai.provider.name", s("openai")),
+                                   attr("gen_ai.usage.input_tokens", serde_json::json!({"intValue": "1000"})),
+                                   attr("gen_ai.usage.output_tokens", serde_json::json!({"intValue": "100"})),
+                                   attr("gen_ai.input.messages", s(&format!(r#"[{{"role":"user","parts":[{{"type":"text","content":"question of {tenant}"}}]}}]"#))),
+                                   attr("tenant", s(tenant)), attr("user.id", s(&format!("{tenant}-user")))],
+                    "status": {"code": 1}}),
+            ]
+        })
+        .collect();
+    let body = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": format!("{tenant}-svc")}}]},
+        "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}]}]});
+    serde_json::to_vec(&body).unwrap()
 }

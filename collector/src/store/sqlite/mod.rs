@@ -24,9 +24,9 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::latency::{Histogram, PendingLatency};
 use super::{
-    Batch, CallFilter, CostBy, CostGroup, Deleted, Durability, LlmCall, PricedCall, QuarantineRow,
-    RunSummary, Selection, StoreError, StoreOptions, StoreReader, StoreStats, StoreWriter,
-    StreamCursor, StreamPage, Subject, ToolCall, Written,
+    ApiToken, Batch, CallFilter, CostBy, CostGroup, Deleted, Durability, LlmCall, PricedCall,
+    QuarantineRow, RunSummary, Selection, StoreError, StoreOptions, StoreReader, StoreStats,
+    StoreWriter, StreamCursor, StreamPage, Subject, ToolCall, Written,
 };
 use crate::audit::{
     default_checkpoint_file, default_key_dir, AuditRules, AuditSource, Checkpoint, CheckpointKind,
@@ -299,6 +299,18 @@ impl StoreWriter for SqliteWriter {
     fn set_call_costs(&mut self, costs: &[(i64, Option<f64>)]) -> Result<(), StoreError> {
         calls::set_costs(&mut self.conn, costs)
     }
+
+    fn put_token(&mut self, token: &ApiToken) -> Result<(), StoreError> {
+        read::put_token(&self.conn, token)
+    }
+
+    fn revoke_token(
+        &mut self,
+        id_or_name: &str,
+        at: Timestamp,
+    ) -> Result<Vec<ApiToken>, StoreError> {
+        read::revoke_token(&self.conn, id_or_name, at)
+    }
 }
 
 impl Drop for SqliteWriter {
@@ -558,6 +570,18 @@ impl StoreReader for SqliteReader {
 
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
         self.with(|c| read::runs(c, filter))
+    }
+
+    fn count_runs(&self, filter: &RunFilter) -> Result<u64, StoreError> {
+        self.with(|c| read::count_runs(c, filter))
+    }
+
+    fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        self.with(read::tokens)
+    }
+
+    fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        self.with(|c| read::token(c, id))
     }
 
     fn run(&self, key: &str) -> Result<Option<RunSummary>, StoreError> {

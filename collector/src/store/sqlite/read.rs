@@ -17,8 +17,8 @@ use super::write::{load_next_seq, saturate};
 use crate::query::{Page, RecordFilter, RunFilter};
 use crate::store::latency::Histogram;
 use crate::store::{
-    ClientDropRow, QuarantineRow, RunKind, RunSummary, StoreError, StoreStats, StreamCursor,
-    StreamItem, StreamPage,
+    ApiToken, ClientDropRow, QuarantineRow, RunKind, RunSummary, StoreError, StoreStats,
+    StreamCursor, StreamItem, StreamPage,
 };
 use crate::views::call::usd;
 
@@ -606,7 +606,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
     })
 }
 
-pub(super) fn runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+fn run_conditions(f: &RunFilter) -> Where {
     let mut w = Where::default();
     if let Some(t) = f.since {
         w.push("first_ts >= ?", [SqlValue::Integer(t.as_nanos())]);
@@ -628,6 +628,18 @@ pub(super) fn runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, 
     if let Some(k) = f.kind {
         w.push("kind = ?", [Where::text(k.as_str())]);
     }
+    w
+}
+
+pub(super) fn runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+    let mut w = run_conditions(f);
+    if let Some(c) = &f.after {
+        let ts = SqlValue::Integer(c.started.as_nanos());
+        w.push(
+            "(first_ts < ? OR (first_ts = ? AND run_id > ?))",
+            [ts.clone(), ts, Where::text(&c.run_id)],
+        );
+    }
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM runs{} ORDER BY first_ts DESC, run_id LIMIT {}",
         w.sql(),
@@ -635,6 +647,85 @@ pub(super) fn runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, 
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(w.params), run_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn count_runs(conn: &Connection, f: &RunFilter) -> Result<u64, StoreError> {
+    let w = run_conditions(f);
+    let sql = format!("SELECT count(*) FROM runs{}", w.sql());
+    let n: i64 = conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
+const TOKEN_COLUMNS: &str = "id, name, role, tenant, user_id, hash, created, revoked";
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiToken> {
+    let role: String = row.get(2)?;
+    let hash: Vec<u8> = row.get(5)?;
+    Ok(ApiToken {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        role: role.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
+        })?,
+        tenant: row.get(3)?,
+        user_id: row.get(4)?,
+        hash: hash.try_into().map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Blob,
+                "token hash is not 32 bytes".into(),
+            )
+        })?,
+        created: Timestamp(row.get(6)?),
+        revoked: row.get::<_, Option<i64>>(7)?.map(Timestamp),
+    })
+}
+
+pub(super) fn tokens(conn: &Connection) -> Result<Vec<ApiToken>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created, id"
+    ))?;
+    let rows = stmt.query_map([], token_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn token(conn: &Connection, id: &str) -> Result<Option<ApiToken>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"
+    ))?;
+    Ok(stmt.query_row([id], token_from_row).optional()?)
+}
+
+pub(super) fn put_token(conn: &Connection, t: &ApiToken) -> Result<(), StoreError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ),
+        rusqlite::params![
+            t.id,
+            t.name,
+            t.role.as_str(),
+            t.tenant,
+            t.user_id,
+            &t.hash[..],
+            t.created.as_nanos(),
+            t.revoked.map(|r| r.as_nanos())
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn revoke_token(
+    conn: &Connection,
+    id_or_name: &str,
+    at: Timestamp,
+) -> Result<Vec<ApiToken>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE api_tokens SET revoked = ?2 WHERE (id = ?1 OR name = ?1) AND revoked IS NULL
+         RETURNING {TOKEN_COLUMNS}"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params![id_or_name, at.as_nanos()], token_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

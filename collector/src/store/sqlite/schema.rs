@@ -496,6 +496,20 @@ SELECT seq,
        (SELECT origin FROM origins o WHERE o.id = records.origin_id) AS origin
 FROM records;
 "#,
+    // 7: API tokens. Only the SHA-256 of a token is kept; `id` is the public part of the
+    // token text, so a token is found by it and then compared in constant time.
+    r#"
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id       TEXT PRIMARY KEY,
+    name     TEXT NOT NULL,
+    role     TEXT NOT NULL,
+    tenant   TEXT,
+    user_id  TEXT,
+    hash     BLOB NOT NULL,
+    created  INTEGER NOT NULL,
+    revoked  INTEGER
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The columns of `records`, in the order every statement of this backend reads and
