@@ -105,6 +105,12 @@ pub const READ_BUDGET_BYTES: i64 = 128 << 20;
 pub const MAX_CONNECTIONS: i64 = 256;
 /// Default of `idle_timeout_secs`.
 pub const IDLE_TIMEOUT_SECS: i64 = 300;
+/// Default of `http_max_connections`.
+pub const HTTP_MAX_CONNECTIONS: i64 = 512;
+/// Default of `http_header_timeout_secs`.
+pub const HTTP_HEADER_TIMEOUT_SECS: i64 = 10;
+/// Default of `http_request_timeout_secs`.
+pub const HTTP_REQUEST_TIMEOUT_SECS: i64 = 30;
 /// Default of `frame_timeout_secs`.
 pub const FRAME_TIMEOUT_SECS: i64 = 10;
 /// Default of `max_batch_records`.
@@ -193,6 +199,24 @@ pub const KEYS: &[Key] = &[
         name: "frame_timeout_secs",
         help: "longest time to receive one frame once it has begun; a stalled client is disconnected",
         default: DefaultValue::Int(FRAME_TIMEOUT_SECS),
+        bounds: Some((1, 3_600)),
+    },
+    Key {
+        name: "http_max_connections",
+        help: "most HTTP connections at once; more wait to be accepted",
+        default: DefaultValue::Int(HTTP_MAX_CONNECTIONS),
+        bounds: Some((1, 1 << 16)),
+    },
+    Key {
+        name: "http_header_timeout_secs",
+        help: "longest time an HTTP client may take to send a request's headers, and to start its next request on a kept-alive connection (then it is closed)",
+        default: DefaultValue::Int(HTTP_HEADER_TIMEOUT_SECS),
+        bounds: Some((1, 3_600)),
+    },
+    Key {
+        name: "http_request_timeout_secs",
+        help: "longest time an HTTP request may take, its body included (a live stream's events aside)",
+        default: DefaultValue::Int(HTTP_REQUEST_TIMEOUT_SECS),
         bounds: Some((1, 3_600)),
     },
     Key {
@@ -398,6 +422,12 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Longest time to receive one frame, in seconds.
     pub frame_timeout_secs: u64,
+    /// Most HTTP connections at once.
+    pub http_max_connections: usize,
+    /// Longest time to receive an HTTP request's headers, in seconds.
+    pub http_header_timeout_secs: u64,
+    /// Longest time an HTTP request may take, in seconds.
+    pub http_request_timeout_secs: u64,
     /// Most records in one batch.
     pub max_batch_records: usize,
     /// Longest field value or message.

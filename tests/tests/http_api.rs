@@ -601,3 +601,49 @@ fn readiness_and_metrics_say_what_the_collector_did() {
         assert!(text.contains(line), "no {line:?} in\n{text}");
     }
 }
+
+#[test]
+fn slow_clients_are_cut_off_and_cannot_hold_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("logbook.toml");
+    std::fs::write(
+        &config,
+        "http_max_connections = 2\nhttp_header_timeout_secs = 1\n",
+    )
+    .unwrap();
+    let c = Collector::start_with(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let addr = c.http_addr();
+    // Two clients take every connection, each with half a request, and stall.
+    let mut slow: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+            s
+        })
+        .collect();
+    // A third is still answered: the stalled ones are closed at the header timeout.
+    let r = http_get(addr, "/healthz", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut rest = Vec::new();
+        let end = s.read_to_end(&mut rest);
+        assert!(end.is_ok(), "a stalled client was not cut off: {end:?}");
+    }
+    // So is a kept-alive connection that asks nothing more.
+    let mut idle = TcpStream::connect(addr).unwrap();
+    write!(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut all = Vec::new();
+    assert!(idle.read_to_end(&mut all).is_ok());
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+}

@@ -13,17 +13,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt as _;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use tracing::{debug, warn};
 
 use crate::admission::auth::Authenticator;
 use crate::admission::feed::Feed;
 use crate::admission::Admission;
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::store::StoreReader;
 
 /// What bounds HTTP requests.
@@ -37,6 +43,11 @@ pub struct HttpLimits {
     pub max_requests: usize,
     /// Longest a request may take, body included (a live stream's events aside).
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers, or to begin its next
+    /// request on a kept-alive connection.
+    pub header_timeout: Duration,
+    /// Most connections open at once; more wait to be accepted.
+    pub max_connections: usize,
     /// Most live streams open at once.
     pub max_streams: usize,
     /// Most bytes of memory the ingest requests being read and decoded take, over all
@@ -50,7 +61,9 @@ impl Default for HttpLimits {
             max_body_bytes: 16 << 20,
             max_decoded_bytes: 16 << 20,
             max_requests: 64,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(config::HTTP_REQUEST_TIMEOUT_SECS as u64),
+            header_timeout: Duration::from_secs(config::HTTP_HEADER_TIMEOUT_SECS as u64),
+            max_connections: config::HTTP_MAX_CONNECTIONS as usize,
             max_streams: 64,
             budget_bytes: 64 << 20,
         }
@@ -109,7 +122,7 @@ impl HttpContext {
             feed: parts.feed,
             config: parts.config,
             shutdown: parts.shutdown,
-            streams: Arc::new(tokio::sync::Semaphore::new(limits.max_streams)),
+            streams: Arc::new(Semaphore::new(limits.max_streams)),
         }
     }
 }
@@ -140,22 +153,72 @@ impl HttpListener {
     }
 
     /// Serves until `stop` turns true, then finishes the requests in flight.
+    ///
+    /// Each connection is HTTP/1.1 with a header timeout (which also closes a
+    /// kept-alive connection that starts no new request in time); at most
+    /// `max_connections` are open, and more wait in the listen queue: a flood of
+    /// slow clients costs a bounded number of tasks and buffers.
     pub async fn run(
         self,
         cx: Arc<HttpContext>,
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let app = router(cx).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                while !*stop.borrow_and_update() {
-                    if stop.changed().await.is_err() {
-                        break;
+        let limits = cx.limits;
+        let app = router(cx);
+        let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let graceful = GracefulShutdown::new();
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .keep_alive(true);
+        loop {
+            let permit = tokio::select! {
+                p = Arc::clone(&open).acquire_owned() => p.context("the connection limit closed")?,
+                () = stopping(&mut stop) => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors and the like: wait, rather than spin.
+                        warn!(error = %e, "Could not accept an HTTP connection.");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
                     }
+                },
+                () = stopping(&mut stop) => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(app.clone().map_request(
+                move |request: axum::http::Request<hyper::body::Incoming>| {
+                    let mut request = request.map(axum::body::Body::new);
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                },
+            ));
+            let connection = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    debug!(%peer, error = %e, "HTTP connection ended with an error.");
                 }
-            })
-            .await
-            .context("serving HTTP")
+                drop(permit);
+            });
+        }
+        // Stop accepting; let the requests in flight finish (live streams end on
+        // `stop` by themselves), then close every connection.
+        drop(self.listener);
+        graceful.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -147,7 +147,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                         config: Arc::new(config.clone()),
                         shutdown: stop.subscribe(),
                     },
-                    HttpLimits::default(),
+                    HttpLimits {
+                        max_connections: config.http_max_connections,
+                        header_timeout: Duration::from_secs(config.http_header_timeout_secs),
+                        request_timeout: Duration::from_secs(config.http_request_timeout_secs),
+                        ..HttpLimits::default()
+                    },
                 )),
                 stop.subscribe(),
             )))
