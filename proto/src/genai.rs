@@ -166,6 +166,10 @@ pub mod openllmetry {
     pub const TRACELOOP_ENTITY_OUTPUT: &str = "traceloop.entity.output";
     /// What Traceloop's own attributes start with.
     pub const TRACELOOP_PREFIX: &str = "traceloop.";
+    /// Flattened prompt messages: `gen_ai.prompt.0.role`, `gen_ai.prompt.0.content`, …
+    pub const PROMPT_FLAT: &str = "gen_ai.prompt.";
+    /// Flattened response messages: `gen_ai.completion.0.role`, …
+    pub const COMPLETION_FLAT: &str = "gen_ai.completion.";
 }
 
 /// Exception and error names (OpenTelemetry's `exception.*` and `error.type`, and the

@@ -89,5 +89,53 @@ for i in range(runs):
                     tool.set_status(Status(StatusCode.ERROR, str(e)))
                     log.warning("tool failed, answering without it")
 
+# With "forms": one more trace whose LLM calls carry their prompt and response in each
+# of the other forms instrumentors use (prints nothing).
+if len(sys.argv) > 2 and sys.argv[2] == "forms":
+    with tracer.start_as_current_span("forms", attributes={"tenant": "acme"}):
+        # OpenInference, flattened messages.
+        with tracer.start_as_current_span("oi-llm", attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "claude-3-5-sonnet",
+            "llm.input_messages.0.message.role": "user",
+            "llm.input_messages.0.message.content": "oi question",
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.content": "oi answer",
+            "llm.token_count.prompt": 10,
+            "llm.token_count.completion": 5,
+        }):
+            pass
+        # OpenInference, input.value and output.value.
+        with tracer.start_as_current_span("oi-values", attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "mistral-large",
+            "input.value": "plain question",
+            "output.value": "plain answer",
+        }):
+            pass
+        # OpenLLMetry and the GenAI conventions before 1.28: gen_ai.prompt.N.*.
+        with tracer.start_as_current_span("legacy-llm", attributes={
+            "llm.request.type": "chat",
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-3.5-turbo",
+            "gen_ai.prompt.0.role": "user",
+            "gen_ai.prompt.0.content": "legacy question",
+            "gen_ai.completion.0.role": "assistant",
+            "gen_ai.completion.0.content": "legacy answer",
+            "gen_ai.usage.prompt_tokens": 7,
+            "gen_ai.usage.completion_tokens": 3,
+        }):
+            pass
+        # GenAI events on the span.
+        with tracer.start_as_current_span("event-llm", attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4o",
+        }) as span:
+            span.add_event("gen_ai.user.message", {"content": "event question"})
+            span.add_event("gen_ai.choice", {
+                "index": 0, "finish_reason": "stop",
+                "message": json.dumps({"content": "event answer"}),
+            })
+
 tracer_provider.shutdown()
 logger_provider.shutdown()

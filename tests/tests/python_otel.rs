@@ -30,10 +30,15 @@ fn python() -> PathBuf {
 
 /// Runs the agent for `runs` runs against `endpoint` with `env`; returns its trace ids.
 fn run_agent(endpoint: &str, runs: u32, env: &[(&str, &str)]) -> Vec<String> {
+    run_agent_with(endpoint, &[&runs.to_string()], env)
+}
+
+/// Runs the agent with `args`.
+fn run_agent_with(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otel_agent.py");
     let out = Command::new(python())
         .arg(script)
-        .arg(runs.to_string())
+        .args(args)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         .envs(env.iter().copied())
         .output()
@@ -158,4 +163,45 @@ fn a_python_agent_with_the_opentelemetry_sdk_reads_like_a_rust_one() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("401"), "{stderr}");
+}
+
+#[test]
+fn prompts_and_responses_land_on_the_call_in_every_form_instrumentors_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start_with(dir.path(), &["--http", "127.0.0.1:0"]);
+    let endpoint = format!("http://{}", collector.http_addr());
+    run_agent_with(&endpoint, &["0", "forms"], &[]);
+    let out = stdout(&collector.cli(&["calls", "--format", "json"]));
+    let calls: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let calls = calls.as_array().unwrap();
+    for (model, question, answer) in [
+        ("claude-3-5-sonnet", "oi question", "oi answer"),
+        ("mistral-large", "plain question", "plain answer"),
+        ("gpt-3.5-turbo", "legacy question", "legacy answer"),
+        ("gpt-4o", "event question", "event answer"),
+    ] {
+        let call = calls
+            .iter()
+            .find(|c| c["model"] == model)
+            .unwrap_or_else(|| panic!("no call of {model}: {out}"));
+        assert!(
+            call["input_messages"].to_string().contains(question),
+            "{call}"
+        );
+        assert!(
+            call["output_messages"].to_string().contains(answer),
+            "{call}"
+        );
+    }
+    let legacy = calls
+        .iter()
+        .find(|c| c["model"] == "gpt-3.5-turbo")
+        .unwrap();
+    assert_eq!(
+        (
+            legacy["input_tokens"].as_u64(),
+            legacy["output_tokens"].as_u64()
+        ),
+        (Some(7), Some(3))
+    );
 }

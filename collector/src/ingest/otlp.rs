@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use logbook_proto::genai;
 use logbook_proto::{
     InstanceId, Json, Kind, Level, Record, RecordId, Resource, Scope, ScopeKey, SpanId, Status,
     Str, Timestamp, TraceId, Value,
@@ -440,12 +441,101 @@ fn span_records(s: &Span, target: &str, base: &ResourceParts) -> Result<Vec<Reco
             r.fields.set("otel.links", Value::Json(j));
         }
     }
+    // Prompts and responses sent as span events land on the span, where the call
+    // view reads them.
+    let (input, output) = genai_event_messages(&s.events);
+    for (key, messages) in [
+        (genai::INPUT_MESSAGES, input),
+        (genai::OUTPUT_MESSAGES, output),
+    ] {
+        if let Some(m) = messages.filter(|_| r.fields.get(key).is_none()) {
+            r.fields.set(key, m);
+        }
+    }
     let mut out = Vec::with_capacity(1 + s.events.len());
     for (i, e) in s.events.iter().enumerate() {
         out.push(event_record(e, i, &r, &scope, base));
     }
     out.push(r);
     Ok(out)
+}
+
+/// The prompt and response in a span's GenAI events: the event per message of the
+/// GenAI conventions (`gen_ai.system.message`, `gen_ai.user.message`,
+/// `gen_ai.assistant.message`, `gen_ai.tool.message`; `gen_ai.choice` for the
+/// response), or the older `gen_ai.content.prompt` / `gen_ai.content.completion` with
+/// the messages as JSON in `gen_ai.prompt` / `gen_ai.completion`.
+fn genai_event_messages(events: &[span::Event]) -> (Option<Value>, Option<Value>) {
+    let (mut input, mut output) = (Vec::new(), Vec::new());
+    let (mut legacy_input, mut legacy_output) = (None, None);
+    for e in events {
+        let attributes = attributes_json(&e.attributes);
+        match e.name.as_str() {
+            "gen_ai.content.prompt" => legacy_input = attributes.get("gen_ai.prompt").cloned(),
+            "gen_ai.content.completion" => {
+                legacy_output = attributes.get("gen_ai.completion").cloned();
+            }
+            "gen_ai.system.message"
+            | "gen_ai.user.message"
+            | "gen_ai.assistant.message"
+            | "gen_ai.tool.message" => {
+                let role = &e.name["gen_ai.".len()..e.name.len() - ".message".len()];
+                input.push(event_message(role, attributes));
+            }
+            "gen_ai.choice" => output.push(event_message("assistant", attributes)),
+            _ => {}
+        }
+    }
+    let as_value = |messages: Vec<serde_json::Value>, legacy: Option<serde_json::Value>| {
+        let v = if messages.is_empty() {
+            match legacy? {
+                // Messages as a JSON string: stored as JSON.
+                serde_json::Value::String(text) => {
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+                }
+                other => other,
+            }
+        } else {
+            serde_json::Value::Array(messages)
+        };
+        Json::from_serialize(&v).ok().map(Value::Json)
+    };
+    (
+        as_value(input, legacy_input),
+        as_value(output, legacy_output),
+    )
+}
+
+/// One GenAI event's message: its attributes (a JSON string parsed), with the role
+/// its event name gives unless it says its own; `gen_ai.system` is the provider,
+/// not part of the message.
+fn event_message(role: &str, attributes: serde_json::Value) -> serde_json::Value {
+    let mut message = serde_json::Map::new();
+    message.insert("role".into(), role.into());
+    if let serde_json::Value::Object(attributes) = attributes {
+        for (k, v) in attributes {
+            if k == "gen_ai.system" || k == "event.name" {
+                continue;
+            }
+            let v = match v {
+                serde_json::Value::String(text)
+                    if text.starts_with('{') || text.starts_with('[') =>
+                {
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+                }
+                v => v,
+            };
+            // `message` (of a choice) holds the message itself.
+            if let ("message", serde_json::Value::Object(inner)) = (k.as_str(), &v) {
+                for (ik, iv) in inner {
+                    message.insert(ik.clone(), iv.clone());
+                }
+                continue;
+            }
+            message.insert(k, v);
+        }
+    }
+    serde_json::Value::Object(message)
 }
 
 /// Span event `i` of `span` (its record), as an event record inside it.
@@ -716,6 +806,78 @@ mod tests {
         let child = &b.records[2];
         assert_eq!(child.parent_span_id, Some(SpanId([1; 8])));
         assert_eq!(child.level, Level::Info);
+    }
+
+    #[test]
+    fn genai_span_events_become_the_calls_prompt_and_response() {
+        let event = |name: &str, attributes: Vec<KeyValue>| span::Event {
+            time_unix_nano: 2_000,
+            name: name.into(),
+            attributes,
+            ..Default::default()
+        };
+        let mut chat = span(1, None);
+        chat.attributes = vec![kv("gen_ai.operation.name", s("chat"))];
+        chat.events = vec![
+            event(
+                "gen_ai.system.message",
+                vec![
+                    kv("gen_ai.system", s("openai")),
+                    kv("content", s("be brief")),
+                ],
+            ),
+            event("gen_ai.user.message", vec![kv("content", s("hi"))]),
+            event(
+                "gen_ai.choice",
+                vec![
+                    kv("index", any_value::Value::IntValue(0)),
+                    kv("finish_reason", s("stop")),
+                    kv("message", s(r#"{"content":"hello"}"#)),
+                ],
+            ),
+        ];
+        let mut legacy = span(2, None);
+        legacy.events = vec![
+            event(
+                "gen_ai.content.prompt",
+                vec![kv("gen_ai.prompt", s(r#"[{"role":"user","content":"q"}]"#))],
+            ),
+            event(
+                "gen_ai.content.completion",
+                vec![kv(
+                    "gen_ai.completion",
+                    s(r#"[{"role":"assistant","content":"a"}]"#),
+                )],
+            ),
+        ];
+        let m = traces(request(vec![chat, legacy]));
+        let field = |name: &str, key: &str| {
+            let r = m.batches[0]
+                .records
+                .iter()
+                .find(|r| r.name == name && r.kind == Kind::SpanEnd)
+                .unwrap();
+            match r.fields.get(key) {
+                Some(Value::Json(j)) => j.to_value(),
+                other => panic!("{key}: {other:?}"),
+            }
+        };
+        assert_eq!(
+            field("op1", genai::INPUT_MESSAGES),
+            serde_json::json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
+        );
+        assert_eq!(
+            field("op1", genai::OUTPUT_MESSAGES),
+            serde_json::json!([{"role": "assistant", "index": 0, "finish_reason": "stop", "content": "hello"}])
+        );
+        assert_eq!(
+            field("op2", genai::INPUT_MESSAGES),
+            serde_json::json!([{"role": "user", "content": "q"}])
+        );
+        assert_eq!(
+            field("op2", genai::OUTPUT_MESSAGES),
+            serde_json::json!([{"role": "assistant", "content": "a"}])
+        );
     }
 
     #[test]

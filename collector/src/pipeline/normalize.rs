@@ -75,6 +75,8 @@ pub fn normalize(r: &mut Record) -> Vec<&'static str> {
     for (k, _) in r.fields.iter() {
         openinference |= k.starts_with(oi::LLM_PREFIX) || k == oi::SPAN_KIND;
         openllmetry |= k.starts_with(ol::TRACELOOP_PREFIX)
+            || k.starts_with(ol::PROMPT_FLAT)
+            || k.starts_with(ol::COMPLETION_FLAT)
             || k == ol::LLM_REQUEST_TYPE
             || OPENLLMETRY.iter().any(|(from, _)| *from == k);
     }
@@ -98,12 +100,29 @@ pub fn normalize(r: &mut Record) -> Vec<&'static str> {
         }
     }
     // OpenInference flattens messages in OTLP attributes:
-    // llm.input_messages.0.message.role, llm.input_messages.0.message.content, …
-    if openinference {
-        for (prefix, to) in [
-            (oi::LLM_INPUT_MESSAGES_FLAT, genai::INPUT_MESSAGES),
-            (oi::LLM_OUTPUT_MESSAGES_FLAT, genai::OUTPUT_MESSAGES),
-        ] {
+    // llm.input_messages.0.message.role, llm.input_messages.0.message.content, …;
+    // OpenLLMetry (and the GenAI conventions before 1.28) as gen_ai.prompt.0.role,
+    // gen_ai.prompt.0.content, gen_ai.completion.0.content, …
+    let flattened = [
+        (
+            openinference,
+            oi::LLM_INPUT_MESSAGES_FLAT,
+            genai::INPUT_MESSAGES,
+        ),
+        (
+            openinference,
+            oi::LLM_OUTPUT_MESSAGES_FLAT,
+            genai::OUTPUT_MESSAGES,
+        ),
+        (openllmetry, ol::PROMPT_FLAT, genai::INPUT_MESSAGES),
+        (openllmetry, ol::COMPLETION_FLAT, genai::OUTPUT_MESSAGES),
+    ];
+    {
+        for (prefix, to) in flattened
+            .into_iter()
+            .filter(|(applies, _, _)| *applies)
+            .map(|(_, prefix, to)| (prefix, to))
+        {
             if !has(r, &added, to) {
                 if let Some(v) = flattened_messages(r, prefix) {
                     added.push((to, v));
@@ -300,6 +319,34 @@ mod tests {
         assert_eq!(
             r.fields.get(genai::USAGE_CACHE_READ_INPUT_TOKENS),
             Some(&Value::U64(4))
+        );
+    }
+
+    #[test]
+    fn legacy_flattened_prompts_and_completions_become_messages() {
+        let mut r = span(&[
+            ("gen_ai.request.model", s("gpt-4")),
+            ("gen_ai.prompt.0.role", s("system")),
+            ("gen_ai.prompt.0.content", s("be brief")),
+            ("gen_ai.prompt.1.role", s("user")),
+            ("gen_ai.prompt.1.content", s("hi")),
+            ("gen_ai.completion.0.role", s("assistant")),
+            ("gen_ai.completion.0.content", s("hello")),
+            ("gen_ai.completion.0.finish_reason", s("stop")),
+        ]);
+        let added = normalize(&mut r);
+        assert!(added.contains(&genai::INPUT_MESSAGES), "{added:?}");
+        let json = |k: &str| match r.fields.get(k) {
+            Some(Value::Json(j)) => j.to_value(),
+            other => panic!("{k}: {other:?}"),
+        };
+        assert_eq!(
+            json(genai::INPUT_MESSAGES),
+            serde_json::json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
+        );
+        assert_eq!(
+            json(genai::OUTPUT_MESSAGES),
+            serde_json::json!([{"role": "assistant", "content": "hello", "finish_reason": "stop"}])
         );
     }
 
