@@ -647,3 +647,79 @@ fn slow_clients_are_cut_off_and_cannot_hold_every_connection() {
     assert!(idle.read_to_end(&mut all).is_ok());
     assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
 }
+
+#[test]
+fn restarting_the_collector_while_a_client_sends_loses_nothing_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fixed port, so the sender finds the collector again after each restart.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = Collector::start_with(dir.path(), &["--http", &addr.to_string()]);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut acknowledged = Vec::new();
+            let mut attempts = 0u32;
+            let mut i = 0u32;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                attempts += 1;
+                let body = logs("acme", i * 20, 20);
+                let answer = common::try_http_request(
+                    addr,
+                    "POST",
+                    "/v1/logs",
+                    &[("Content-Type", "application/json")],
+                    &body,
+                );
+                // Refused connections, cut answers and 503s happen while it restarts;
+                // only a 200 says the records are stored.
+                if answer.ok().map(|a| a.status) == Some(200) {
+                    acknowledged.push(i);
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (acknowledged, attempts)
+        })
+    };
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get(addr, "/api/v1/records?limit=1000", None).json()["records"]
+            .as_array()
+            .map_or(0, Vec::len)
+            < n
+        {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(100);
+    // A clean restart, then a crash.
+    assert!(c.stop().success());
+    c.restart();
+    wait_for(400);
+    c.kill();
+    c.restart();
+    wait_for(700);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acknowledged, attempts) = sender.join().unwrap();
+    assert!(acknowledged.len() > 30, "{} of {attempts}", acknowledged.len());
+    let stored: HashSet<String> = c
+        .query(&["--name", "log", "--limit", "100000"])
+        .into_iter()
+        .filter_map(|r| r.message)
+        .collect();
+    for i in &acknowledged {
+        for n in i * 20..i * 20 + 20 {
+            assert!(
+                stored.contains(&format!("line {n}")),
+                "request {i} was acknowledged but line {n} is not stored"
+            );
+        }
+    }
+}

@@ -565,11 +565,20 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
+    try_http_request(addr, method, path, headers, body).unwrap()
+}
+
+/// [`http_request`], or why it got no complete answer (refused, cut off).
+pub fn try_http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -578,7 +587,7 @@ pub fn http_request(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).unwrap();
+    stream.write_all(req.as_bytes())?;
     // A server may answer (413) and close before reading a large body: then its answer
     // is what counts.
     let _ = stream.write_all(body);
@@ -587,7 +596,7 @@ pub fn http_request(
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
+        .ok_or_else(|| std::io::Error::other("no complete response head"))?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines
@@ -618,11 +627,11 @@ pub fn http_request(
         }
         body = out;
     }
-    HttpResponse {
+    Ok(HttpResponse {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// An OTLP/JSON request: `runs` agent runs of `tenant`, each a root span with an LLM
