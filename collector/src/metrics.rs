@@ -215,6 +215,11 @@ impl Metrics {
         self.failing.store(false, Ordering::Relaxed);
     }
 
+    /// The writer's periodic upkeep succeeded.
+    pub fn tick_ok(&self) {
+        self.failing.store(false, Ordering::Relaxed);
+    }
+
     /// A commit failed.
     pub fn commit_failed(&self) {
         self.failing.store(true, Ordering::Relaxed);

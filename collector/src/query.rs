@@ -278,6 +278,9 @@ pub struct RunFilter {
     /// Keyset: only runs after this one in the list's order (newer start first, then
     /// run id).
     pub after: Option<RunCursor>,
+    /// Only runs whose records are all of one tenant and one user (what a scoped
+    /// reader may see).
+    pub unshared: bool,
     /// At most this many runs.
     pub limit: usize,
 }

@@ -214,13 +214,14 @@ fn a_viewer_sees_only_its_tenant_on_every_route() {
         .count();
     assert_eq!(by_ingest, 2, "{sent}");
 
-    // Revoked: refused at once.
+    // Revoked: refused within a second.
     let out = c.cli(&["token", "revoke", "viewer tenant=acme"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(http_get(addr, "/api/v1/records", Some(&viewer)).status, 401);
     let list = c.cli(&["token", "list", "--json"]);
     let list: Value = serde_json::from_slice(&list.stdout).unwrap();
@@ -526,6 +527,16 @@ fn purge_over_http_is_for_admins_returns_what_it_deleted_and_is_audited() {
         )
     };
     assert_eq!(purge(&viewer, r#"{"older_than":"30d"}"#).status, 403);
+    // Only as JSON, said so: a web page cannot post it across origins unasked.
+    let auth = format!("Bearer {admin}");
+    let plain = http_request(
+        addr,
+        "POST",
+        "/api/v1/purge",
+        &[("Authorization", &auth), ("Content-Type", "text/plain")],
+        br#"{"older_than":"30d","dry_run":false}"#,
+    );
+    assert_eq!(plain.status, 415, "{}", plain.text());
     assert_eq!(purge(&admin, r#"{"older_than":"soon"}"#).status, 400);
     assert_eq!(purge(&admin, r#"{"older":"30d"}"#).status, 400);
     let dry = purge(&admin, r#"{"older_than":"30d"}"#);
@@ -708,7 +719,11 @@ fn restarting_the_collector_while_a_client_sends_loses_nothing_it_acknowledged()
     wait_for(700);
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let (acknowledged, attempts) = sender.join().unwrap();
-    assert!(acknowledged.len() > 30, "{} of {attempts}", acknowledged.len());
+    assert!(
+        acknowledged.len() > 30,
+        "{} of {attempts}",
+        acknowledged.len()
+    );
     let stored: HashSet<String> = c
         .query(&["--name", "log", "--limit", "100000"])
         .into_iter()
@@ -722,4 +737,85 @@ fn restarting_the_collector_while_a_client_sends_loses_nothing_it_acknowledged()
             );
         }
     }
+}
+
+#[test]
+fn without_tokens_only_local_clients_are_served_and_never_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, addr) = start(dir.path());
+    let get = |headers: &[(&str, &str)]| http_request(addr, "GET", "/api/v1/runs", headers, b"");
+    assert_eq!(get(&[]).status, 200);
+    assert_eq!(get(&[("Origin", &format!("http://{addr}"))]).status, 200);
+    assert_eq!(get(&[("Origin", "http://localhost:3000")]).status, 200);
+    // A web page elsewhere, through the operator's browser; or a name that resolves
+    // to this machine (DNS rebinding).
+    let r = get(&[("Origin", "https://evil.example")]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(get(&[("Origin", "null")]).status, 403);
+    let mut raw = TcpStream::connect(addr).unwrap();
+    write!(
+        raw,
+        "GET /api/v1/runs HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert_eq!(
+        post_otlp(addr, "/v1/logs", &logs("acme", 0, 1), None),
+        200,
+        "a local exporter needs no token"
+    );
+
+    // Listening beyond loopback needs a token; once every token is revoked, no
+    // request is served without one.
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let wide = format!("0.0.0.0:{port}");
+    let db = dir.path().join("logbook.db");
+    let refused = common::cli(&[
+        "serve",
+        "--db",
+        db.to_str().unwrap(),
+        "--socket",
+        dir.path().join("s.sock").to_str().unwrap(),
+        "--http",
+        &wide,
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not a loopback address"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let created = common::cli(&[
+        "--db",
+        db.to_str().unwrap(),
+        "token",
+        "create",
+        "--role",
+        "admin",
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let c = Collector::start_with(dir.path(), &["--http", &wide]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    c.http_addr();
+    assert_eq!(http_get(addr, "/api/v1/runs", None).status, 401);
+    let out = c.cli(&["token", "revoke", "admin"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(http_get(addr, "/api/v1/runs", None).status, 401);
+    assert_eq!(post_otlp(addr, "/v1/logs", &logs("acme", 0, 1), None), 401);
 }

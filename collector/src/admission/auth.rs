@@ -34,6 +34,9 @@ const TOKENS_RECHECK: Duration = Duration::from_secs(1);
 /// The prefix of API token texts: `lbk_<id>_<secret>`.
 pub const TOKEN_PREFIX: &str = "lbk_";
 
+/// The API tokens not revoked, by id.
+type TokenTable = HashMap<String, ApiToken>;
+
 /// Who made a request, once authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -47,13 +50,18 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Anyone, when no token is configured (the listener is loopback only then).
+    /// Anyone, when no token is configured and the listener is loopback only.
     pub fn anonymous() -> Self {
         Self {
             name: "anonymous".into(),
             role: Role::Admin,
             visibility: Visibility::ALL,
         }
+    }
+
+    /// Whether it is [`Caller::anonymous`]: no token was needed.
+    pub fn is_anonymous(&self) -> bool {
+        *self == Self::anonymous()
     }
 
     /// Whether it may send records.
@@ -111,8 +119,9 @@ pub struct Authenticator {
     token: Option<[u8; 32]>,
     /// Where API tokens are found.
     tokens: Option<Arc<dyn StoreReader>>,
-    /// Whether an API token that is not revoked exists, and when that was read.
-    any_token: Mutex<Option<(Instant, bool)>>,
+    /// The API tokens not revoked, by id, and when they were read: read again at
+    /// most once a second, so a request costs no store read.
+    table: Mutex<Option<(Instant, Arc<TokenTable>)>>,
     admission: Admission,
     window: Mutex<Window>,
 }
@@ -147,7 +156,7 @@ impl Authenticator {
         Self {
             token: token.map(|t| Sha256::digest(t.as_bytes()).into()),
             tokens: None,
-            any_token: Mutex::new(None),
+            table: Mutex::new(None),
             admission,
             window: Mutex::default(),
         }
@@ -170,33 +179,52 @@ impl Authenticator {
             || self.api_token(presented).is_some_and(|c| c.may_ingest())
     }
 
-    /// Whether HTTP requests need a token: a shared token is configured, or an API
-    /// token exists (created while the collector runs, it counts within a second).
-    pub fn required(&self) -> bool {
+    /// Whether a token is configured: the shared one, or an API token not revoked
+    /// (one created or revoked while the collector runs counts within a second).
+    /// `None` when the store cannot say.
+    pub fn tokens_exist(&self) -> Option<bool> {
         if self.token.is_some() {
-            return true;
+            return Some(true);
         }
-        let Some(store) = &self.tokens else {
-            return false;
-        };
-        let mut any = self.any_token.lock().unwrap_or_else(|e| e.into_inner());
-        match *any {
-            Some((at, known)) if at.elapsed() < TOKENS_RECHECK => known,
-            _ => {
-                // A store that cannot say keeps the door closed.
-                let known = store
-                    .tokens()
-                    .map_or(true, |t| t.iter().any(|t| t.revoked.is_none()));
-                *any = Some((Instant::now(), known));
-                known
+        if self.tokens.is_none() {
+            return Some(false);
+        }
+        self.table().map(|t| !t.is_empty())
+    }
+
+    /// The API tokens not revoked, read again when a second old. `None` when the
+    /// store cannot be read (and nothing was read before).
+    fn table(&self) -> Option<Arc<TokenTable>> {
+        let store = self.tokens.as_ref()?;
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, t)) = table.as_ref() {
+            if at.elapsed() < TOKENS_RECHECK {
+                return Some(Arc::clone(t));
+            }
+        }
+        match store.tokens() {
+            Ok(all) => {
+                let live: TokenTable = all
+                    .into_iter()
+                    .filter(|t| t.revoked.is_none())
+                    .map(|t| (t.id.clone(), t))
+                    .collect();
+                let live = Arc::new(live);
+                *table = Some((Instant::now(), Arc::clone(&live)));
+                Some(live)
+            }
+            Err(e) => {
+                warn!(error = %e, "Could not read the API tokens; keeping the last known ones.");
+                table.as_ref().map(|(_, t)| Arc::clone(t))
             }
         }
     }
 
     /// Who presented `presented` over HTTP: the holder of an API token, of the shared
-    /// token (an admin), or anyone when no token is required; `None` when a token is
-    /// required and this is not one.
-    pub fn authenticate(&self, presented: Option<&str>) -> Option<Caller> {
+    /// token (an admin), or, when `anonymous` allows it (a loopback listener) and no
+    /// token is configured, anyone; `None` otherwise. Never anonymous when the store
+    /// cannot say whether tokens exist.
+    pub fn authenticate(&self, presented: Option<&str>, anonymous: bool) -> Option<Caller> {
         if let Some(caller) = self.api_token(presented) {
             return Some(caller);
         }
@@ -207,7 +235,7 @@ impl Authenticator {
                 visibility: Visibility::ALL,
             });
         }
-        (!self.required()).then(Caller::anonymous)
+        (anonymous && self.tokens_exist() == Some(false)).then(Caller::anonymous)
     }
 
     /// The caller an API token names, if it is stored, not revoked, and its digest
@@ -215,16 +243,17 @@ impl Authenticator {
     fn api_token(&self, presented: Option<&str>) -> Option<Caller> {
         let text = presented?;
         let id = token_id(text)?;
-        let stored = self.tokens.as_ref()?.token(id).ok()??;
-        if stored.revoked.is_some() || !token_matches(Some(&stored.hash), Some(text)) {
+        let table = self.table()?;
+        let stored = table.get(id)?;
+        if !token_matches(Some(&stored.hash), Some(text)) {
             return None;
         }
         Some(Caller {
-            name: stored.name,
+            name: stored.name.clone(),
             role: stored.role,
             visibility: Visibility {
-                tenant: stored.tenant,
-                user_id: stored.user_id,
+                tenant: stored.tenant.clone(),
+                user_id: stored.user_id.clone(),
             },
         })
     }

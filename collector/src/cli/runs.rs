@@ -68,6 +68,7 @@ impl RunsArgs {
             status: self.status.clone(),
             agent: self.agent.clone(),
             after: None,
+            unshared: false,
             limit: self.limit,
         })?;
         let mut out = BufWriter::new(io::stdout().lock());

@@ -34,8 +34,8 @@ pub(super) async fn ready(State(cx): State<Arc<HttpContext>>) -> Response {
         ));
     }
     let reader = Arc::clone(&cx.reader);
-    if let Err(e) = blocking(move || reader.stream_end()).await {
-        problems.push(format!("the store cannot be read: {e:?}"));
+    if blocking(move || reader.stream_end()).await.is_err() {
+        problems.push("the store cannot be read (see the collector's log)".into());
     }
     let body = serde_json::json!({
         "ready": problems.is_empty(),

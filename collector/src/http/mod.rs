@@ -26,11 +26,18 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::{debug, warn};
 
-use crate::admission::auth::Authenticator;
+use crate::admission::auth::{Authenticator, Caller};
 use crate::admission::feed::Feed;
 use crate::admission::Admission;
 use crate::config::{self, Config};
 use crate::store::StoreReader;
+
+/// How long requests in flight may take to finish once the collector stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Exports running at once, at most: each holds a thread and a read transaction for
+/// as long as its client reads.
+const MAX_EXPORTS: usize = 4;
 
 /// What bounds HTTP requests.
 #[derive(Clone, Copy, Debug)]
@@ -92,6 +99,11 @@ pub struct HttpContext {
     pub shutdown: watch::Receiver<bool>,
     /// Live streams open.
     pub streams: Arc<tokio::sync::Semaphore>,
+    /// Exports running.
+    pub exports: Arc<tokio::sync::Semaphore>,
+    /// The listener is on a loopback address: without any token configured, local
+    /// clients are served without one.
+    pub loopback: bool,
 }
 
 /// What a collector's HTTP side is built from.
@@ -108,6 +120,59 @@ pub struct HttpParts {
     pub config: Arc<Config>,
     /// Turns true when the collector stops.
     pub shutdown: watch::Receiver<bool>,
+    /// Whether the listener is on a loopback address.
+    pub loopback: bool,
+}
+
+/// Why a request has no caller.
+#[derive(Debug)]
+pub enum Refused {
+    /// No valid token, and one is needed.
+    Unauthenticated,
+    /// No token is configured, but the request does not come from this machine's
+    /// clients: a web page's (its `Origin`), or one that reached a loopback listener
+    /// under another name (DNS rebinding).
+    NotLocal,
+}
+
+impl HttpContext {
+    /// Who made a request with these headers: the holder of its bearer token; or,
+    /// with no token configured on a loopback listener, a local client (its `Host` a
+    /// loopback name, its `Origin`, if any, too), so that a web page the operator
+    /// visits cannot use the collector through the browser.
+    pub fn caller(&self, headers: &axum::http::HeaderMap) -> Result<Caller, Refused> {
+        let caller = self
+            .auth
+            .authenticate(api::bearer(headers), self.loopback)
+            .ok_or(Refused::Unauthenticated)?;
+        if caller.is_anonymous() && !is_local(headers) {
+            return Err(Refused::NotLocal);
+        }
+        Ok(caller)
+    }
+}
+
+/// Whether a request names this machine: its `Host` a loopback name or address, and
+/// its `Origin`, if it has one, as well.
+fn is_local(headers: &axum::http::HeaderMap) -> bool {
+    let host_is_local = |authority: &str| {
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    let header = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
+    let host_ok = header(axum::http::header::HOST).is_none_or(host_is_local);
+    let origin_ok = header(axum::http::header::ORIGIN).is_none_or(|origin| {
+        origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| host_is_local(authority.trim_end_matches('/')))
+    });
+    host_ok && origin_ok
 }
 
 impl HttpContext {
@@ -123,6 +188,8 @@ impl HttpContext {
             config: parts.config,
             shutdown: parts.shutdown,
             streams: Arc::new(Semaphore::new(limits.max_streams)),
+            exports: Arc::new(Semaphore::new(MAX_EXPORTS)),
+            loopback: parts.loopback,
         }
     }
 }
@@ -135,6 +202,8 @@ pub struct HttpListener {
 impl HttpListener {
     /// Binds `addr`; a clear error when it is taken. Without a token (`tokens`
     /// false), only a loopback address: anyone who can reach the port could write.
+    /// (A listener elsewhere never serves a request without a token, even once every
+    /// token is revoked: see [`HttpContext::caller`].)
     pub async fn bind(addr: SocketAddr, tokens: bool) -> anyhow::Result<Self> {
         if !tokens && !addr.ip().is_loopback() {
             anyhow::bail!(
@@ -208,7 +277,15 @@ impl HttpListener {
         // Stop accepting; let the requests in flight finish (live streams end on
         // `stop` by themselves), then close every connection.
         drop(self.listener);
-        graceful.shutdown().await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            warn!(
+                "HTTP connections still open {}s after the stop (a client not reading its answer); closing them.",
+                SHUTDOWN_GRACE.as_secs()
+            );
+        }
         Ok(())
     }
 }
@@ -233,15 +310,16 @@ fn router(cx: Arc<HttpContext>) -> Router {
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))
         .merge(api::routes())
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .merge(api::long_routes())
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&cx),
             health::count_request,
         ))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             limits.max_requests,
         ))

@@ -21,9 +21,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
-use super::api::bearer;
 use super::budget::{HttpBudget, Share, Short};
-use super::HttpContext;
+use super::{HttpContext, Refused};
 use crate::admission::auth::Caller;
 use crate::admission::{AdmitError, Pending};
 use crate::ingest::otlp::{self, Mapped};
@@ -382,14 +381,24 @@ async fn export<S: Signal>(
     let Some(format) = Format::of(&headers) else {
         return unsupported();
     };
-    let Some(caller) = cx.auth.authenticate(bearer(&headers)) else {
-        // Nothing the client sent reaches the trail: only its address.
-        cx.auth.failed(&peer.ip().to_string()).await;
-        return format.error(
-            StatusCode::UNAUTHORIZED,
-            UNAUTHENTICATED,
-            "missing or wrong token (Authorization: Bearer …)".into(),
-        );
+    let caller = match cx.caller(&headers) {
+        Ok(caller) => caller,
+        Err(Refused::Unauthenticated) => {
+            // Nothing the client sent reaches the trail: only its address.
+            cx.auth.failed(&peer.ip().to_string()).await;
+            return format.error(
+                StatusCode::UNAUTHORIZED,
+                UNAUTHENTICATED,
+                "missing or wrong token (Authorization: Bearer …)".into(),
+            );
+        }
+        Err(Refused::NotLocal) => {
+            return format.error(
+                StatusCode::FORBIDDEN,
+                PERMISSION_DENIED,
+                "without a token only local clients are served, and this request names another host or comes from a web page".into(),
+            );
+        }
     };
     if !caller.may_ingest() {
         return format.error(

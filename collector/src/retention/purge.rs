@@ -34,6 +34,9 @@ pub struct PurgeOptions {
 /// nothing.
 pub const ORIGIN_SCHEDULE: &str = "schedule";
 
+/// Held while a purge runs.
+static RUNNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// What a purge deleted (or, dry, would delete).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PurgeReport {
@@ -64,6 +67,9 @@ pub fn purge(
     now: Timestamp,
     opts: &PurgeOptions,
 ) -> Result<PurgeReport, StoreError> {
+    // One purge at a time in a process (the schedule's, the API's): two would
+    // archive the same records twice.
+    let _one = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
     // Records committed from now on are never touched by this purge.
     let up_to = store.reader().stream_end()?;
     let mut report = PurgeReport {

@@ -134,7 +134,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let http = match config.http {
         Some(addr) => {
-            let listener = HttpListener::bind(addr, auth.required()).await?;
+            let tokens = auth.tokens_exist().context(
+                "could not read the API tokens to decide whether HTTP may listen on this address",
+            )?;
+            let listener = HttpListener::bind(addr, tokens).await?;
             let addr = listener.local_addr()?;
             info!(http = %addr, "HTTP listening (OTLP: http://{addr}/v1/traces, /v1/logs).");
             Some(tokio::spawn(listener.run(
@@ -146,6 +149,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                         feed: feed.clone(),
                         config: Arc::new(config.clone()),
                         shutdown: stop.subscribe(),
+                        loopback: addr.ip().is_loopback(),
                     },
                     HttpLimits {
                         max_connections: config.http_max_connections,

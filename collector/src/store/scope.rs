@@ -53,8 +53,10 @@ impl Visibility {
         self.sees(r.scope.get(ScopeKey::Tenant), r.scope.get(ScopeKey::UserId))
     }
 
+    /// A run is visible when it is its tenant's (or user's) alone: a shared run's
+    /// totals would tell of another's records.
     fn sees_run(&self, r: &RunSummary) -> bool {
-        self.sees(r.tenant.as_deref(), r.user_id.as_deref())
+        !r.shared && self.sees(r.tenant.as_deref(), r.user_id.as_deref())
     }
 
     /// The filters `tenant` and `user` narrowed to this visibility; `None` when they
@@ -79,6 +81,7 @@ impl Visibility {
     fn runs(&self, f: &RunFilter) -> Option<RunFilter> {
         let mut f = f.clone();
         self.narrow(&mut f.tenant, &mut f.user_id)?;
+        f.unshared = true;
         Some(f)
     }
 
@@ -235,7 +238,9 @@ impl StoreReader for Scoped {
             })?;
         }
         for i in 0..5 {
-            s.by_level[i] = at_least[i] - at_least.get(i + 1).copied().unwrap_or(0);
+            // Each count is its own read: records arriving between two of them must
+            // not make a difference negative.
+            s.by_level[i] = at_least[i].saturating_sub(at_least.get(i + 1).copied().unwrap_or(0));
         }
         s.records = at_least[0];
         for (i, kind) in [

@@ -235,6 +235,9 @@ pub struct RunSummary {
     pub provider_cost: Option<f64>,
     /// Models used, sorted.
     pub models: Vec<String>,
+    /// Its records carry more than one tenant or user (`tenant` and `user_id` are
+    /// then the least of them); readers scoped to a tenant or user do not see it.
+    pub shared: bool,
 }
 
 /// Filters on calls; every set filter must match.
@@ -596,7 +599,7 @@ impl FromStr for Role {
 }
 
 /// A stored API token: what it may do, and the SHA-256 of its text (never the text).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ApiToken {
     /// The public part of the token text, which finds it.
     pub id: String,
@@ -615,4 +618,19 @@ pub struct ApiToken {
     pub created: Timestamp,
     /// When it was revoked.
     pub revoked: Option<Timestamp>,
+}
+
+impl fmt::Debug for ApiToken {
+    /// Everything but the hash.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("tenant", &self.tenant)
+            .field("user_id", &self.user_id)
+            .field("created", &self.created)
+            .field("revoked", &self.revoked)
+            .finish_non_exhaustive()
+    }
 }

@@ -200,6 +200,14 @@ fn least<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {
     }
 }
 
+/// The greatest of two optional texts.
+fn greatest<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b > a { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
 /// What a set of records adds to one run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunDelta<'a> {
@@ -225,6 +233,10 @@ pub struct RunDelta<'a> {
     pub agent: Option<&'a str>,
     /// The least value seen of each of [`RUN_SCOPE`].
     pub scope: [Option<&'a str>; 6],
+    /// The greatest tenant and user seen: a run whose least and greatest differ holds
+    /// records of several tenants or users (it is shared, and no scoped reader sees
+    /// it, since its totals are not any one tenant's).
+    pub scope_max: [Option<&'a str>; 2],
     /// What the calls among these records add.
     pub calls: CallTotals,
 }
@@ -240,6 +252,7 @@ impl<'a> RunDelta<'a> {
         for (slot, k) in scope.iter_mut().zip(RUN_SCOPE) {
             *slot = r.scope.get(k);
         }
+        let scope_max = [scope[0], scope[4]];
         Self {
             root: root_rank(r, &key).and_then(|rank| Root::of(r, rank)),
             key,
@@ -252,6 +265,7 @@ impl<'a> RunDelta<'a> {
             service: &r.resource.service,
             agent: r.fields.get(AGENT_NAME).and_then(|v| v.as_str()),
             scope,
+            scope_max,
             calls,
         }
     }
@@ -276,6 +290,9 @@ impl<'a> RunDelta<'a> {
         self.agent = least(self.agent, other.agent);
         for (a, b) in self.scope.iter_mut().zip(other.scope) {
             *a = least(*a, b);
+        }
+        for (a, b) in self.scope_max.iter_mut().zip(other.scope_max) {
+            *a = greatest(*a, b);
         }
         if !other.calls.is_empty() {
             self.calls.merge(&other.calls);

@@ -17,6 +17,7 @@ mod calls;
 mod records;
 mod retention;
 mod runs;
+mod scope;
 mod sqlite_only;
 
 use std::sync::Arc;
@@ -120,6 +121,7 @@ use calls::*;
 use records::*;
 use retention::*;
 use runs::*;
+use scope::*;
 
 stories! {
     sqlite: crate::backend::sqlite::Sqlite => [
@@ -151,5 +153,6 @@ stories! {
         a_dsar_record_from_a_client_vouches_for_nothing,
         a_dsar_record_cannot_vouch_for_itself,
         the_disk_budget_purges_ops_only_when_that_makes_room,
+        a_scoped_reader_sees_only_its_tenant_and_no_shared_run,
     ],
 }

@@ -664,6 +664,7 @@ fn summary_of(d: &logbook_collector::views::RunDelta<'_>) -> RunSummary {
         cost: d.calls.cost_nusd.map(usd),
         provider_cost: d.calls.provider_cost_nusd.map(usd),
         models: d.calls.models.iter().cloned().collect(),
+        shared: d.scope_max != [d.scope[0], d.scope[4]],
     }
 }
 

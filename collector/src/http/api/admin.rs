@@ -101,14 +101,29 @@ pub(super) struct PurgeRequest {
     request_body = PurgeRequest,
     responses((status = 200, description = "the report of logbook purge --json", body = Object),
         (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
-        (status = 401, body = super::ErrorBody)),
+        (status = 401, body = super::ErrorBody), (status = 415, body = super::ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn purge(
     State(cx): State<Arc<HttpContext>>,
     access: Access,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     admin(&access, "purge")?;
+    // A JSON body, said so: a web page cannot send that to another origin without
+    // the browser asking first (and nothing here answers that question).
+    let json_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json_type {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "a purge request is JSON: Content-Type: application/json",
+        ));
+    }
     let request: PurgeRequest = if body.is_empty() {
         return Err(ApiError::bad_request(
             "the body is a JSON object: {\"older_than\": \"30d\", \"dry_run\": true}",
@@ -163,6 +178,16 @@ pub(super) async fn purge(
     };
     let dry_run = request.dry_run.unwrap_or(true);
     let origin = format!("api: {}", access.caller.name);
+    // Stopped between two deleting transactions when the collector stops (what was
+    // deleted so far is reported and audited).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, mut shutdown) = (Arc::clone(&stop), cx.shutdown.clone());
+        tokio::spawn(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
     let report = blocking(move || {
         let mut store = open_writer(&config.db, &config.store_options())?;
         run_purge(
@@ -173,10 +198,11 @@ pub(super) async fn purge(
                 dry_run,
                 archive_dir: config.retention.archive_dir.clone(),
                 origin,
-                stop: None,
+                stop: Some(stop),
             },
         )
     })
-    .await?;
-    Ok(json(&report))
+    .await;
+    watcher.abort();
+    Ok(json(&report?))
 }

@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
 
-use super::HttpContext;
+use super::{HttpContext, Refused};
 use crate::admission::auth::Caller;
 use crate::store::{scoped, StoreError, StoreReader};
 
@@ -50,7 +50,6 @@ pub fn routes() -> Router<Arc<HttpContext>> {
         .route("/api/v1/cost", get(runs::cost))
         .route("/api/v1/stats", get(admin::stats))
         .route("/api/v1/audit/verify", get(admin::verify))
-        .route("/api/v1/purge", post(admin::purge))
         .route("/api/v1/openapi.json", get(openapi::document))
         .fallback(|| async {
             ApiError::new(
@@ -59,6 +58,12 @@ pub fn routes() -> Router<Arc<HttpContext>> {
                 "no such route (the API is described at /api/v1/openapi.json)",
             )
         })
+}
+
+/// The routes that may take longer than a request may: a purge of millions of
+/// records (it stops when the collector does).
+pub fn long_routes() -> Router<Arc<HttpContext>> {
+    Router::new().route("/api/v1/purge", post(admin::purge))
 }
 
 /// An error answered as `{"error": {"code": …, "message": …}}`.
@@ -124,7 +129,7 @@ impl From<StoreError> for ApiError {
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
-                    format!("reading the store failed: {e}"),
+                    "reading the store failed (the collector's log says why)",
                 )
             }
         }
@@ -187,22 +192,27 @@ impl FromRequestParts<Arc<HttpContext>> for Access {
 }
 
 /// The caller a request's bearer token names; 401, counted and audited as a failure,
-/// when it names none and one is required.
+/// when it names none and one is required; 403 for a tokenless request that is not
+/// a local client's.
 pub async fn authenticate(parts: &Parts, cx: &HttpContext) -> Result<Caller, ApiError> {
-    let presented = bearer(&parts.headers);
-    if let Some(caller) = cx.auth.authenticate(presented) {
-        return Ok(caller);
+    match cx.caller(&parts.headers) {
+        Ok(caller) => Ok(caller),
+        Err(Refused::NotLocal) => Err(ApiError::forbidden(
+            "without a token only local clients are served, and this request names another host or comes from a web page",
+        )),
+        Err(Refused::Unauthenticated) => {
+            let peer = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+            cx.auth.failed(&peer).await;
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "missing or wrong token (Authorization: Bearer …)",
+            ))
+        }
     }
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
-    cx.auth.failed(&peer).await;
-    Err(ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-        "missing or wrong token (Authorization: Bearer …)",
-    ))
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -212,20 +222,36 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Runs a store read on the blocking pool.
+/// Store reads running at once, at most: a read outlives a request that timed out,
+/// so the request limit alone would not bound them.
+const MAX_READS: usize = 16;
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_READS);
+
+/// Runs a store read on the blocking pool, at most [`MAX_READS`] at once (a request
+/// waits its turn; one that gives up waiting starts nothing).
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("the read failed: {e}"),
-            )
-        })?
-        .map_err(ApiError::from)
+    let permit = READS.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the collector is stopping",
+        )
+    })?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f()
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the read failed: {e}"),
+        )
+    })?
+    .map_err(ApiError::from)
 }
 
 /// A JSON answer.

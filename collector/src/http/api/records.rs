@@ -131,40 +131,66 @@ pub(super) async fn export(
         }
     };
     params.finish(&["format", "…the filters of logbook query"])?;
+    let permit = Arc::clone(&cx.exports).try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "too many exports are running; try again later",
+        )
+    })?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(EXPORT_CHUNKS);
     let reader = access.reader;
-    let caller = access.caller.name.clone();
+    let who = format!(
+        "http: {}{}",
+        access.caller.name,
+        match (
+            &access.caller.visibility.tenant,
+            &access.caller.visibility.user_id
+        ) {
+            (None, None) => String::new(),
+            (t, u) => format!(" (scoped to tenant {t:?}, user {u:?})"),
+        }
+    );
     let admission = cx.admission.clone();
     let described = format!("{filter:?}");
+    let stop = cx.shutdown.clone();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let mut out = for_format(format, Chunks::new(tx.clone()));
-        let scanned = reader.scan(&filter, &mut |r| out.write(&r));
+        let _permit = permit;
+        let mut out = for_format(format, Chunks::new(tx.clone(), stop, runtime.clone()));
+        let mut sent = 0u64;
+        let scanned = reader.scan(&filter, &mut |r| {
+            out.write(&r)?;
+            sent += 1;
+            Ok(())
+        });
         let finished = out.finish();
         drop(out);
-        let n = match (scanned, finished) {
-            (Ok(n), Ok(())) => n,
-            (Err(e), _) => {
-                // The client went away, or the read failed: the body ends short.
-                let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
-                return;
-            }
-            (_, Err(e)) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
+        let failure = match (scanned, finished) {
+            (Ok(_), Ok(())) => None,
+            (Err(e), _) => Some(e.to_string()),
+            (_, Err(e)) => Some(e.to_string()),
         };
+        if let Some(why) = &failure {
+            // The client went away, read too slowly, or the read failed: the body
+            // ends short, and the trail says how much left.
+            let _ = runtime.block_on(tx.send(Err(io::Error::other(why.clone()))));
+        }
         let record = admin_record(
             "export",
-            format!("Exported {n} records over HTTP."),
+            match &failure {
+                None => format!("Exported {sent} records over HTTP."),
+                Some(_) => format!("An export over HTTP ended early, after {sent} records."),
+            },
             vec![
-                ("records", Value::U64(n)),
+                ("records", Value::U64(sent)),
+                ("completed", Value::Bool(failure.is_none())),
                 ("format", Value::Str(format!("{format:?}").to_lowercase())),
                 ("filter", Value::Str(described)),
-                ("destination", Value::Str(format!("http: {caller}"))),
+                ("destination", Value::Str(who)),
             ],
         );
-        let handle = tokio::runtime::Handle::current();
-        let _ = handle.block_on(admission.audit(record));
+        let _ = runtime.block_on(admission.audit(record));
     });
     let mut response = Body::from_stream(ChannelStream(rx)).into_response();
     response
@@ -186,18 +212,30 @@ impl<T> futures_core::Stream for ChannelStream<T> {
     }
 }
 
+/// How long an export waits for its client to take a chunk before it gives up.
+const EXPORT_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A writer that hands what it is given to a channel in chunks, waiting while the
-/// channel is full (the client reads slowly): memory stays at a few chunks.
+/// channel is full (the client reads slowly): memory stays at a few chunks. It gives
+/// up when the client takes nothing for [`EXPORT_STALL`], or the collector stops.
 struct Chunks {
     tx: mpsc::Sender<Result<Bytes, io::Error>>,
     buf: Vec<u8>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Chunks {
-    fn new(tx: mpsc::Sender<Result<Bytes, io::Error>>) -> Self {
+    fn new(
+        tx: mpsc::Sender<Result<Bytes, io::Error>>,
+        stop: tokio::sync::watch::Receiver<bool>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
         Self {
             tx,
             buf: Vec::with_capacity(EXPORT_CHUNK_BYTES),
+            stop,
+            runtime,
         }
     }
 
@@ -209,9 +247,19 @@ impl Chunks {
             &mut self.buf,
             Vec::with_capacity(EXPORT_CHUNK_BYTES),
         ));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        let (tx, stop) = (&self.tx, &mut self.stop);
+        self.runtime.block_on(async {
+            tokio::select! {
+                sent = tokio::time::timeout(EXPORT_STALL, tx.send(Ok(chunk))) => match sent {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the client went away")),
+                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")),
+                },
+                _ = stop.wait_for(|stopping| *stopping) => {
+                    Err(io::Error::other("the collector is stopping"))
+                }
+            }
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! (`crate::views::tree`).
 
 use axum::extract::{Path, RawQuery};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use logbook_proto::{Record, Timestamp, TraceId};
 use serde::Serialize;
 
@@ -66,6 +66,7 @@ pub(super) async fn list(access: Access, RawQuery(query): RawQuery) -> Result<Re
             }
         }),
         after: p.parse_value::<RunCursor>("after")?,
+        unshared: false,
         limit: p.limit()?,
     };
     p.finish(RUN_KEYS)?;
@@ -176,11 +177,11 @@ fn tree(records: &[Record]) -> Tree {
 
 /// Records of a run returned by default, and at most.
 const RUN_RECORDS: usize = 10_000;
-const MAX_RUN_RECORDS: usize = 100_000;
+const MAX_RUN_RECORDS: usize = 20_000;
 
 /// One run by its run id, or by the trace id of a trace that holds one run.
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "run id, or trace id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "records at most: default 10000, at most 100000")),
+    params(("id" = String, Path, description = "run id, or trace id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "records at most: default 10000, at most 20000")),
     responses((status = 200, body = RunDetail), (status = 404, body = super::ErrorBody),
         (status = 400, body = super::ErrorBody),
         (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)),
@@ -233,19 +234,28 @@ pub(super) async fn one(
                 .collect(),
             None => Vec::new(),
         };
-        Ok(Ok((run, related, records, truncated)))
+        // The tree and the JSON of thousands of records are CPU work: here, off the
+        // async workers.
+        let tree = tree(&records);
+        let body = serde_json::to_vec(&RunDetail {
+            run,
+            related,
+            records,
+            truncated,
+            tree,
+        })
+        .map_err(|e| crate::store::StoreError::invalid_data(e.to_string()))?;
+        Ok(Ok(body))
     })
     .await?;
     match found {
-        Ok((run, related, records, truncated)) => {
-            let tree = tree(&records);
-            Ok(json(&RunDetail {
-                run,
-                related,
-                records,
-                truncated,
-                tree,
-            }))
+        Ok(body) => {
+            let mut response = body.into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+            Ok(response)
         }
         Err(m) if m.is_empty() => Err(ApiError::not_found("no run with this run id or trace id")),
         Err(m) => Err(ApiError::bad_request(m)),

@@ -96,43 +96,56 @@ pub(super) async fn stream(
                 serde_json::json!({"reason": reason, "message": message})
             ))
         };
+        const SHUTDOWN: &str = "the collector is stopping; reconnect with Last-Event-ID to resume";
+        const STALLED: &str =
+            "the client fell too far behind; reconnect with Last-Event-ID to resume";
         loop {
-            let next = tokio::select! {
-                page = follower.next(&filter, PAGE) => page,
-                _ = tokio::time::sleep(HEARTBEAT) => {
-                    if send(&tx, Bytes::from_static(b": heartbeat\n\n")).await.is_err() {
-                        let _ = end_tx.send(end("stalled", "the client did not read its events"));
+            // The read in progress is kept across heartbeats: dropping it would throw
+            // its work away.
+            let next = follower.next(&filter, PAGE);
+            tokio::pin!(next);
+            let next = loop {
+                tokio::select! {
+                    page = &mut next => break page,
+                    () = tokio::time::sleep(HEARTBEAT) => {
+                        if send(&tx, Bytes::from_static(b": heartbeat\n\n"), &mut stop).await.is_err() {
+                            let _ = end_tx.send(end(if *stop.borrow() { "shutdown" } else { "stalled" }, STALLED));
+                            return;
+                        }
+                    }
+                    () = stopping(&mut stop) => {
+                        let _ = end_tx.send(end("shutdown", SHUTDOWN));
                         return;
                     }
-                    continue;
-                }
-                _ = stopping(&mut stop) => {
-                    let _ = end_tx.send(end("shutdown", "the collector is stopping; reconnect with Last-Event-ID to resume"));
-                    return;
                 }
             };
             let page = match next {
                 Ok(Some(page)) => page,
                 Ok(None) => {
-                    let _ = end_tx.send(end("shutdown", "the collector is stopping"));
+                    let _ = end_tx.send(end("shutdown", SHUTDOWN));
                     return;
                 }
                 Err(e) => {
-                    let _ = end_tx.send(end("error", &format!("reading the store failed: {e}")));
+                    tracing::warn!(error = %e, "A live stream could not read the store.");
+                    let _ = end_tx.send(end(
+                        "error",
+                        "reading the store failed; reconnect with Last-Event-ID to resume",
+                    ));
                     return;
                 }
             };
             for item in page.items {
                 let data = serde_json::to_string(&item.record).unwrap_or_default();
                 let event = format!("id: {}\nevent: record\ndata: {data}\n\n", item.cursor);
-                match send(&tx, Bytes::from(event)).await {
+                match send(&tx, Bytes::from(event), &mut stop).await {
                     Ok(()) => {}
                     Err(Gone) if tx.is_closed() => return,
+                    Err(Gone) if *stop.borrow() => {
+                        let _ = end_tx.send(end("shutdown", SHUTDOWN));
+                        return;
+                    }
                     Err(Gone) => {
-                        let _ = end_tx.send(end(
-                            "stalled",
-                            "the client fell too far behind; reconnect with Last-Event-ID to resume",
-                        ));
+                        let _ = end_tx.send(end("stalled", STALLED));
                         return;
                     }
                 }
@@ -180,11 +193,19 @@ async fn stopping(stop: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// Sends an event, waiting at most [`STALL`] for room.
-async fn send(tx: &mpsc::Sender<Bytes>, event: Bytes) -> Result<(), Gone> {
-    match tokio::time::timeout(STALL, tx.send(event)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(Gone),
+/// Sends an event, waiting at most [`STALL`] for room, and not past the collector's
+/// stop.
+async fn send(
+    tx: &mpsc::Sender<Bytes>,
+    event: Bytes,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Gone> {
+    tokio::select! {
+        sent = tokio::time::timeout(STALL, tx.send(event)) => match sent {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Gone),
+        },
+        () = stopping(stop) => Err(Gone),
     }
 }
 

@@ -355,8 +355,10 @@ pub(super) fn stream_after(
         "seq > ?",
         [SqlValue::Integer(saturate(cursor.backend_position()))],
     );
+    // In seq order from the cursor, whatever else the filter names: a follower is
+    // near the end, and an index on its tenant or level would sort all of theirs.
     let sql = format!(
-        "SELECT {} FROM records{} ORDER BY seq LIMIT {limit}",
+        "SELECT {} FROM records NOT INDEXED{} ORDER BY seq LIMIT {limit}",
         *COLUMNS,
         w.sql()
     );
@@ -561,7 +563,7 @@ const RUN_COLUMNS: &str = "run_id, kind, first_ts, last_ts, status, duration_ns,
     coalesce(root_trace, trace_id), coalesce(root_service, service), tenant, env, project, app,
     user_id, session_id, record_count, error_count, span_count, coalesce(root_agent, agent),
     llm_calls, tool_calls, input_tokens, output_tokens, cache_read_tokens, cost_nusd,
-    provider_cost_nusd, models";
+    provider_cost_nusd, models, (tenant IS NOT tenant_max OR user_id IS NOT user_max)";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
     let count = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
@@ -603,6 +605,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
             .get::<_, Option<String>>(26)?
             .and_then(|m| serde_json::from_str(&m).ok())
             .unwrap_or_default(),
+        shared: row.get::<_, Option<bool>>(27)?.unwrap_or(false),
     })
 }
 
@@ -627,6 +630,9 @@ fn run_conditions(f: &RunFilter) -> Where {
     }
     if let Some(k) = f.kind {
         w.push("kind = ?", [Where::text(k.as_str())]);
+    }
+    if f.unshared {
+        w.push("tenant IS tenant_max AND user_id IS user_max", []);
     }
     w
 }

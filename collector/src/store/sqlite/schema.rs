@@ -510,6 +510,14 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     revoked  INTEGER
 ) WITHOUT ROWID;
 "#,
+    // 8: shared runs. A run keeps the greatest tenant and user of its records beside
+    // the least: where they differ, its totals are several tenants' (or users'), and a
+    // reader scoped to one does not see it. Runs stored before are taken as unshared.
+    r#"
+ALTER TABLE runs ADD COLUMN tenant_max TEXT;
+ALTER TABLE runs ADD COLUMN user_max TEXT;
+UPDATE runs SET tenant_max = tenant, user_max = user_id;
+"#,
 ];
 
 /// The columns of `records`, in the order every statement of this backend reads and

@@ -37,9 +37,10 @@ const UPSERT_RUN: &str = "INSERT INTO runs (
     run_id, kind, first_ts, last_ts, status, duration_ns, root_name, root_span_id, root_rank,
     root_trace, root_service, root_agent, trace_id, service, agent, tenant, env, project, app,
     user_id, session_id, record_count, error_count, span_count, llm_calls, tool_calls,
-    input_tokens, output_tokens, cache_read_tokens, cost_nusd, provider_cost_nusd, models
+    input_tokens, output_tokens, cache_read_tokens, cost_nusd, provider_cost_nusd, models,
+    tenant_max, user_max
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)
+          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)
 ON CONFLICT (run_id) DO UPDATE SET
     first_ts     = min(first_ts, excluded.first_ts),
     last_ts      = max(last_ts, excluded.last_ts),
@@ -69,10 +70,12 @@ ON CONFLICT (run_id) DO UPDATE SET
     service      = (LEAST_OR min, service),
     agent        = (LEAST_OR min, agent),
     tenant       = (LEAST_OR min, tenant),
+    tenant_max   = (LEAST_OR max, tenant_max),
     env          = (LEAST_OR min, env),
     project      = (LEAST_OR min, project),
     app          = (LEAST_OR min, app),
     user_id      = (LEAST_OR min, user_id),
+    user_max     = (LEAST_OR max, user_max),
     session_id   = (LEAST_OR min, session_id),
     record_count = (SUM record_count),
     error_count  = (SUM error_count),
@@ -494,6 +497,8 @@ fn upsert_run(stmt: &mut Statement<'_>, d: &RunDelta<'_>) -> Result<(), StoreErr
         d.calls.cost_nusd,
         d.calls.provider_cost_nusd,
         models,
+        d.scope_max[0],
+        d.scope_max[1],
     ])?;
     Ok(())
 }
