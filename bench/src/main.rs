@@ -1,10 +1,13 @@
 //! logbook's benchmarks. `cargo run --release -p logbook-bench -- all` runs every one
 //! and prints the tables of BENCHMARKS.md; `--quick` runs each in seconds.
 
+mod api;
 mod dataset;
 mod hot_path;
+mod http;
 mod ingest;
 mod instructions;
+mod otlp;
 mod purge;
 mod queries;
 mod records;
@@ -121,6 +124,41 @@ enum Cmd {
         #[arg(long, default_value_t = 500_000)]
         records: u64,
     },
+    /// OTLP/HTTP ingest of LLM-like spans against the socket path carrying the same
+    /// spans through the layer (and Arize Phoenix, with `--peer phoenix`).
+    Otlp {
+        /// Fewer spans (a run of seconds).
+        #[arg(long)]
+        quick: bool,
+        /// Requests of 500 spans [default: 200; 20 with --quick].
+        #[arg(long)]
+        requests: Option<usize>,
+        /// Also measure this peer with the identical requests: `phoenix` (installed in
+        /// target/phoenix).
+        #[arg(long)]
+        peer: Option<String>,
+    },
+    /// The read API over HTTP on the generated stores of `queries`: first pages of runs
+    /// and records, admin and scoped viewer, beside the same reads in process.
+    Api {
+        /// The 100k-record store and fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+        /// Store size, in records [default: 10000000].
+        #[arg(long)]
+        records: Option<u64>,
+        /// Repetitions of each read [default: 200].
+        #[arg(long)]
+        repeat: Option<usize>,
+    },
+    /// Internal: the application of `otlp`'s socket side.
+    #[command(hide = true)]
+    SpanChild {
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long)]
+        spans: u64,
+    },
     /// Internal: the application of `sustained`.
     #[command(hide = true)]
     EmitChild {
@@ -214,6 +252,44 @@ fn main() -> anyhow::Result<()> {
             rate,
             seconds,
         } => sustained::emit_child(&socket, rate, seconds),
+        Cmd::SpanChild { socket, spans } => otlp::span_child(&socket, spans),
+        Cmd::Api {
+            quick,
+            records,
+            repeat,
+        } => {
+            let records = records.unwrap_or(if quick { 100_000 } else { 10_000_000 });
+            let n = repeat.unwrap_or(if quick { 30 } else { 200 });
+            let (records, timings) = api::run(&bench_cache()?, records, n)?;
+            println!("{}", api::markdown(records, &timings));
+            Ok(())
+        }
+        Cmd::Otlp {
+            quick,
+            requests,
+            peer,
+        } => {
+            let n = requests.unwrap_or(if quick { 20 } else { 200 });
+            let bodies = otlp::requests(n);
+            let dir = hot_path::scratch_dir();
+            let mut sides = vec![
+                otlp::otlp_side(&dir.join("otlp"), &bodies)?,
+                otlp::socket_side(&dir.join("socket"), (n * otlp::BATCH) as u64)?,
+            ];
+            match peer.as_deref() {
+                Some("phoenix") => {
+                    let venv = bench_cache()?
+                        .parent()
+                        .map_or_else(|| PathBuf::from("target/phoenix"), |t| t.join("phoenix"));
+                    sides.push(otlp::phoenix_side(&dir.join("phoenix"), &bodies, &venv)?);
+                }
+                Some(other) => bail!("--peer {other}: the peer measured is phoenix"),
+                None => {}
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            println!("{}", otlp::markdown(&sides));
+            Ok(())
+        }
         Cmd::Instructions { quick } => {
             let dir = hot_path::scratch_dir();
             let counts = instructions::run(&dir, if quick { 2_000 } else { 20_000 })?;

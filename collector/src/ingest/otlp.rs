@@ -34,6 +34,7 @@ use prost::Message as _;
 use sha2::{Digest, Sha256};
 
 use crate::audit::to_hex;
+use crate::pipeline::CATEGORY_RUN;
 
 /// The attribute names each scope field is read from, first found wins (the span's or
 /// log record's attributes before the resource's).
@@ -136,7 +137,23 @@ fn inherit_scopes(batches: &mut [ResourceBatch]) {
         resolve_scope(id, &spans, &mut resolved);
     }
     for r in batches.iter_mut().flat_map(|b| &mut b.records) {
-        if let Some(scope) = r.span_id.and_then(|id| resolved.get(&(r.trace_id, id))) {
+        let Some(key) = r.span_id.map(|id| (r.trace_id, id)) else {
+            continue;
+        };
+        // A span whose own attributes set a run id its parent does not have starts
+        // that run, as a layer span does (its parent may be in another request).
+        if r.kind == Kind::SpanEnd && r.category.is_none() {
+            if let (Some((parent, _)), Some(run)) = (spans.get(&key), r.scope.get(ScopeKey::RunId))
+            {
+                let parents_run = parent
+                    .and_then(|p| resolved.get(&p))
+                    .and_then(|s| s.get(ScopeKey::RunId));
+                if parents_run != Some(run) {
+                    r.category = Some(Str::Borrowed(CATEGORY_RUN));
+                }
+            }
+        }
+        if let Some(scope) = resolved.get(&key) {
             r.scope = Arc::clone(scope);
         }
     }

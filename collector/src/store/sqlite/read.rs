@@ -410,9 +410,18 @@ pub(super) fn run_records(
             return collect(conn, &sql, vec![SqlValue::Blob(trace.0.to_vec())]);
         }
     }
+    // The run's records, and the events without a run id that happened in its spans:
+    // log lines sent apart from their spans (OTLP logs) carry their trace and span,
+    // not the run id the span's attributes set.
     let sql = format!(
-        "SELECT {} FROM records WHERE run_id = ? ORDER BY ts, seq LIMIT {limit}",
-        *COLUMNS
+        "SELECT {cols} FROM records WHERE run_id = ?1
+         UNION ALL
+         SELECT {cols} FROM records
+          WHERE run_id IS NULL AND kind = 1 AND span_id IS NOT NULL
+            AND trace_id IN (SELECT DISTINCT trace_id FROM records WHERE run_id = ?1)
+            AND span_id IN (SELECT span_id FROM records WHERE run_id = ?1 AND span_id IS NOT NULL)
+         ORDER BY ts, seq LIMIT {limit}",
+        cols = *COLUMNS
     );
     collect(conn, &sql, vec![SqlValue::Text(key.to_owned())])
 }
