@@ -278,6 +278,25 @@ fn pages_follow_their_cursors_to_the_end() {
     let calls = walk("/api/v1/calls?limit=3", "calls", "before", "span_id");
     assert_eq!(calls.len(), 7);
     assert_eq!(calls.iter().collect::<HashSet<_>>().len(), 7);
+    // Compressed when the client asks.
+    let gz = http_request(
+        addr,
+        "GET",
+        "/api/v1/records?limit=1000",
+        &[("Accept-Encoding", "gzip")],
+        b"",
+    );
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    let mut plain = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut plain)
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&plain).unwrap()["records"]
+            .as_array()
+            .unwrap()
+            .len(),
+        15
+    );
     // Limits are capped, filters are checked, nothing unknown is ignored.
     for (url, status) in [
         ("/api/v1/records?limit=0", 400),

@@ -22,6 +22,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt as _;
+use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::{debug, warn};
@@ -309,7 +310,7 @@ fn router(cx: Arc<HttpContext>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .merge(api::routes())
+        .merge(api::routes().layer(CompressionLayer::new()))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

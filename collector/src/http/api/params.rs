@@ -205,11 +205,6 @@ impl Params {
             None => Ok(()),
         }
     }
-
-    /// What is left, as pairs.
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
 }
 
 #[cfg(test)]
