@@ -3,17 +3,16 @@
 //! answer read whole), for an admin and for a viewer scoped to one tenant; beside the
 //! same reads made in process through the store, so the HTTP part shows.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use logbook_collector::query::{Page, RecordFilter, RunFilter};
 use logbook_collector::store::{open_reader, StoreAddress};
 
 use crate::dataset;
-use crate::http::{quantile, Client};
+use crate::http::{quantile, serve_http, stop, Client};
 
 /// One measured read.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -31,42 +30,6 @@ fn summarize(what: &str, items: usize, mut ms: Vec<f64>) -> Timing {
         items,
         p50_ms: quantile(&ms, 0.5),
         p99_ms: quantile(&ms, 0.99),
-    }
-}
-
-fn serve(dir: &Path, db: &Path) -> anyhow::Result<(Child, SocketAddr)> {
-    let log = dir.join("collector.log");
-    let child = Command::new(std::env::current_exe()?)
-        .args([
-            "collector",
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--log",
-            "info",
-            "--socket",
-        ])
-        .arg(dir.join("logbook.sock"))
-        .arg("--db")
-        .arg(db)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(addr) = text
-            .lines()
-            .filter(|l| l.contains("HTTP listening"))
-            .find_map(|l| l.split("http=").nth(1))
-            .and_then(|a| a.split_whitespace().next())
-        {
-            return Ok((child, addr.parse()?));
-        }
-        if Instant::now() > deadline {
-            bail!("the collector did not start: {text}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -93,7 +56,7 @@ pub(crate) fn run(cache: &Path, records: u64, n: usize) -> anyhow::Result<(u64, 
     };
     let admin = token(&["--role", "admin"])?;
     let viewer = token(&["--role", "viewer", "--tenant", tenant])?;
-    let (mut child, addr) = serve(&dir, &db)?;
+    let (child, addr) = serve_http(&dir, &db)?;
     let result = (|| -> anyhow::Result<Vec<Timing>> {
         let mut client = Client::connect(addr)?;
         let mut timings = Vec::new();
@@ -140,11 +103,7 @@ pub(crate) fn run(cache: &Path, records: u64, n: usize) -> anyhow::Result<(u64, 
         }
         Ok(timings)
     })();
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
+    stop(child)?;
     let mut timings = result?;
     // The same reads in process, through the store.
     let store = open_reader(&StoreAddress::sqlite(&db))?;

@@ -3,7 +3,9 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
@@ -99,4 +101,54 @@ pub(crate) fn quantile(v: &[f64], q: f64) -> f64 {
     }
     let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
     v[i]
+}
+
+/// A collector on `db` (its socket and log in `dir`) with HTTP on a free port; the
+/// process and the address it printed. Stop it with SIGTERM.
+pub(crate) fn serve_http(dir: &Path, db: &Path) -> anyhow::Result<(Child, SocketAddr)> {
+    std::fs::create_dir_all(dir)?;
+    let log = dir.join("collector.log");
+    let child = Command::new(std::env::current_exe()?)
+        .args([
+            "collector",
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--log",
+            "info",
+            "--socket",
+        ])
+        .arg(dir.join("logbook.sock"))
+        .arg("--db")
+        .arg(db)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    // A 10M-record store takes a while to open.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .filter(|l| l.contains("HTTP listening"))
+            .find_map(|l| l.split("http=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+        {
+            return Ok((child, addr.parse()?));
+        }
+        if Instant::now() > deadline {
+            bail!("the collector did not start: {text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stops a collector as SIGTERM does and waits for it.
+pub(crate) fn stop(mut child: Child) -> anyhow::Result<()> {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()?;
+    child.wait()?;
+    Ok(())
 }

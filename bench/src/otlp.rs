@@ -5,8 +5,8 @@
 //! identical requests, its stored spans counted through its own REST API.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message as _;
 use tracing_subscriber::prelude::*;
 
-use crate::http::{quantile, Client};
+use crate::http::{quantile, serve_http, stop, Client};
 use crate::sustained::peak_rss_kib;
 
 /// Spans per request.
@@ -189,57 +189,10 @@ fn send_all(
     Ok((seconds, latencies, retries))
 }
 
-/// The collector with HTTP on a free port; its address.
-fn collector(dir: &Path) -> anyhow::Result<(Child, SocketAddr, PathBuf)> {
-    std::fs::create_dir_all(dir)?;
-    let db = dir.join("logbook.db");
-    let log = std::fs::File::create(dir.join("collector.log"))?;
-    let child = Command::new(std::env::current_exe()?)
-        .args([
-            "collector",
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--log",
-            "info",
-            "--socket",
-        ])
-        .arg(dir.join("logbook.sock"))
-        .arg("--db")
-        .arg(&db)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(dir.join("collector.log")).unwrap_or_default();
-        if let Some(addr) = text
-            .lines()
-            .filter(|l| l.contains("HTTP listening"))
-            .find_map(|l| l.split("http=").nth(1))
-            .and_then(|a| a.split_whitespace().next())
-        {
-            return Ok((child, addr.parse()?, db));
-        }
-        if Instant::now() > deadline {
-            bail!("the collector did not start: {text}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stop(mut child: Child) -> anyhow::Result<()> {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()?;
-    child.wait()?;
-    Ok(())
-}
-
 /// OTLP/HTTP into a fresh collector.
 pub(crate) fn otlp_side(dir: &Path, bodies: &[Vec<u8>]) -> anyhow::Result<Side> {
-    let (child, addr, db) = collector(dir)?;
+    let db = dir.join("logbook.db");
+    let (child, addr) = serve_http(dir, &db)?;
     let (seconds, latencies, retries) = send_all(addr, "/v1/traces", bodies)?;
     let rss = peak_rss_kib(&child.id().to_string());
     stop(child)?;

@@ -6,14 +6,14 @@ use std::io::{self, BufWriter, Write};
 use anyhow::bail;
 use clap::Args;
 use logbook_proto::genai;
-use logbook_proto::{Record, Timestamp, TraceId, Value};
+use logbook_proto::{Record, Timestamp, Value};
 
 use super::args::{formats, Format};
 use super::calls::usd;
 use super::output::{clip, duration, inline_fields, render_value, short_value};
 use crate::pipeline::{CATEGORY_LLM_CALL, CATEGORY_TOOL_CALL};
 use crate::query::{RunFilter, TimeSpec};
-use crate::store::{RunKind, RunSummary, StoreReader};
+use crate::store::{FoundRun, RunKind, RunSummary, StoreReader};
 use crate::views::{RunTree, TreeItem};
 
 /// Arguments of `logbook runs`.
@@ -195,28 +195,19 @@ impl RunArgs {
 /// The run `id` names: a run by its key, else the runs of a trace by its id (one of
 /// them, when it holds exactly one).
 fn find_run(store: &dyn StoreReader, id: &str) -> anyhow::Result<RunSummary> {
-    if let Some(run) = store.run(id)? {
-        return Ok(run);
-    }
-    if let Ok(trace) = id.parse::<TraceId>() {
-        let mut runs = store.runs_of_trace(trace)?;
-        match runs.len() {
-            0 => {}
-            1 => return Ok(runs.remove(0)),
-            _ => bail!(
-                "trace {id} holds {} runs; name one: {}",
-                runs.len(),
-                runs.iter()
-                    .map(|r| r.run_id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+    match crate::store::find_run(store, id)? {
+        FoundRun::One(run) => Ok(*run),
+        FoundRun::Several(keys) => bail!(
+            "trace {id} holds {} runs; name one: {}",
+            keys.len(),
+            keys.join(", ")
+        ),
+        FoundRun::None => {
+            bail!("no run {id:?}: no run id or trace id matches it (see `logbook runs`)")
         }
     }
-    bail!("no run {id:?}: no run id or trace id matches it (see `logbook runs`)")
 }
 
-/// `2026-11-21T20:00:00Z`: a time to the second.
 fn to_seconds(t: Timestamp) -> String {
     let s = t.to_rfc3339();
     match s.get(..19) {

@@ -231,6 +231,35 @@ pub trait StoreWriter: Send {
     ) -> Result<Vec<ApiToken>, StoreError>;
 }
 
+/// What an id names among the runs: the run with that key, or the one run of the
+/// trace with that id.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FoundRun {
+    /// One run.
+    One(Box<RunSummary>),
+    /// The trace holds several runs: their keys.
+    Several(Vec<String>),
+    /// Nothing.
+    None,
+}
+
+/// The run `id` names: a run id, or a trace id whose trace holds one run (the CLI's
+/// `logbook run ID` and the API's `runs/{id}`).
+pub fn find_run(store: &dyn StoreReader, id: &str) -> Result<FoundRun, StoreError> {
+    if let Some(run) = store.run(id)? {
+        return Ok(FoundRun::One(Box::new(run)));
+    }
+    let Ok(trace) = id.parse::<TraceId>() else {
+        return Ok(FoundRun::None);
+    };
+    let mut runs = store.runs_of_trace(trace)?;
+    Ok(match runs.len() {
+        0 => FoundRun::None,
+        1 => FoundRun::One(Box::new(runs.remove(0))),
+        _ => FoundRun::Several(runs.into_iter().map(|r| r.run_id).collect()),
+    })
+}
+
 /// How a store is opened for writing, whatever the backend.
 pub fn open_writer(
     address: &StoreAddress,

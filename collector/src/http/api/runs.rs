@@ -4,13 +4,15 @@
 
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse as _, Response};
-use logbook_proto::{Record, Timestamp, TraceId};
+use logbook_proto::{Record, Timestamp};
 use serde::Serialize;
 
 use super::params::{CallQuery, PageQuery, RunQuery};
 use super::{blocking, json, Access, ApiError, Params};
 use crate::query::{Cursor, RunCursor, RunFilter, TimeSpec};
-use crate::store::{CallFilter, CostBy, CostGroup, LlmCall, RunKind, RunSummary, ToolCall};
+use crate::store::{
+    find_run, CallFilter, CostBy, CostGroup, FoundRun, LlmCall, RunKind, RunSummary, ToolCall,
+};
 use crate::views::{RunTree, TreeItem};
 
 /// A page of runs, newest first.
@@ -200,28 +202,16 @@ pub(super) async fn one(
     p.finish(&["limit"])?;
     let reader = access.reader;
     let found = blocking(move || {
-        let run = match reader.run(&id)? {
-            Some(run) => Some(run),
-            None => match id.parse::<TraceId>() {
-                Ok(trace) => {
-                    let mut runs = reader.runs_of_trace(trace)?;
-                    if runs.len() > 1 {
-                        return Ok(Err(format!(
-                            "trace {id} holds {} runs; name one: {}",
-                            runs.len(),
-                            runs.iter()
-                                .map(|r| r.run_id.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )));
-                    }
-                    runs.pop()
-                }
-                Err(_) => None,
-            },
-        };
-        let Some(run) = run else {
-            return Ok(Err(String::new()));
+        let run = match find_run(reader.as_ref(), &id)? {
+            FoundRun::One(run) => *run,
+            FoundRun::Several(keys) => {
+                return Ok(Err(format!(
+                    "trace {id} holds {} runs; name one: {}",
+                    keys.len(),
+                    keys.join(", ")
+                )))
+            }
+            FoundRun::None => return Ok(Err(String::new())),
         };
         let mut records = reader.run_records(&run.run_id, limit + 1)?;
         let truncated = records.len() > limit;
