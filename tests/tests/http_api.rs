@@ -838,3 +838,86 @@ fn without_tokens_only_local_clients_are_served_and_never_off_loopback() {
     assert_eq!(http_get(addr, "/api/v1/runs", None).status, 401);
     assert_eq!(post_otlp(addr, "/v1/logs", &logs("acme", 0, 1), None), 401);
 }
+
+#[test]
+fn genai_events_sent_as_log_records_land_on_their_llm_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, addr) = start(dir.path());
+    let now = Timestamp::now().as_nanos();
+    let span = |trace: &str, with_messages: bool| {
+        let mut attributes = vec![
+            json!({"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}}),
+            json!({"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}}),
+        ];
+        if with_messages {
+            attributes.push(json!({"key": "gen_ai.input.messages", "value": {"stringValue": "[{\"role\":\"user\",\"content\":\"from the attributes\"}]"}}));
+        }
+        serde_json::to_vec(&json!({"resourceSpans": [{"resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "events"}}]},
+            "scopeSpans": [{"spans": [{"traceId": trace, "spanId": "00000000000000aa", "name": "chat gpt-4o",
+                "startTimeUnixNano": (now - 1_000_000).to_string(), "endTimeUnixNano": now.to_string(),
+                "attributes": attributes}]}]}]}))
+        .unwrap()
+    };
+    let events = |trace: &str| {
+        let event = |name: &str, body: Value, t: i64| {
+            json!({"timeUnixNano": t.to_string(), "eventName": name, "traceId": trace,
+                "spanId": "00000000000000aa", "body": body,
+                "attributes": [{"key": "gen_ai.system", "value": {"stringValue": "openai"}}]})
+        };
+        serde_json::to_vec(&json!({"resourceLogs": [{"resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "events"}}]},
+            "scopeLogs": [{"logRecords": [
+                event("gen_ai.user.message", json!({"kvlistValue": {"values": [
+                    {"key": "content", "value": {"stringValue": "what is the time?"}}]}}), now - 900_000),
+                event("gen_ai.choice", json!({"kvlistValue": {"values": [
+                    {"key": "index", "value": {"intValue": "0"}},
+                    {"key": "finish_reason", "value": {"stringValue": "stop"}},
+                    {"key": "message", "value": {"kvlistValue": {"values": [
+                        {"key": "content", "value": {"stringValue": "noon"}}]}}}]}}), now - 100_000),
+            ]}]}]}))
+        .unwrap()
+    };
+    // Events after their span, and before it; and a span whose attributes hold its
+    // prompt already.
+    let (after, before, own) = (
+        "0000000000000000000000000000a001",
+        "0000000000000000000000000000a002",
+        "0000000000000000000000000000a003",
+    );
+    assert_eq!(
+        post_otlp(addr, "/v1/traces", &span(after, false), None),
+        200
+    );
+    assert_eq!(post_otlp(addr, "/v1/logs", &events(after), None), 200);
+    assert_eq!(post_otlp(addr, "/v1/logs", &events(before), None), 200);
+    assert_eq!(
+        post_otlp(addr, "/v1/traces", &span(before, false), None),
+        200
+    );
+    assert_eq!(post_otlp(addr, "/v1/traces", &span(own, true), None), 200);
+    assert_eq!(post_otlp(addr, "/v1/logs", &events(own), None), 200);
+    let calls = http_get(addr, "/api/v1/calls", None).json();
+    let calls = calls["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 3);
+    for trace in [after, before] {
+        let call = calls.iter().find(|c| c["trace_id"] == trace).unwrap();
+        assert_eq!(
+            call["input_messages"],
+            json!([{"role": "user", "content": "what is the time?"}]),
+            "{call}"
+        );
+        assert_eq!(
+            call["output_messages"],
+            json!([{"role": "assistant", "index": 0, "finish_reason": "stop", "content": "noon"}]),
+            "{call}"
+        );
+    }
+    let call = calls.iter().find(|c| c["trace_id"] == own).unwrap();
+    assert_eq!(
+        call["input_messages"],
+        json!([{"role": "user", "content": "from the attributes"}]),
+        "the attributes win: {call}"
+    );
+    assert_eq!(call["output_messages"][0]["content"], "noon", "{call}");
+}

@@ -460,7 +460,11 @@ fn span_records(s: &Span, target: &str, base: &ResourceParts) -> Result<Vec<Reco
     }
     // Prompts and responses sent as span events land on the span, where the call
     // view reads them.
-    let (input, output) = genai_event_messages(&s.events);
+    let (input, output) = crate::views::call::messages_from_events(
+        s.events
+            .iter()
+            .map(|e| (e.name.as_str(), attributes_json(&e.attributes))),
+    );
     for (key, messages) in [
         (genai::INPUT_MESSAGES, input),
         (genai::OUTPUT_MESSAGES, output),
@@ -475,84 +479,6 @@ fn span_records(s: &Span, target: &str, base: &ResourceParts) -> Result<Vec<Reco
     }
     out.push(r);
     Ok(out)
-}
-
-/// The prompt and response in a span's GenAI events: the event per message of the
-/// GenAI conventions (`gen_ai.system.message`, `gen_ai.user.message`,
-/// `gen_ai.assistant.message`, `gen_ai.tool.message`; `gen_ai.choice` for the
-/// response), or the older `gen_ai.content.prompt` / `gen_ai.content.completion` with
-/// the messages as JSON in `gen_ai.prompt` / `gen_ai.completion`.
-fn genai_event_messages(events: &[span::Event]) -> (Option<Value>, Option<Value>) {
-    let (mut input, mut output) = (Vec::new(), Vec::new());
-    let (mut legacy_input, mut legacy_output) = (None, None);
-    for e in events {
-        let attributes = attributes_json(&e.attributes);
-        match e.name.as_str() {
-            "gen_ai.content.prompt" => legacy_input = attributes.get("gen_ai.prompt").cloned(),
-            "gen_ai.content.completion" => {
-                legacy_output = attributes.get("gen_ai.completion").cloned();
-            }
-            "gen_ai.system.message"
-            | "gen_ai.user.message"
-            | "gen_ai.assistant.message"
-            | "gen_ai.tool.message" => {
-                let role = &e.name["gen_ai.".len()..e.name.len() - ".message".len()];
-                input.push(event_message(role, attributes));
-            }
-            "gen_ai.choice" => output.push(event_message("assistant", attributes)),
-            _ => {}
-        }
-    }
-    let as_value = |messages: Vec<serde_json::Value>, legacy: Option<serde_json::Value>| {
-        let v = if messages.is_empty() {
-            match legacy? {
-                // Messages as a JSON string: stored as JSON.
-                serde_json::Value::String(text) => {
-                    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
-                }
-                other => other,
-            }
-        } else {
-            serde_json::Value::Array(messages)
-        };
-        Json::from_serialize(&v).ok().map(Value::Json)
-    };
-    (
-        as_value(input, legacy_input),
-        as_value(output, legacy_output),
-    )
-}
-
-/// One GenAI event's message: its attributes (a JSON string parsed), with the role
-/// its event name gives unless it says its own; `gen_ai.system` is the provider,
-/// not part of the message.
-fn event_message(role: &str, attributes: serde_json::Value) -> serde_json::Value {
-    let mut message = serde_json::Map::new();
-    message.insert("role".into(), role.into());
-    if let serde_json::Value::Object(attributes) = attributes {
-        for (k, v) in attributes {
-            if k == "gen_ai.system" || k == "event.name" {
-                continue;
-            }
-            let v = match v {
-                serde_json::Value::String(text)
-                    if text.starts_with('{') || text.starts_with('[') =>
-                {
-                    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
-                }
-                v => v,
-            };
-            // `message` (of a choice) holds the message itself.
-            if let ("message", serde_json::Value::Object(inner)) = (k.as_str(), &v) {
-                for (ik, iv) in inner {
-                    message.insert(ik.clone(), iv.clone());
-                }
-                continue;
-            }
-            message.insert(k, v);
-        }
-    }
-    serde_json::Value::Object(message)
 }
 
 /// Span event `i` of `span` (its record), as an event record inside it.
@@ -620,8 +546,18 @@ fn log_record(l: &LogRecord, target: &str, base: &ResourceParts) -> Result<Recor
         (0, observed) => observed,
         (t, _) => t,
     };
+    // The event's name: the field, or the `event.name` attribute of older SDKs.
     let name = if l.event_name.is_empty() {
-        "log"
+        l.attributes
+            .iter()
+            .find(|kv| kv.key == "event.name")
+            .and_then(
+                |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(s)) if !s.is_empty() => Some(s.as_str()),
+                    _ => None,
+                },
+            )
+            .unwrap_or("log")
     } else {
         l.event_name.as_str()
     };

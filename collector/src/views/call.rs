@@ -402,6 +402,122 @@ pub fn recompute_cost(store: &mut dyn StoreWriter, prices: &PriceTable) -> Resul
     Ok(changed)
 }
 
+/// The role a GenAI event's message has, and whether it is part of the response: the
+/// event per message of the GenAI conventions (`gen_ai.system.message`,
+/// `gen_ai.user.message`, `gen_ai.assistant.message`, `gen_ai.tool.message`;
+/// `gen_ai.choice` for the response), sent as span events or log records.
+pub fn genai_message_event(name: &str) -> Option<(&'static str, bool)> {
+    Some(match name {
+        "gen_ai.system.message" => ("system", false),
+        "gen_ai.user.message" => ("user", false),
+        "gen_ai.assistant.message" => ("assistant", false),
+        "gen_ai.tool.message" => ("tool", false),
+        "gen_ai.choice" => ("assistant", true),
+        _ => return None,
+    })
+}
+
+/// Names of the older events that carry a whole prompt or response as JSON.
+pub const GENAI_CONTENT_EVENTS: [&str; 2] = ["gen_ai.content.prompt", "gen_ai.content.completion"];
+
+/// The prompt and response that GenAI events carry, in their order: per-message events
+/// ([`genai_message_event`]), or the older `gen_ai.content.prompt` /
+/// `gen_ai.content.completion` with the messages as JSON in `gen_ai.prompt` /
+/// `gen_ai.completion`. Each event is its name and its attributes (a JSON object).
+pub fn messages_from_events<'a>(
+    events: impl IntoIterator<Item = (&'a str, serde_json::Value)>,
+) -> (Option<Value>, Option<Value>) {
+    let (mut input, mut output) = (Vec::new(), Vec::new());
+    let (mut legacy_input, mut legacy_output) = (None, None);
+    for (name, attributes) in events {
+        match name {
+            "gen_ai.content.prompt" => legacy_input = attributes.get("gen_ai.prompt").cloned(),
+            "gen_ai.content.completion" => {
+                legacy_output = attributes.get("gen_ai.completion").cloned();
+            }
+            name => {
+                if let Some((role, response)) = genai_message_event(name) {
+                    let m = event_message(role, attributes);
+                    if response {
+                        output.push(m);
+                    } else {
+                        input.push(m);
+                    }
+                }
+            }
+        }
+    }
+    let as_value = |messages: Vec<serde_json::Value>, legacy: Option<serde_json::Value>| {
+        let v = if messages.is_empty() {
+            match legacy? {
+                // Messages as a JSON string: stored as JSON.
+                serde_json::Value::String(text) => {
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+                }
+                other => other,
+            }
+        } else {
+            serde_json::Value::Array(messages)
+        };
+        logbook_proto::Json::from_serialize(&v)
+            .ok()
+            .map(Value::Json)
+    };
+    (
+        as_value(input, legacy_input),
+        as_value(output, legacy_output),
+    )
+}
+
+/// One GenAI event's message: its attributes (a JSON string parsed; a `message` or
+/// `body` object, as a choice or a log record's body holds the message, merged in),
+/// with the role its event name gives unless it says its own; `gen_ai.system` (the
+/// provider) and `event.name` are not part of the message.
+fn event_message(role: &str, attributes: serde_json::Value) -> serde_json::Value {
+    let mut message = serde_json::Map::new();
+    message.insert("role".into(), role.into());
+    if let serde_json::Value::Object(attributes) = attributes {
+        for (k, v) in attributes {
+            absorb(&mut message, k, v);
+        }
+    }
+    serde_json::Value::Object(message)
+}
+
+/// Adds one attribute of a GenAI event to its message.
+fn absorb(
+    message: &mut serde_json::Map<String, serde_json::Value>,
+    k: String,
+    v: serde_json::Value,
+) {
+    const NOT_THE_MESSAGE: [&str; 4] = [
+        "gen_ai.system",
+        genai::PROVIDER_NAME,
+        "event.name",
+        "otel.severity_text",
+    ];
+    if NOT_THE_MESSAGE.contains(&k.as_str()) {
+        return;
+    }
+    let v = match v {
+        serde_json::Value::String(text) if text.starts_with('{') || text.starts_with('[') => {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        }
+        v => v,
+    };
+    match (k.as_str(), v) {
+        // A log record's body, or a choice's message: the message's own parts.
+        ("message" | "body", serde_json::Value::Object(inner)) => {
+            for (ik, iv) in inner {
+                absorb(message, ik, iv);
+            }
+        }
+        (_, v) => {
+            message.insert(k, v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! after a purge; recomputing costs.
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, Row, Transaction};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
 
 use super::write::saturate;
 use crate::query::Cursor;
@@ -91,6 +91,69 @@ pub(super) fn insert(tx: &Transaction<'_>, seq: i64, call: &CallRow<'_>) -> Resu
                 .execute(params_from_iter(values))?;
         }
     }
+    Ok(())
+}
+
+/// Folds the GenAI events of span `(trace, span)` (stored so far) into its LLM call,
+/// if it has one: its prompt and response from them, where its attributes gave none.
+pub(super) fn fold_event_messages(
+    tx: &Transaction<'_>,
+    trace: &[u8; 16],
+    span: &[u8; 8],
+) -> Result<(), StoreError> {
+    let call: Option<(i64, bool, bool, bool)> = tx
+        .prepare_cached(
+            "SELECT seq, input_messages IS NULL, output_messages IS NULL, messages_from_events
+             FROM llm_calls WHERE trace_id = ?1 AND span_id = ?2",
+        )?
+        .query_row(params![&trace[..], &span[..]], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0))
+        })
+        .optional()?;
+    let Some((seq, no_input, no_output, from_events)) = call else {
+        return Ok(());
+    };
+    if !(no_input || no_output || from_events) {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "SELECT name, fields FROM records
+         WHERE trace_id = ?1 AND span_id = ?2 AND kind = 1 AND name LIKE 'gen_ai.%'
+         ORDER BY ts, seq",
+    )?;
+    let events: Vec<(String, serde_json::Value)> = stmt
+        .query_map(params![&trace[..], &span[..]], |r| {
+            let fields: Option<String> = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                fields
+                    .and_then(|f| serde_json::from_str(&f).ok())
+                    .unwrap_or(serde_json::Value::Null),
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let (input, output) = crate::views::call::messages_from_events(
+        events.iter().map(|(n, f)| (n.as_str(), f.clone())),
+    );
+    let text = |v: Option<logbook_proto::Value>| match v {
+        Some(logbook_proto::Value::Json(j)) => Some(j.as_str().to_owned()),
+        Some(logbook_proto::Value::Str(s)) => Some(s),
+        _ => None,
+    };
+    let (input, output) = (text(input), text(output));
+    if input.is_none() && output.is_none() {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "UPDATE llm_calls SET
+            input_messages = CASE WHEN ?2 IS NOT NULL AND (input_messages IS NULL OR messages_from_events = 1)
+                                  THEN ?2 ELSE input_messages END,
+            output_messages = CASE WHEN ?3 IS NOT NULL AND (output_messages IS NULL OR messages_from_events = 1)
+                                   THEN ?3 ELSE output_messages END,
+            messages_from_events = 1
+         WHERE seq = ?1",
+    )?
+    .execute(params![seq, input, output])?;
     Ok(())
 }
 

@@ -518,6 +518,13 @@ ALTER TABLE runs ADD COLUMN tenant_max TEXT;
 ALTER TABLE runs ADD COLUMN user_max TEXT;
 UPDATE runs SET tenant_max = tenant, user_max = user_id;
 "#,
+    // 9: prompts and responses sent as GenAI events (log records apart from their
+    // span) fold into their LLM call; `messages_from_events` marks a call whose
+    // messages came from them (attributes always win), found by its span.
+    r#"
+ALTER TABLE llm_calls ADD COLUMN messages_from_events INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS llm_calls_span ON llm_calls (trace_id, span_id);
+"#,
 ];
 
 /// The columns of `records`, in the order every statement of this backend reads and
