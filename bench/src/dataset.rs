@@ -219,6 +219,12 @@ pub(crate) fn ensure(dir: &Path, n: u64) -> anyhow::Result<(PathBuf, Dataset)> {
     if let Ok(text) = std::fs::read_to_string(&meta) {
         if db.exists() {
             if let Ok(d) = serde_json::from_str::<Dataset>(&text) {
+                // Kept from an older build: brought up to this build's schema, as
+                // `logbook serve` would.
+                drop(open_writer(
+                    &StoreAddress::sqlite(&db),
+                    &StoreOptions::with_durability(Durability::Normal),
+                )?);
                 return Ok((db, d));
             }
         }
