@@ -771,6 +771,8 @@ fn without_tokens_only_local_clients_are_served_and_never_off_loopback() {
     let r = get(&[("Origin", "https://evil.example")]);
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(get(&[("Origin", "null")]).status, 403);
+    assert_eq!(get(&[("Sec-Fetch-Site", "cross-site")]).status, 403);
+    assert_eq!(get(&[("Sec-Fetch-Site", "same-origin")]).status, 200);
     let mut raw = TcpStream::connect(addr).unwrap();
     write!(
         raw,

@@ -47,6 +47,8 @@ pub struct Caller {
     pub role: Role,
     /// What it may read.
     pub visibility: Visibility,
+    /// No token was presented or needed (whatever a token may be named).
+    pub anonymous: bool,
 }
 
 impl Caller {
@@ -56,12 +58,13 @@ impl Caller {
             name: "anonymous".into(),
             role: Role::Admin,
             visibility: Visibility::ALL,
+            anonymous: true,
         }
     }
 
     /// Whether it is [`Caller::anonymous`]: no token was needed.
     pub fn is_anonymous(&self) -> bool {
-        *self == Self::anonymous()
+        self.anonymous
     }
 
     /// Whether it may send records.
@@ -214,8 +217,13 @@ impl Authenticator {
                 Some(live)
             }
             Err(e) => {
+                // Tried again in a second, not at every request.
                 warn!(error = %e, "Could not read the API tokens; keeping the last known ones.");
-                table.as_ref().map(|(_, t)| Arc::clone(t))
+                let last = table.take().map(|(_, t)| t);
+                if let Some(t) = &last {
+                    *table = Some((Instant::now(), Arc::clone(t)));
+                }
+                last
             }
         }
     }
@@ -233,6 +241,7 @@ impl Authenticator {
                 name: "shared token".into(),
                 role: Role::Admin,
                 visibility: Visibility::ALL,
+                anonymous: false,
             });
         }
         (anonymous && self.tokens_exist() == Some(false)).then(Caller::anonymous)
@@ -255,6 +264,7 @@ impl Authenticator {
                 tenant: stored.tenant.clone(),
                 user_id: stored.user_id.clone(),
             },
+            anonymous: false,
         })
     }
 

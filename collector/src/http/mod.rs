@@ -153,8 +153,8 @@ impl HttpContext {
     }
 }
 
-/// Whether a request names this machine: its `Host` a loopback name or address, and
-/// its `Origin`, if it has one, as well.
+/// Whether a request names this machine: its `Host` a loopback name or address, its
+/// `Origin`, if it has one, as well, and no browser says another site sent it.
 fn is_local(headers: &axum::http::HeaderMap) -> bool {
     let host_is_local = |authority: &str| {
         let host = match authority.strip_prefix('[') {
@@ -168,12 +168,16 @@ fn is_local(headers: &axum::http::HeaderMap) -> bool {
     };
     let header = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
     let host_ok = header(axum::http::header::HOST).is_none_or(host_is_local);
+    // A browser says when a page of another site made the request (even one that
+    // carries no Origin, such as an image's).
+    let not_cross_site = header(axum::http::HeaderName::from_static("sec-fetch-site"))
+        .is_none_or(|site| site == "same-origin" || site == "none");
     let origin_ok = header(axum::http::header::ORIGIN).is_none_or(|origin| {
         origin
             .split_once("://")
             .is_some_and(|(_, authority)| host_is_local(authority.trim_end_matches('/')))
     });
-    host_ok && origin_ok
+    host_ok && origin_ok && not_cross_site
 }
 
 impl HttpContext {
@@ -237,6 +241,10 @@ impl HttpListener {
         let app = router(cx);
         let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         let graceful = GracefulShutdown::new();
+        // Every connection's task: what is left of them once the grace runs out is
+        // aborted, so that none outlives the stop (each holds the admission handle
+        // the writer waits on).
+        let mut connections = tokio::task::JoinSet::new();
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .timer(TokioTimer::new())
@@ -268,7 +276,9 @@ impl HttpListener {
                 },
             ));
             let connection = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
+            // Finished connections leave the set as new ones come.
+            while connections.try_join_next().is_some() {}
+            connections.spawn(async move {
                 if let Err(e) = connection.await {
                     debug!(%peer, error = %e, "HTTP connection ended with an error.");
                 }
@@ -286,7 +296,9 @@ impl HttpListener {
                 "HTTP connections still open {}s after the stop (a client not reading its answer); closing them.",
                 SHUTDOWN_GRACE.as_secs()
             );
+            connections.abort_all();
         }
+        while connections.join_next().await.is_some() {}
         Ok(())
     }
 }

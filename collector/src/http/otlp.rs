@@ -131,7 +131,7 @@ async fn admit(
     share: Share,
 ) -> Result<Admitted, AdmitError> {
     let mut origin = Origin::new(transport::HTTP);
-    if caller.name != Caller::anonymous().name {
+    if !caller.is_anonymous() {
         origin.token = Some(caller.name.clone());
     }
     let mut rejected = mapped.invalid;

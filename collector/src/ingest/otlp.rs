@@ -140,15 +140,24 @@ fn inherit_scopes(batches: &mut [ResourceBatch]) {
         let Some(key) = r.span_id.map(|id| (r.trace_id, id)) else {
             continue;
         };
-        // A span whose own attributes set a run id its parent does not have starts
-        // that run, as a layer span does (its parent may be in another request).
+        // A span whose own attributes set a run id starts that run, as a layer span
+        // does, when it has no parent or its parent (in this request) has another
+        // run; a span whose parent was exported apart is not judged (the baggage
+        // processors copy the run id onto every span). LLM and tool calls stay calls.
         if r.kind == Kind::SpanEnd && r.category.is_none() {
             if let (Some((parent, _)), Some(run)) = (spans.get(&key), r.scope.get(ScopeKey::RunId))
             {
-                let parents_run = parent
-                    .and_then(|p| resolved.get(&p))
-                    .and_then(|s| s.get(ScopeKey::RunId));
-                if parents_run != Some(run) {
+                let starts = match parent {
+                    None => true,
+                    Some(p) => resolved
+                        .get(p)
+                        .is_some_and(|s| s.get(ScopeKey::RunId) != Some(run)),
+                };
+                let call = matches!(
+                    crate::pipeline::derive_category(r),
+                    crate::pipeline::CATEGORY_LLM_CALL | crate::pipeline::CATEGORY_TOOL_CALL
+                );
+                if starts && !call {
                     r.category = Some(Str::Borrowed(CATEGORY_RUN));
                 }
             }
@@ -831,6 +840,32 @@ mod tests {
             field("op2", genai::OUTPUT_MESSAGES),
             serde_json::json!([{"role": "assistant", "content": "a"}])
         );
+    }
+
+    #[test]
+    fn a_span_that_sets_its_run_id_starts_the_run_unless_it_is_a_call() {
+        let mut root = span(1, None);
+        root.attributes = vec![kv("logbook.run_id", s("r1"))];
+        let mut chat = span(2, None);
+        chat.trace_id = vec![8; 16];
+        chat.attributes = vec![
+            kv("logbook.run_id", s("r2")),
+            kv("gen_ai.operation.name", s("chat")),
+        ];
+        // Its parent exported in another request: not judged.
+        let mut orphan = span(3, Some(9));
+        orphan.attributes = vec![kv("logbook.run_id", s("r1"))];
+        let m = traces(request(vec![root, chat, orphan]));
+        let category = |name: &str| {
+            m.batches[0]
+                .records
+                .iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.category.as_deref().map(str::to_owned))
+        };
+        assert_eq!(category("op1").as_deref(), Some("run"));
+        assert_eq!(category("op2"), None, "a call keeps its own category");
+        assert_eq!(category("op3"), None);
     }
 
     #[test]

@@ -101,24 +101,30 @@ pub(super) fn fold_event_messages(
     trace: &[u8; 16],
     span: &[u8; 8],
 ) -> Result<(), StoreError> {
-    let call: Option<(i64, bool, bool, bool)> = tx
+    let call: Option<(i64, bool, bool, i64)> = tx
         .prepare_cached(
             "SELECT seq, input_messages IS NULL, output_messages IS NULL, messages_from_events
              FROM llm_calls WHERE trace_id = ?1 AND span_id = ?2",
         )?
         .query_row(params![&trace[..], &span[..]], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
     let Some((seq, no_input, no_output, from_events)) = call else {
         return Ok(());
     };
-    if !(no_input || no_output || from_events) {
+    // What events may set: a message the attributes did not give, or one they set.
+    let (take_input, take_output) = (
+        no_input || from_events & 1 != 0,
+        no_output || from_events & 2 != 0,
+    );
+    if !(take_input || take_output) {
         return Ok(());
     }
     let mut stmt = tx.prepare_cached(
-        "SELECT name, fields FROM records
-         WHERE trace_id = ?1 AND span_id = ?2 AND kind = 1 AND name LIKE 'gen_ai.%'
+        "SELECT name, fields FROM records INDEXED BY records_span_events
+         WHERE trace_id = ?1 AND span_id = ?2 AND kind = 1 AND span_id IS NOT NULL
+           AND substr(name, 1, 7) = 'gen_ai.'
          ORDER BY ts, seq",
     )?;
     let events: Vec<(String, serde_json::Value)> = stmt
@@ -140,20 +146,20 @@ pub(super) fn fold_event_messages(
         Some(logbook_proto::Value::Str(s)) => Some(s),
         _ => None,
     };
-    let (input, output) = (text(input), text(output));
+    let input = text(input).filter(|_| take_input);
+    let output = text(output).filter(|_| take_output);
     if input.is_none() && output.is_none() {
         return Ok(());
     }
+    let flags = from_events | i64::from(input.is_some()) | (i64::from(output.is_some()) << 1);
     tx.prepare_cached(
         "UPDATE llm_calls SET
-            input_messages = CASE WHEN ?2 IS NOT NULL AND (input_messages IS NULL OR messages_from_events = 1)
-                                  THEN ?2 ELSE input_messages END,
-            output_messages = CASE WHEN ?3 IS NOT NULL AND (output_messages IS NULL OR messages_from_events = 1)
-                                   THEN ?3 ELSE output_messages END,
-            messages_from_events = 1
+            input_messages = coalesce(?2, input_messages),
+            output_messages = coalesce(?3, output_messages),
+            messages_from_events = ?4
          WHERE seq = ?1",
     )?
-    .execute(params![seq, input, output])?;
+    .execute(params![seq, input, output, flags])?;
     Ok(())
 }
 

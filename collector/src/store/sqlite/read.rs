@@ -416,10 +416,11 @@ pub(super) fn run_records(
     let sql = format!(
         "SELECT {cols} FROM records WHERE run_id = ?1
          UNION ALL
-         SELECT {cols} FROM records
-          WHERE run_id IS NULL AND kind = 1 AND span_id IS NOT NULL
-            AND trace_id IN (SELECT DISTINCT trace_id FROM records WHERE run_id = ?1)
-            AND span_id IN (SELECT span_id FROM records WHERE run_id = ?1 AND span_id IS NOT NULL)
+         SELECT {cols} FROM records INDEXED BY records_span_events
+          WHERE kind = 1 AND span_id IS NOT NULL AND run_id IS NULL
+            AND (trace_id, span_id) IN
+                (SELECT DISTINCT trace_id, span_id FROM records
+                  WHERE run_id = ?1 AND kind = 3 AND span_id IS NOT NULL)
          ORDER BY ts, seq LIMIT {limit}",
         cols = *COLUMNS
     );

@@ -512,18 +512,31 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 "#,
     // 8: shared runs. A run keeps the greatest tenant and user of its records beside
     // the least: where they differ, its totals are several tenants' (or users'), and a
-    // reader scoped to one does not see it. Runs stored before are taken as unshared.
+    // reader scoped to one does not see it. Runs stored before get theirs from their
+    // records (a run's records by its run id; a trace's, those without one).
     r#"
 ALTER TABLE runs ADD COLUMN tenant_max TEXT;
 ALTER TABLE runs ADD COLUMN user_max TEXT;
-UPDATE runs SET tenant_max = tenant, user_max = user_id;
+UPDATE runs SET
+    tenant_max = CASE kind
+        WHEN 'trace' THEN (SELECT max(r.tenant) FROM records r
+                           WHERE r.trace_id = runs.trace_id AND r.run_id IS NULL AND r.span_id IS NOT NULL)
+        ELSE (SELECT max(r.tenant) FROM records r WHERE r.run_id = runs.run_id) END,
+    user_max = CASE kind
+        WHEN 'trace' THEN (SELECT max(r.user_id) FROM records r
+                           WHERE r.trace_id = runs.trace_id AND r.run_id IS NULL AND r.span_id IS NOT NULL)
+        ELSE (SELECT max(r.user_id) FROM records r WHERE r.run_id = runs.run_id) END;
 "#,
     // 9: prompts and responses sent as GenAI events (log records apart from their
-    // span) fold into their LLM call; `messages_from_events` marks a call whose
-    // messages came from them (attributes always win), found by its span.
+    // span) fold into their LLM call; `messages_from_events` marks which of a call's
+    // messages came from them (bit 1 the input, bit 2 the output: attributes always
+    // win), found by its span.
     r#"
 ALTER TABLE llm_calls ADD COLUMN messages_from_events INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS llm_calls_span ON llm_calls (trace_id, span_id);
+-- The events of a span, found by it: a run's log lines, a call's GenAI events.
+CREATE INDEX IF NOT EXISTS records_span_events ON records (trace_id, span_id, ts)
+    WHERE kind = 1 AND span_id IS NOT NULL;
 "#,
 ];
 
