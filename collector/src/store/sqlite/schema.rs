@@ -534,7 +534,10 @@ UPDATE runs SET
     r#"
 ALTER TABLE llm_calls ADD COLUMN messages_from_events INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS llm_calls_span ON llm_calls (trace_id, span_id);
--- The events of a span, found by it: a run's log lines, a call's GenAI events.
+"#,
+    // 10: the events of a span, found by it: a run's log lines sent apart from their
+    // spans, a call's GenAI events.
+    r#"
 CREATE INDEX IF NOT EXISTS records_span_events ON records (trace_id, span_id, ts)
     WHERE kind = 1 AND span_id IS NOT NULL;
 "#,
