@@ -143,11 +143,12 @@ pub struct Params(pub(super) Vec<(String, String)>);
 impl Params {
     /// The parameters of `query` (`a=1&b=2`).
     /// An empty value is no value (`since=&level=warn` is `level=warn`), as forms
-    /// send their empty fields.
+    /// send their empty fields; but for a number (`limit=` is refused, as its
+    /// documented type says).
     pub fn parse(query: Option<&str>) -> Self {
         Self(
             form_urlencoded::parse(query.unwrap_or("").as_bytes())
-                .filter(|(_, v)| !v.is_empty())
+                .filter(|(k, v)| !v.is_empty() || k == "limit")
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
         )
