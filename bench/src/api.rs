@@ -12,7 +12,8 @@ use logbook_collector::query::{Page, RecordFilter, RunFilter};
 use logbook_collector::store::{open_reader, StoreAddress};
 
 use crate::dataset;
-use crate::http::{quantile, serve_http, stop, Client};
+use crate::http::{serve_http, stop, Client};
+use crate::stats::percentile;
 
 /// One measured read.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,8 +29,8 @@ fn summarize(what: &str, items: usize, mut ms: Vec<f64>) -> Timing {
     Timing {
         what: what.to_owned(),
         items,
-        p50_ms: quantile(&ms, 0.5),
-        p99_ms: quantile(&ms, 0.99),
+        p50_ms: percentile(&ms, 50.0),
+        p99_ms: percentile(&ms, 99.0),
     }
 }
 

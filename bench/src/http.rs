@@ -94,15 +94,6 @@ impl Client {
     }
 }
 
-/// The `q`-th quantile of sorted `v` (nearest rank).
-pub(crate) fn quantile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-    v[i]
-}
-
 /// A collector on `db` (its socket and log in `dir`) with HTTP on a free port; the
 /// process and the address it printed. Stop it with SIGTERM.
 pub(crate) fn serve_http(dir: &Path, db: &Path) -> anyhow::Result<(Child, SocketAddr)> {

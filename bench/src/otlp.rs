@@ -18,7 +18,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message as _;
 use tracing_subscriber::prelude::*;
 
-use crate::http::{quantile, serve_http, stop, Client};
+use crate::http::{serve_http, stop, Client};
+use crate::stats::percentile;
 use crate::sustained::peak_rss_kib;
 
 /// Spans per request.
@@ -207,8 +208,8 @@ pub(crate) fn otlp_side(dir: &Path, bodies: &[Vec<u8>]) -> anyhow::Result<Side> 
         spans,
         seconds,
         spans_per_sec: spans as f64 / seconds,
-        p50_ms: Some(quantile(&latencies, 0.5)),
-        p99_ms: Some(quantile(&latencies, 0.99)),
+        p50_ms: Some(percentile(&latencies, 50.0)),
+        p99_ms: Some(percentile(&latencies, 99.0)),
         retries,
         peak_rss_kib: rss,
     })
@@ -370,8 +371,8 @@ pub(crate) fn phoenix_side(dir: &Path, bodies: &[Vec<u8>], venv: &Path) -> anyho
         spans: stored,
         seconds,
         spans_per_sec: stored as f64 / seconds,
-        p50_ms: Some(quantile(&latencies, 0.5)),
-        p99_ms: Some(quantile(&latencies, 0.99)),
+        p50_ms: Some(percentile(&latencies, 50.0)),
+        p99_ms: Some(percentile(&latencies, 99.0)),
         retries,
         peak_rss_kib: rss,
     })

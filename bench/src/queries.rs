@@ -12,6 +12,7 @@ use logbook_collector::store::{open_reader, StoreAddress};
 use logbook_proto::{Kind, Level, Timestamp};
 
 use crate::dataset::{self, Dataset, Rng};
+use crate::stats::percentile;
 
 const HOUR: i64 = 3_600 * 1_000_000_000;
 
@@ -149,14 +150,6 @@ fn filter(which: &str, rng: &mut Rng, d: &Dataset, vocab: &[String]) -> RecordFi
     }
     window(rng, d, at, &mut f);
     f
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[i.clamp(1, sorted.len()) - 1]
 }
 
 fn timing(query: &str, target_ms: f64, mut samples: Vec<(f64, usize)>) -> Timing {

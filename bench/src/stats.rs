@@ -29,6 +29,15 @@ pub(crate) fn summarize(values: &[f64]) -> Summary {
     }
 }
 
+/// The `p`-th percentile of `sorted` (nearest rank).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[i.clamp(1, sorted.len()) - 1]
+}
+
 impl Summary {
     /// `median (min–max)` with `digits` decimals.
     pub(crate) fn show(&self, digits: usize) -> String {

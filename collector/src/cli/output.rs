@@ -5,9 +5,18 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use logbook_proto::{keys, Kind, Record, ScopeKey, Status, Value};
+use logbook_proto::{keys, Kind, Record, ScopeKey, Status, Timestamp, Value};
 
 use super::args::Format;
+
+/// A time to the second, as tables show it: `2026-11-21T20:00:00Z`.
+pub(crate) fn to_seconds(t: Timestamp) -> String {
+    let s = t.to_rfc3339();
+    match s.get(..19) {
+        Some(head) => format!("{head}Z"),
+        None => s,
+    }
+}
 
 /// Writes records one at a time.
 pub(crate) trait RecordWriter {

@@ -10,7 +10,7 @@ use logbook_proto::{Record, Timestamp, Value};
 
 use super::args::{formats, Format};
 use super::calls::usd;
-use super::output::{clip, duration, inline_fields, render_value, short_value};
+use super::output::{clip, duration, inline_fields, render_value, short_value, to_seconds};
 use crate::pipeline::{CATEGORY_LLM_CALL, CATEGORY_TOOL_CALL};
 use crate::query::{RunFilter, TimeSpec};
 use crate::store::{FoundRun, RunKind, RunSummary, StoreReader};
@@ -205,14 +205,6 @@ fn find_run(store: &dyn StoreReader, id: &str) -> anyhow::Result<RunSummary> {
         FoundRun::None => {
             bail!("no run {id:?}: no run id or trace id matches it (see `logbook runs`)")
         }
-    }
-}
-
-fn to_seconds(t: Timestamp) -> String {
-    let s = t.to_rfc3339();
-    match s.get(..19) {
-        Some(head) => format!("{head}Z"),
-        None => s,
     }
 }
 

@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use logbook_proto::{Timestamp, Value};
 
+use super::output::to_seconds;
 use super::write_store;
 use crate::admission::auth::new_token;
 use crate::audit::admin_record;
@@ -166,16 +167,11 @@ fn list(config: &Config, json: bool) -> anyhow::Result<()> {
             t.role.as_str(),
             t.tenant.as_deref().unwrap_or("-"),
             t.user_id.as_deref().unwrap_or("-"),
-            seconds(t.created),
-            t.revoked.map(seconds).unwrap_or_else(|| "-".into())
+            to_seconds(t.created),
+            t.revoked.map(to_seconds).unwrap_or_else(|| "-".into())
         )?;
     }
     Ok(())
-}
-
-fn seconds(t: Timestamp) -> String {
-    let s = t.to_rfc3339();
-    s.get(..19).map_or(s.clone(), |h| format!("{h}Z"))
 }
 
 fn revoke(config: &Config, which: &str) -> anyhow::Result<()> {

@@ -200,7 +200,7 @@ pub(super) async fn export(
 }
 
 /// The receiving end of a channel as a body stream.
-pub(super) struct ChannelStream<T>(pub(super) mpsc::Receiver<T>);
+struct ChannelStream<T>(mpsc::Receiver<T>);
 
 impl<T> futures_core::Stream for ChannelStream<T> {
     type Item = T;
