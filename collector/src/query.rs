@@ -117,6 +117,29 @@ pub struct RecordFilter {
     pub text: Option<String>,
     /// `fields.key` equals value (as text or number).
     pub fields: Vec<(String, String)>,
+    /// Lasted at least this long (span ends only: the records with a duration).
+    pub min_duration_ns: Option<u64>,
+    /// Lasted at most this long (span ends only).
+    pub max_duration_ns: Option<u64>,
+}
+
+/// A duration such as `250ms`, `1.5s`, `40us`, `2m`: nanoseconds.
+pub fn parse_duration_ns(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        _ => return None,
+    };
+    let ns = n * scale;
+    (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then_some(ns as u64)
 }
 
 /// A filter that cannot be used: one line saying why.
@@ -127,8 +150,23 @@ pub struct FilterError(String);
 impl RecordFilter {
     /// The keys [`RecordFilter::parse`] takes: `logbook query`'s flag names.
     pub const KEYS: &'static [&'static str] = &[
-        "since", "until", "level", "run", "trace", "tenant", "project", "app", "user", "kind",
-        "category", "name", "target", "text", "field",
+        "since",
+        "until",
+        "level",
+        "run",
+        "trace",
+        "tenant",
+        "project",
+        "app",
+        "user",
+        "kind",
+        "category",
+        "name",
+        "target",
+        "text",
+        "field",
+        "min_duration",
+        "max_duration",
     ];
 
     /// A filter from text pairs, as `logbook query`'s flags (`since=2h`, `level=warn`,
@@ -168,6 +206,18 @@ impl RecordFilter {
                 "name" => f.name = text(),
                 "target" => f.target = text(),
                 "text" => f.text = text(),
+                "min_duration" | "max_duration" => {
+                    let ns = parse_duration_ns(value).ok_or_else(|| {
+                        bad(&format!(
+                            "{value:?} is not a duration such as 250ms, 1.5s, 2m"
+                        ))
+                    })?;
+                    if key == "min_duration" {
+                        f.min_duration_ns = Some(ns);
+                    } else {
+                        f.max_duration_ns = Some(ns);
+                    }
+                }
                 "field" => match value.split_once('=') {
                     Some((k, v)) if !k.is_empty() => f.fields.push((k.to_owned(), v.to_owned())),
                     _ => return Err(bad(&format!("expected KEY=VALUE, got {value:?}"))),
@@ -186,6 +236,13 @@ impl RecordFilter {
 
     /// Whether the filter can select anything as given: `until` not before `since`.
     pub fn check(&self) -> Result<(), FilterError> {
+        if let (Some(min), Some(max)) = (self.min_duration_ns, self.max_duration_ns) {
+            if max < min {
+                return Err(FilterError(
+                    "max_duration is below min_duration: nothing could match".into(),
+                ));
+            }
+        }
         if let (Some(since), Some(until)) = (self.since, self.until) {
             if until < since {
                 return Err(FilterError(format!(
@@ -275,6 +332,14 @@ pub struct RunFilter {
     pub agent: Option<String>,
     /// Only runs keyed this way (by run id, or a trace's).
     pub kind: Option<crate::store::RunKind>,
+    /// `session_id` equals.
+    pub session_id: Option<String>,
+    /// One of the run's LLM calls used this model.
+    pub model: Option<String>,
+    /// The root span's name, the run id or the agent contains this (any case).
+    pub text: Option<String>,
+    /// The root span's field `key` equals `value` (as text or number), for each pair.
+    pub root_fields: Vec<(String, String)>,
     /// Keyset: only runs after this one in the list's order (newer start first, then
     /// run id).
     pub after: Option<RunCursor>,

@@ -189,8 +189,8 @@ async fn run_tool(name: &'static str, arguments: serde_json::Value, totals: &mut
 }
 
 /// One agent run: three steps, each an LLM call; the first step calls a tool, the
-/// second decides, the last writes a report.
-async fn agent_run(question: String, fail_first_call: bool) -> Totals {
+/// second decides, the last writes a report; then, for one user, feedback.
+async fn agent_run(question: String, fail_first_call: bool, thumbs_up: bool) -> Totals {
     let mut totals = Totals::default();
     let mut state = StatePulse::new();
     let mut messages = vec![Message {
@@ -237,6 +237,14 @@ async fn agent_run(question: String, fail_first_call: bool) -> Totals {
         .instrument(genai::step(name))
         .await;
     }
+    if thumbs_up {
+        // The user liked the answer: feedback on the run, shown with it in the web UI.
+        genai::feedback(
+            Some("helpful"),
+            Some(1.0),
+            Some("the user accepted the report"),
+        );
+    }
     totals
 }
 
@@ -268,6 +276,8 @@ async fn main() {
             .agent("research-assistant")
             .tenant(tenant)
             .user(user)
+            // A user's conversation: running the example again adds a turn to it.
+            .session(format!("conv-{}", user.trim_start_matches("u-")))
             .start();
         // The address is redacted by the collector before anything is stored.
         let question = format!(
@@ -276,7 +286,7 @@ async fn main() {
         );
         let run_id = run.run_id().to_owned();
         // Runs proceed concurrently; each task carries its run's span, and with it the scope.
-        let task = tokio::spawn(agent_run(question, i == 1).instrument(run.span().clone()));
+        let task = tokio::spawn(agent_run(question, i == 1, i == 0).instrument(run.span().clone()));
         tasks.push((run_id, tenant, user, task));
     }
     let mut runs = Vec::new();

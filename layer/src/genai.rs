@@ -582,6 +582,25 @@ pub fn artifact(kind: &str, path: &str) {
     );
 }
 
+/// Feedback on what the current span did (a run, an LLM call): an INFO event named
+/// `feedback` with `feedback.label`, `feedback.score` and `feedback.note` (each
+/// optional), shown with the run in the web UI, found with
+/// `logbook query --category feedback --field feedback.score=0`. Call it inside the
+/// span it is about (`llm.span().in_scope(|| genai::feedback(...))`), e.g. when a user
+/// marks an answer good or bad.
+pub fn feedback(label: Option<&str>, score: Option<f64>, note: Option<&str>) {
+    tracing::event!(
+        name: "feedback",
+        Level::INFO,
+        { logbook::FEEDBACK_LABEL } = label,
+        { logbook::FEEDBACK_SCORE } = score,
+        { logbook::FEEDBACK_NOTE } = note,
+        "feedback: {}{}",
+        label.unwrap_or(""),
+        score.map(|s| format!(" score {s}")).unwrap_or_default()
+    );
+}
+
 /// 64-bit FNV-1a.
 #[derive(Clone, Copy)]
 struct Fnv(u64);

@@ -93,6 +93,15 @@ pub mod logbook {
     pub const STATE_HASH: &str = "state.hash";
     /// The top-level keys that changed since the previous snapshot.
     pub const STATE_CHANGED_KEYS: &str = "state.changed_keys";
+    /// Feedback on a run or an LLM call (an event named `feedback`): a label (`good`,
+    /// `wrong answer`, …).
+    pub const FEEDBACK_LABEL: &str = "feedback.label";
+    /// Feedback's score (a number: 1/0, 1 to 5, …).
+    pub const FEEDBACK_SCORE: &str = "feedback.score";
+    /// Feedback's note.
+    pub const FEEDBACK_NOTE: &str = "feedback.note";
+    /// Who gave the feedback (a token's name, a user).
+    pub const FEEDBACK_BY: &str = "feedback.by";
     /// The category an emitter may set explicitly, overriding the collector's.
     pub const CATEGORY: &str = "category";
 }

@@ -33,6 +33,8 @@ pub const AUTH_FAILURES_ACTION: &str = "auth_failures";
 const TOKENS_RECHECK: Duration = Duration::from_secs(1);
 /// The prefix of API token texts: `lbk_<id>_<secret>`.
 pub const TOKEN_PREFIX: &str = "lbk_";
+/// The subject of a session signed in with the shared token (API token ids are hex).
+pub const SHARED_SESSION: &str = "shared";
 
 /// The API tokens not revoked, by id.
 type TokenTable = HashMap<String, ApiToken>;
@@ -247,6 +249,44 @@ impl Authenticator {
         (anonymous && self.tokens_exist() == Some(false)).then(Caller::anonymous)
     }
 
+    /// The caller a signed-in session names: `shared` for the configured token (while
+    /// one is configured), else an API token's id (while it is not revoked); `None`
+    /// for anything else.
+    pub fn session_caller(&self, subject: &str) -> Option<Caller> {
+        if subject == SHARED_SESSION {
+            return self.token.is_some().then(|| Caller {
+                name: "shared token".into(),
+                role: Role::Admin,
+                visibility: Visibility::ALL,
+                anonymous: false,
+            });
+        }
+        let table = self.table()?;
+        Some(Self::caller_of(table.get(subject)?))
+    }
+
+    /// The subject of a session of the holder of `presented`: its API token's id, or
+    /// [`SHARED_SESSION`]; `None` when it is neither.
+    pub fn session_subject(&self, presented: &str) -> Option<String> {
+        if self.api_token(Some(presented)).is_some() {
+            return token_id(presented).map(str::to_owned);
+        }
+        (self.token.is_some() && token_matches(self.token.as_ref(), Some(presented)))
+            .then(|| SHARED_SESSION.to_owned())
+    }
+
+    fn caller_of(stored: &ApiToken) -> Caller {
+        Caller {
+            name: stored.name.clone(),
+            role: stored.role,
+            visibility: Visibility {
+                tenant: stored.tenant.clone(),
+                user_id: stored.user_id.clone(),
+            },
+            anonymous: false,
+        }
+    }
+
     /// The caller an API token names, if it is stored, not revoked, and its digest
     /// matches.
     fn api_token(&self, presented: Option<&str>) -> Option<Caller> {
@@ -257,15 +297,7 @@ impl Authenticator {
         if !token_matches(Some(&stored.hash), Some(text)) {
             return None;
         }
-        Some(Caller {
-            name: stored.name.clone(),
-            role: stored.role,
-            visibility: Visibility {
-                tenant: stored.tenant.clone(),
-                user_id: stored.user_id.clone(),
-            },
-            anonymous: false,
-        })
+        Some(Self::caller_of(stored))
     }
 
     /// Counts a failure by `peer` (as the transport identified it: `uid 1000`,

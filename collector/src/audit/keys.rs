@@ -138,6 +138,17 @@ impl Keys {
         &self.pseudonym
     }
 
+    /// A key for another purpose, derived from the chain key and `label` (HMAC-SHA256):
+    /// kept with the others without a file of its own, and useless for the chain.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.chain)
+            .expect("HMAC takes keys of any length");
+        mac.update(b"logbook derived key: ");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Signs `message`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.signing.sign(message).to_bytes()

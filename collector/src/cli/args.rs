@@ -53,9 +53,20 @@ pub(crate) struct FilterArgs {
     /// Only records whose field KEY equals VALUE, e.g. --field gen_ai.request.model=gpt-4o (repeatable).
     #[arg(long = "field", value_name = "KEY=VALUE", value_parser = parse_field)]
     pub(crate) fields: Vec<(String, String)>,
+    /// Only spans that lasted at least this long: 250ms, 1.5s, 2m (span ends only).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) min_duration: Option<u64>,
+    /// Only spans that lasted at most this long (span ends only).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) max_duration: Option<u64>,
 }
 
-fn parse_field(s: &str) -> Result<(String, String), String> {
+fn parse_duration(s: &str) -> Result<u64, String> {
+    crate::query::parse_duration_ns(s)
+        .ok_or_else(|| format!("expected a duration such as 250ms, 1.5s, 2m, got {s:?}"))
+}
+
+pub(crate) fn parse_field(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
@@ -82,9 +93,16 @@ impl FilterArgs {
             target: self.target.clone(),
             text: self.text.clone(),
             fields: self.fields.clone(),
+            min_duration_ns: self.min_duration,
+            max_duration_ns: self.max_duration,
         };
         f.check().map_err(|e| {
-            anyhow::anyhow!("--{}", e.to_string().replace(" since (", " --since ("))
+            anyhow::anyhow!(
+                "--{}",
+                e.to_string()
+                    .replace(" since (", " --since (")
+                    .replace("is below min_duration", "is below --min-duration")
+            )
         })?;
         Ok(f)
     }

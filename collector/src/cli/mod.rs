@@ -4,7 +4,7 @@
 mod admin;
 pub(crate) mod args;
 mod audit;
-mod calls;
+pub(crate) mod calls;
 pub(crate) mod output;
 mod records;
 mod runs;

@@ -43,6 +43,18 @@ pub struct RunsArgs {
     /// Only runs keyed this way: run (a run id) or trace (a trace whose spans set none).
     #[arg(long, value_parser = [RunKind::Run.as_str(), RunKind::Trace.as_str()])]
     kind: Option<String>,
+    /// Only runs of this session (session_id): a conversation's turns.
+    #[arg(long, value_name = "SESSION_ID")]
+    session: Option<String>,
+    /// Only runs that called this model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Only runs whose root span name, run id or agent contains this (any case).
+    #[arg(long)]
+    text: Option<String>,
+    /// Only runs whose root span's field KEY equals VALUE (repeatable).
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = super::args::parse_field)]
+    meta: Vec<(String, String)>,
     /// At most this many runs.
     #[arg(long, default_value_t = 50)]
     limit: usize,
@@ -67,6 +79,10 @@ impl RunsArgs {
             service: self.service.clone(),
             status: self.status.clone(),
             agent: self.agent.clone(),
+            session_id: self.session.clone(),
+            model: self.model.clone(),
+            text: self.text.clone(),
+            root_fields: self.meta.clone(),
             after: None,
             unshared: false,
             limit: self.limit,

@@ -5,8 +5,10 @@
 
 pub mod api;
 pub mod budget;
+pub mod feedback;
 mod health;
 mod otlp;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,6 +107,8 @@ pub struct HttpContext {
     /// The listener is on a loopback address: without any token configured, local
     /// clients are served without one.
     pub loopback: bool,
+    /// Browser sessions and their CSRF tokens.
+    pub sessions: ui::session::Sessions,
 }
 
 /// What a collector's HTTP side is built from.
@@ -123,6 +127,8 @@ pub struct HttpParts {
     pub shutdown: watch::Receiver<bool>,
     /// Whether the listener is on a loopback address.
     pub loopback: bool,
+    /// The key browser sessions are signed with.
+    pub session_key: [u8; 32],
 }
 
 /// Why a request has no caller.
@@ -141,7 +147,15 @@ impl HttpContext {
     /// with no token configured on a loopback listener, a local client (its `Host` a
     /// loopback name, its `Origin`, if any, too), so that a web page the operator
     /// visits cannot use the collector through the browser.
+    ///
+    /// A request without a bearer token may instead carry a browser session's cookie
+    /// (`ui::session`).
     pub fn caller(&self, headers: &axum::http::HeaderMap) -> Result<Caller, Refused> {
+        if api::bearer(headers).is_none() {
+            if let Some(caller) = self.sessions.caller(headers, &self.auth) {
+                return Ok(caller);
+            }
+        }
         let caller = self
             .auth
             .authenticate(api::bearer(headers), self.loopback)
@@ -195,6 +209,7 @@ impl HttpContext {
             streams: Arc::new(Semaphore::new(limits.max_streams)),
             exports: Arc::new(Semaphore::new(MAX_EXPORTS)),
             loopback: parts.loopback,
+            sessions: ui::session::Sessions::new(parts.session_key),
         }
     }
 }
@@ -323,11 +338,13 @@ fn router(cx: Arc<HttpContext>) -> Router {
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))
         .merge(api::routes().layer(CompressionLayer::new()))
+        .merge(ui::routes().layer(CompressionLayer::new()))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
         .merge(api::long_routes())
+        .fallback(ui::not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&cx),
             health::count_request,

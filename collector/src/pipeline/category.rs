@@ -28,6 +28,8 @@ pub const CATEGORY_ERROR: &str = "error";
 pub const CATEGORY_LOG: &str = "log";
 /// Any other span.
 pub const CATEGORY_SPAN: &str = "span";
+/// Feedback on a run or an LLM call: a label, a score, a note.
+pub const CATEGORY_FEEDBACK: &str = "feedback";
 
 /// The category of `r` by its content (after [`super::normalize`]): GenAI operation,
 /// then GenAI fields, then logbook's conventions, then kind and level.
@@ -62,6 +64,9 @@ pub fn derive_category(r: &Record) -> &'static str {
         }
         if named("state", logbook::STATE_HASH) {
             return CATEGORY_STATE;
+        }
+        if named("feedback", logbook::FEEDBACK_SCORE) || has(logbook::FEEDBACK_LABEL) {
+            return CATEGORY_FEEDBACK;
         }
         if r.level == Level::Error || r.status == Some(Status::Error) {
             return CATEGORY_ERROR;

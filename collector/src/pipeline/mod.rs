@@ -19,8 +19,8 @@ use logbook_redact::{Counts, Redactor};
 pub use bound::{approx_size, check_identity, cut_values};
 pub use category::{
     derive_category, CATEGORY_AGENT, CATEGORY_ARTIFACT, CATEGORY_DECISION, CATEGORY_ERROR,
-    CATEGORY_LLM_CALL, CATEGORY_LOG, CATEGORY_RUN, CATEGORY_SPAN, CATEGORY_STATE, CATEGORY_STEP,
-    CATEGORY_TOOL_CALL, CATEGORY_USAGE,
+    CATEGORY_FEEDBACK, CATEGORY_LLM_CALL, CATEGORY_LOG, CATEGORY_RUN, CATEGORY_SPAN,
+    CATEGORY_STATE, CATEGORY_STEP, CATEGORY_TOOL_CALL, CATEGORY_USAGE,
 };
 pub use normalize::normalize;
 pub use validate::{reserved, validate, Limits, RESERVED_NAME_PREFIX, RESERVED_TARGET};

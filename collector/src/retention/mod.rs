@@ -14,7 +14,7 @@ pub use crate::audit::StorageClass;
 pub use archive::{restore_archive, ArchiveFile, ArchiveReport, MANIFEST};
 pub use dsar::{dsar_delete, dsar_export, DsarReport};
 pub use policy::{MaxAge, PurgeSpec, Retention, RetentionRule, Selector};
-pub use purge::{purge, PurgeOptions, PurgeReport, ORIGIN_SCHEDULE};
+pub use purge::{describe, purge, PurgeOptions, PurgeReport, ORIGIN_SCHEDULE};
 
 /// Records deleted (or tombstoned) per transaction: a transaction holds the write lock
 /// for tens of milliseconds, so a collector writing beside the purge waits no longer

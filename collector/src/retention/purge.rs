@@ -216,7 +216,8 @@ fn selection(
     Ok(Some(selection))
 }
 
-fn describe(spec: &PurgeSpec) -> String {
+/// A spec in words: `ops records tenant=acme older than 30d`.
+pub fn describe(spec: &PurgeSpec) -> String {
     let mut s = format!("{} records", spec.class.as_str());
     for (k, v) in [
         ("tenant", &spec.selector.tenant),

@@ -77,6 +77,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("writing the config-load audit record")?;
 
     let reader = store.reader();
+    let session_key = store.keys().derive("ui session");
 
     // Admission: the pipeline, the queue, the writer thread, the post-commit feed.
     let redactor = config.redactor(store.keys().pseudonym_key())?;
@@ -150,6 +151,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                         config: Arc::new(config.clone()),
                         shutdown: stop.subscribe(),
                         loopback: addr.ip().is_loopback(),
+                        session_key,
                     },
                     HttpLimits {
                         max_connections: config.http_max_connections,

@@ -38,12 +38,15 @@ pub use scope::{scoped, Visibility};
 pub use types::{
     ApiToken, Batch, CallCommon, CallFilter, ClientDropRow, ClientDrops, ClientInfo, CostBy,
     CostGroup, Deleted, LlmCall, ParseStreamCursorError, PricedCall, QuarantineRow, Quarantined,
-    Role, RunKind, RunSummary, Selection, StoreStats, Stored, StreamCursor, StreamItem, StreamPage,
-    Subject, ToolCall, Written,
+    Role, RunKind, RunSummary, Selection, SessionSummary, StoreStats, Stored, StreamCursor,
+    StreamItem, StreamPage, Subject, ToolCall, Written,
 };
 
 /// The reading side of a store: safe to share between threads and to call from many
 /// at once. Every page is keyset-paged; nothing loads a whole table.
+/// How much of a message [`StoreReader::run_outline`] keeps, in characters.
+pub const OUTLINE_MESSAGE_CHARS: usize = 240;
+
 pub trait StoreReader: Send + Sync {
     /// One page of records matching `filter`, newest first.
     fn query(&self, filter: &RecordFilter, page: &Page) -> Result<Vec<Record>, StoreError>;
@@ -83,12 +86,37 @@ pub trait StoreReader: Send + Sync {
     /// One run by its key (its run id, or the trace id of a trace's run).
     fn run(&self, key: &str) -> Result<Option<RunSummary>, StoreError>;
 
+    /// Sessions (runs grouped by `session_id`) whose runs match `filter` (its
+    /// `after` and `kind` aside), the most recently active first, at most
+    /// `filter.limit`; only those last active before `before`, if given.
+    fn sessions(
+        &self,
+        filter: &RunFilter,
+        before: Option<Timestamp>,
+    ) -> Result<Vec<SessionSummary>, StoreError>;
+
     /// The runs of a trace: its own run (when its spans set no run id) and the runs
     /// whose root is in it.
     fn runs_of_trace(&self, trace: TraceId) -> Result<Vec<RunSummary>, StoreError>;
 
     /// A run's records in time order, at most `limit`.
     fn run_records(&self, key: &str, limit: usize) -> Result<Vec<Record>, StoreError>;
+
+    /// The records of [`StoreReader::run_records`], light: no fields, the message cut
+    /// to [`OUTLINE_MESSAGE_CHARS`] characters. What a waterfall draws, without reading
+    /// the prompts and payloads a run's spans may carry.
+    fn run_outline(&self, key: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let mut records = self.run_records(key, limit)?;
+        for r in &mut records {
+            r.fields = Default::default();
+            if let Some(m) = r.message.as_mut() {
+                if let Some((cut, _)) = m.char_indices().nth(OUTLINE_MESSAGE_CHARS) {
+                    m.truncate(cut);
+                }
+            }
+        }
+        Ok(records)
+    }
 
     /// LLM calls, newest first; `filter.name` is the model.
     fn llm_calls(&self, filter: &CallFilter) -> Result<Vec<LlmCall>, StoreError>;

@@ -13,8 +13,8 @@ use logbook_proto::{Level, Record, RecordId, ScopeKey, Timestamp, TraceId};
 
 use super::latency::Histogram;
 use super::{
-    ApiToken, CallFilter, CostBy, CostGroup, LlmCall, QuarantineRow, RunSummary, StoreError,
-    StoreReader, StoreStats, StreamCursor, StreamPage, ToolCall,
+    ApiToken, CallFilter, CostBy, CostGroup, LlmCall, QuarantineRow, RunSummary, SessionSummary,
+    StoreError, StoreReader, StoreStats, StreamCursor, StreamPage, ToolCall,
 };
 use crate::audit::AuditSource;
 use crate::query::{Page, RecordFilter, RunFilter};
@@ -193,6 +193,26 @@ impl StoreReader for Scoped {
             return Ok(Vec::new());
         }
         let mut records = self.inner.run_records(key, limit)?;
+        records.retain(|r| self.vis.sees_record(r));
+        Ok(records)
+    }
+
+    fn sessions(
+        &self,
+        filter: &RunFilter,
+        before: Option<Timestamp>,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        match self.vis.runs(filter) {
+            Some(f) => self.inner.sessions(&f, before),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn run_outline(&self, key: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        if self.run(key)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut records = self.inner.run_outline(key, limit)?;
         records.retain(|r| self.vis.sees_record(r));
         Ok(records)
     }

@@ -382,6 +382,33 @@ pub enum CostBy {
     All,
 }
 
+/// The runs of one session (`session_id`): a conversation, a user's session.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SessionSummary {
+    /// Its id.
+    pub session_id: String,
+    /// Its runs (that match the filter).
+    pub runs: u64,
+    /// Its runs that ended in error.
+    pub errors: u64,
+    /// The first run's start.
+    pub first: Timestamp,
+    /// The last run's start.
+    pub last: Timestamp,
+    /// Input tokens of its LLM calls.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Computed cost, USD.
+    pub cost: Option<f64>,
+    /// Its user (one of them, if several).
+    pub user_id: Option<String>,
+    /// Its tenant (one of them, if several).
+    pub tenant: Option<String>,
+    /// Its agent (one of them, if several).
+    pub agent: Option<String>,
+}
+
 /// LLM calls of one group, summed.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct CostGroup {

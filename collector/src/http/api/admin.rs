@@ -77,21 +77,21 @@ pub(super) async fn verify(
 /// What to purge.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct PurgeRequest {
+pub(crate) struct PurgeRequest {
     /// Delete records older than this age (`30d`, `12h`); without it, apply the
     /// configured retention policies.
-    pub(super) older_than: Option<String>,
+    pub(crate) older_than: Option<String>,
     /// Only this tenant's records (with `older_than`).
-    pub(super) tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// Only this app's records (with `older_than`).
-    pub(super) app: Option<String>,
+    pub(crate) app: Option<String>,
     /// Only this category (with `older_than`).
-    pub(super) category: Option<String>,
+    pub(crate) category: Option<String>,
     /// `ops` (default) or `audit` (a prefix of the chain, leaving a signed anchor).
-    pub(super) class: Option<String>,
+    pub(crate) class: Option<String>,
     /// Count what would be deleted; delete nothing. Default true: deleting takes
     /// `"dry_run": false`.
-    pub(super) dry_run: Option<bool>,
+    pub(crate) dry_run: Option<bool>,
 }
 
 /// Deletes records older than an age (or as the retention policies say), archiving
@@ -132,6 +132,16 @@ pub(super) async fn purge(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid purge request: {e}")))?
     };
+    let report = execute_purge(&cx, &access.caller.name, &request).await?;
+    Ok(json(&report))
+}
+
+/// Runs a purge for `who` (an admin): the API's and the maintenance page's.
+pub(crate) async fn execute_purge(
+    cx: &Arc<HttpContext>,
+    who: &str,
+    request: &PurgeRequest,
+) -> Result<crate::retention::PurgeReport, ApiError> {
     let config = Arc::clone(&cx.config);
     let specs = match &request.older_than {
         Some(age) => {
@@ -177,7 +187,7 @@ pub(super) async fn purge(
         }
     };
     let dry_run = request.dry_run.unwrap_or(true);
-    let origin = format!("api: {}", access.caller.name);
+    let origin = format!("api: {who}");
     // Stopped between two deleting transactions when the collector stops (what was
     // deleted so far is reported and audited).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -204,5 +214,5 @@ pub(super) async fn purge(
     })
     .await;
     watcher.abort();
-    Ok(json(&report?))
+    report
 }

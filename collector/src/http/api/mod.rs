@@ -9,6 +9,7 @@
 //! generated from the handlers' types).
 
 mod admin;
+mod feedback;
 mod openapi;
 mod params;
 mod records;
@@ -30,7 +31,10 @@ use super::{HttpContext, Refused};
 use crate::admission::auth::Caller;
 use crate::store::{scoped, StoreError, StoreReader};
 
+pub(crate) use admin::{execute_purge, PurgeRequest};
 pub use params::Params;
+pub(crate) use records::record_filter;
+pub(crate) use runs::{next_runs, run_filter, RUN_KEYS};
 
 /// Most items a list returns at once, whatever `limit` asks.
 pub const MAX_LIMIT: usize = 1000;
@@ -48,16 +52,19 @@ pub fn routes() -> Router<Arc<HttpContext>> {
         .route("/api/v1/runs/{id}", get(runs::one))
         .route("/api/v1/calls", get(runs::calls))
         .route("/api/v1/cost", get(runs::cost))
+        .route("/api/v1/feedback", post(feedback::post))
         .route("/api/v1/stats", get(admin::stats))
         .route("/api/v1/audit/verify", get(admin::verify))
         .route("/api/v1/openapi.json", get(openapi::document))
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route (the API is described at /api/v1/openapi.json)",
-            )
-        })
+}
+
+/// The answer to a path under `/api/` that names no route.
+pub fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route (the API is described at /api/v1/openapi.json)",
+    )
 }
 
 /// The routes that may take longer than a request may: a purge of millions of
@@ -107,6 +114,11 @@ impl ApiError {
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// Its status and message.
+    pub fn parts(self) -> (StatusCode, String) {
+        (self.status, self.message)
     }
 
     /// 403: the token may not do this.
@@ -179,6 +191,26 @@ impl FromRequestParts<Arc<HttpContext>> for Access {
         cx: &Arc<HttpContext>,
     ) -> Result<Self, Self::Rejection> {
         let caller = authenticate(parts, cx).await?;
+        // A browser session changes nothing without its CSRF token.
+        let by_cookie = bearer(&parts.headers).is_none()
+            && crate::http::ui::session::cookie(&parts.headers).is_some()
+            && !caller.is_anonymous();
+        if by_cookie
+            && !matches!(
+                parts.method,
+                axum::http::Method::GET | axum::http::Method::HEAD
+            )
+        {
+            let presented = parts
+                .headers
+                .get(crate::http::ui::session::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok());
+            if !cx.sessions.csrf_ok(&parts.headers, presented) {
+                return Err(ApiError::forbidden(
+                    "a request made with a session cookie needs its CSRF token (X-CSRF-Token)",
+                ));
+            }
+        }
         if !caller.may_read() {
             return Err(ApiError::forbidden(format!(
                 "the token {:?} may only send records (role {})",

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
-use super::{admin, records, runs, stream, ErrorBody, ErrorDetail};
+use super::{admin, feedback, records, runs, stream, ErrorBody, ErrorDetail};
 
 /// The document.
 #[derive(OpenApi)]
@@ -27,6 +27,7 @@ use super::{admin, records, runs, stream, ErrorBody, ErrorDetail};
         runs::one,
         runs::calls,
         runs::cost,
+        feedback::post,
         admin::stats,
         admin::verify,
         admin::purge,
@@ -44,12 +45,14 @@ use super::{admin, records, runs, stream, ErrorBody, ErrorDetail};
         runs::CallPage,
         runs::CostReport,
         admin::PurgeRequest,
+        crate::http::feedback::Feedback,
+        feedback::FeedbackGiven,
         stream::SseEvent,
     )),
     modifiers(&Bearer),
     tags(
         (name = "records", description = "Records: filtered pages, one record, export, live stream"),
-        (name = "runs", description = "Runs, their span trees, LLM and tool calls, cost"),
+        (name = "runs", description = "Runs, their span trees, LLM and tool calls, cost, feedback"),
         (name = "admin", description = "Stats, audit verification, purge"),
     )
 )]

@@ -52,6 +52,12 @@ pub(super) struct RecordQuery {
     /// `KEY=VALUE` on a field; repeat for more.
     #[param(pattern = "^(|[^=]+=.*)$")]
     field: Option<Vec<String>>,
+    /// Spans that lasted at least this long: 250ms, 1.5s, 2m.
+    #[param(pattern = r"^(|[0-9]{1,12}(\.[0-9]{1,9})?(ns|us|µs|ms|s|m|h))$")]
+    min_duration: Option<String>,
+    /// Spans that lasted at most this long.
+    #[param(pattern = r"^(|[0-9]{1,12}(\.[0-9]{1,9})?(ns|us|µs|ms|s|m|h))$")]
+    max_duration: Option<String>,
 }
 
 /// The filters of `logbook runs`.
@@ -83,6 +89,15 @@ pub(super) struct RunQuery {
     /// Keyed by a run id (`run`) or a trace's (`trace`).
     #[param(pattern = "^(|(run|trace))$")]
     kind: Option<String>,
+    /// Session id: the runs of one conversation.
+    session: Option<String>,
+    /// A model one of the run's LLM calls used.
+    model: Option<String>,
+    /// Text in the root span's name, the run id or the agent (any case).
+    text: Option<String>,
+    /// `KEY=VALUE` on a field of the root span; repeat for more.
+    #[param(pattern = "^(|[^=]+=.*)$")]
+    meta: Option<Vec<String>>,
     /// Runs at most (1000 at most; 100 by default).
     #[param(minimum = 1, maximum = 1000000)]
     limit: Option<u32>,
@@ -138,7 +153,7 @@ pub(super) struct PageQuery {
 
 /// A query string's parameters, in order, decoded.
 #[derive(Debug, Default)]
-pub struct Params(pub(super) Vec<(String, String)>);
+pub struct Params(pub(crate) Vec<(String, String)>);
 
 impl Params {
     /// The parameters of `query` (`a=1&b=2`).
@@ -170,6 +185,12 @@ impl Params {
             return Err(ApiError::bad_request(format!("{key} given twice")));
         }
         Ok(found)
+    }
+
+    /// Removes and returns the first value of `key`, which may be repeated.
+    pub fn take_one(&mut self, key: &str) -> Option<String> {
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(i).1)
     }
 
     /// Removes and parses `key`.

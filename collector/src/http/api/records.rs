@@ -32,7 +32,7 @@ pub(super) struct RecordPage {
 }
 
 /// The record filters of a query string (the rest of `params` is left in it).
-pub(super) fn record_filter(params: &mut Params) -> Result<RecordFilter, ApiError> {
+pub(crate) fn record_filter(params: &mut Params) -> Result<RecordFilter, ApiError> {
     let mut pairs = Vec::new();
     let mut rest = Vec::new();
     for (k, v) in std::mem::take(&mut params.0) {
@@ -120,10 +120,10 @@ pub(super) async fn export(
 ) -> Result<Response, ApiError> {
     let mut params = Params::parse(query.as_deref());
     let filter = record_filter(&mut params)?;
-    let (format, content_type) = match params.take("format")?.as_deref() {
-        None | Some("jsonl") => (Format::Jsonl, "application/x-ndjson"),
-        Some("csv") => (Format::Csv, "text/csv; charset=utf-8"),
-        Some("text") => (Format::Text, "text/plain; charset=utf-8"),
+    let (format, content_type, ext) = match params.take("format")?.as_deref() {
+        None | Some("jsonl") => (Format::Jsonl, "application/x-ndjson", "jsonl"),
+        Some("csv") => (Format::Csv, "text/csv; charset=utf-8", "csv"),
+        Some("text") => (Format::Text, "text/plain; charset=utf-8", "log"),
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "format: {other:?} is not one of jsonl, csv, text"
@@ -193,9 +193,15 @@ pub(super) async fn export(
         let _ = runtime.block_on(admission.audit(record));
     });
     let mut response = Body::from_stream(ChannelStream(rx)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // A browser saves it under a name that says what it is and when.
+    let stamp = crate::cli::output::to_seconds(Timestamp::now()).replace([':', '-'], "");
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"logbook-records-{stamp}.{ext}\""
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
     Ok(response)
 }
 

@@ -39,43 +39,54 @@ fn one_of(params: &mut Params, key: &str, allowed: &[&str]) -> Result<Option<Str
     }
 }
 
-const RUN_KEYS: &[&str] = &[
-    "since", "until", "tenant", "user", "service", "status", "agent", "kind", "limit", "after",
+/// The parameters of a runs list: `logbook runs`'s filters.
+pub(crate) const RUN_KEYS: &[&str] = &[
+    "since", "until", "tenant", "user", "service", "status", "agent", "kind", "session", "model",
+    "text", "meta", "limit", "after",
 ];
 
-/// Runs, newest first: the filters of `logbook runs`.
-#[utoipa::path(get, path = "/api/v1/runs", tag = "runs",
-    params(RunQuery),
-    responses((status = 200, body = RunPage), (status = 400, body = super::ErrorBody),
-        (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)),
-    security(("bearer" = [])))]
-pub(super) async fn list(access: Access, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let mut p = Params::parse(query.as_deref());
+/// The runs filters of a query string (the rest of `p` is left in it): `since`,
+/// `until`, `tenant`, `user`, `service`, `status`, `agent`, `kind`, `session`, `model`,
+/// `text`, `meta=KEY=VALUE` (a field of the root span; repeat for more), `after`,
+/// `limit`.
+pub(crate) fn run_filter(p: &mut Params) -> Result<RunFilter, ApiError> {
     let now = Timestamp::now();
-    let filter = RunFilter {
-        since: time(&mut p, "since", now)?,
-        until: time(&mut p, "until", now)?,
+    let mut root_fields = Vec::new();
+    while let Some(m) = p.take_one("meta") {
+        let (k, v) = m
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| ApiError::bad_request(format!("meta: {m:?} is not KEY=VALUE")))?;
+        root_fields.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(RunFilter {
+        since: time(p, "since", now)?,
+        until: time(p, "until", now)?,
         tenant: p.take("tenant")?,
         user_id: p.take("user")?,
         service: p.take("service")?,
-        status: one_of(&mut p, "status", &["running", "ok", "error"])?,
+        status: one_of(p, "status", &["running", "ok", "error"])?,
         agent: p.take("agent")?,
-        kind: one_of(&mut p, "kind", &["run", "trace"])?.map(|k| {
+        kind: one_of(p, "kind", &["run", "trace"])?.map(|k| {
             if k == "trace" {
                 RunKind::Trace
             } else {
                 RunKind::Run
             }
         }),
+        session_id: p.take("session")?,
+        model: p.take("model")?,
+        text: p.take("text")?,
+        root_fields,
         after: p.parse_value::<RunCursor>("after")?,
         unshared: false,
         limit: p.limit()?,
-    };
-    p.finish(RUN_KEYS)?;
-    let limit = filter.limit;
-    let reader = access.reader;
-    let runs = blocking(move || reader.runs(&filter)).await?;
-    let next = (runs.len() == limit)
+    })
+}
+
+/// The cursor of the page after `runs`, if it was full.
+pub(crate) fn next_runs(runs: &[RunSummary], limit: usize) -> Option<String> {
+    (runs.len() == limit)
         .then(|| {
             runs.last().map(|r| {
                 RunCursor {
@@ -85,7 +96,23 @@ pub(super) async fn list(access: Access, RawQuery(query): RawQuery) -> Result<Re
                 .to_string()
             })
         })
-        .flatten();
+        .flatten()
+}
+
+/// Runs, newest first: the filters of `logbook runs`.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs",
+    params(RunQuery),
+    responses((status = 200, body = RunPage), (status = 400, body = super::ErrorBody),
+        (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn list(access: Access, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let mut p = Params::parse(query.as_deref());
+    let filter = run_filter(&mut p)?;
+    p.finish(RUN_KEYS)?;
+    let limit = filter.limit;
+    let reader = access.reader;
+    let runs = blocking(move || reader.runs(&filter)).await?;
+    let next = next_runs(&runs, limit);
     Ok(json(&RunPage { runs, next }))
 }
 

@@ -25,8 +25,8 @@ use rusqlite::{Connection, OpenFlags};
 use super::latency::{Histogram, PendingLatency};
 use super::{
     ApiToken, Batch, CallFilter, CostBy, CostGroup, Deleted, Durability, LlmCall, PricedCall,
-    QuarantineRow, RunSummary, Selection, StoreError, StoreOptions, StoreReader, StoreStats,
-    StoreWriter, StreamCursor, StreamPage, Subject, ToolCall, Written,
+    QuarantineRow, RunSummary, Selection, SessionSummary, StoreError, StoreOptions, StoreReader,
+    StoreStats, StoreWriter, StreamCursor, StreamPage, Subject, ToolCall, Written,
 };
 use crate::audit::{
     default_checkpoint_file, default_key_dir, AuditRules, AuditSource, Checkpoint, CheckpointKind,
@@ -594,6 +594,18 @@ impl StoreReader for SqliteReader {
 
     fn run_records(&self, key: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
         self.with(|c| read::run_records(c, key, limit))
+    }
+
+    fn sessions(
+        &self,
+        filter: &RunFilter,
+        before: Option<Timestamp>,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        self.with(|c| read::sessions(c, filter, before))
+    }
+
+    fn run_outline(&self, key: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.with(|c| read::run_outline(c, key, limit))
     }
 
     fn llm_calls(&self, filter: &CallFilter) -> Result<Vec<LlmCall>, StoreError> {

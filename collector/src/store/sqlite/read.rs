@@ -17,8 +17,8 @@ use super::write::{load_next_seq, saturate};
 use crate::query::{Page, RecordFilter, RunFilter};
 use crate::store::latency::Histogram;
 use crate::store::{
-    ApiToken, ClientDropRow, QuarantineRow, RunKind, RunSummary, StoreError, StoreStats,
-    StreamCursor, StreamItem, StreamPage,
+    ApiToken, ClientDropRow, QuarantineRow, RunKind, RunSummary, SessionSummary, StoreError,
+    StoreStats, StreamCursor, StreamItem, StreamPage,
 };
 use crate::views::call::usd;
 
@@ -65,6 +65,12 @@ impl Where {
         }
         if let Some(t) = f.until {
             w.push("ts < ?", [SqlValue::Integer(t.as_nanos())]);
+        }
+        if let Some(d) = f.min_duration_ns {
+            w.push("duration_ns >= ?", [SqlValue::Integer(saturate(d))]);
+        }
+        if let Some(d) = f.max_duration_ns {
+            w.push("duration_ns <= ?", [SqlValue::Integer(saturate(d))]);
         }
         if let Some(l) = f.min_level.filter(|l| *l > Level::Trace) {
             if l >= Level::Warn {
@@ -150,11 +156,27 @@ impl Where {
                 w.push("instr(fields, ?) > 0", [Self::text(needle)]);
             }
             let path = json_path(key);
-            w.push(
-                "(CASE json_type(fields, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
-                 ELSE CAST(json_extract(fields, ?) AS TEXT) END) = ?",
-                [Self::text(&path), Self::text(&path), Self::text(value)],
-            );
+            match value.parse::<f64>().ok().filter(|v| v.is_finite()) {
+                // A number also equals the same number written otherwise (`1` is 1.0).
+                Some(number) => w.push(
+                    "((CASE json_type(fields, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+                     ELSE CAST(json_extract(fields, ?) AS TEXT) END) = ? \
+                     OR (json_type(fields, ?) IN ('integer', 'real') AND json_extract(fields, ?) = ?))",
+                    [
+                        Self::text(&path),
+                        Self::text(&path),
+                        Self::text(value),
+                        Self::text(&path),
+                        Self::text(&path),
+                        SqlValue::Real(number),
+                    ],
+                ),
+                None => w.push(
+                    "(CASE json_type(fields, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+                     ELSE CAST(json_extract(fields, ?) AS TEXT) END) = ?",
+                    [Self::text(&path), Self::text(&path), Self::text(value)],
+                ),
+            }
         }
         w
     }
@@ -390,10 +412,47 @@ pub(super) fn get(conn: &Connection, id: RecordId) -> Result<Option<Record>, Sto
 
 /// A run's records: those carrying its run id, or, for a trace's run, the records of
 /// the trace that carry none and belong to a span.
+/// [`COLUMNS`] without what a waterfall does not draw: the fields and the origin
+/// (the last columns of a row, so the fields' overflow pages are never read) and all
+/// but the start of the message.
+static OUTLINE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    COLUMNS
+        .split(", ")
+        .map(|c| match c {
+            "fields" => "'{}'".to_owned(),
+            // Stored after the fields: reading it would walk their overflow pages.
+            c if c.contains("origin_id") => "NULL".to_owned(),
+            "message" => format!(
+                "substr(message, 1, {})",
+                crate::store::OUTLINE_MESSAGE_CHARS
+            ),
+            c => c.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
 pub(super) fn run_records(
     conn: &Connection,
     key: &str,
     limit: usize,
+) -> Result<Vec<Record>, StoreError> {
+    run_rows(conn, key, limit, &COLUMNS)
+}
+
+pub(super) fn run_outline(
+    conn: &Connection,
+    key: &str,
+    limit: usize,
+) -> Result<Vec<Record>, StoreError> {
+    run_rows(conn, key, limit, &OUTLINE_COLUMNS)
+}
+
+fn run_rows(
+    conn: &Connection,
+    key: &str,
+    limit: usize,
+    columns: &str,
 ) -> Result<Vec<Record>, StoreError> {
     let kind: Option<String> = conn
         .query_row("SELECT kind FROM runs WHERE run_id = ?1", [key], |r| {
@@ -405,7 +464,7 @@ pub(super) fn run_records(
             let sql = format!(
                 "SELECT {} FROM records WHERE trace_id = ? AND run_id IS NULL AND span_id IS NOT NULL
                  ORDER BY ts, seq LIMIT {limit}",
-                *COLUMNS
+                columns
             );
             return collect(conn, &sql, vec![SqlValue::Blob(trace.0.to_vec())]);
         }
@@ -422,7 +481,7 @@ pub(super) fn run_records(
                 (SELECT DISTINCT trace_id, span_id FROM records
                   WHERE run_id = ?1 AND kind = 3 AND span_id IS NOT NULL)
          ORDER BY ts, seq LIMIT {limit}",
-        cols = *COLUMNS
+        cols = columns
     );
     collect(conn, &sql, vec![SqlValue::Text(key.to_owned())])
 }
@@ -641,6 +700,35 @@ fn run_conditions(f: &RunFilter) -> Where {
     if let Some(k) = f.kind {
         w.push("kind = ?", [Where::text(k.as_str())]);
     }
+    if let Some(s) = &f.session_id {
+        w.push("session_id = ?", [Where::text(s)]);
+    }
+    if let Some(m) = &f.model {
+        w.push(
+            "EXISTS (SELECT 1 FROM json_each(runs.models) WHERE value = ?)",
+            [Where::text(m)],
+        );
+    }
+    if let Some(t) = &f.text {
+        w.push(
+            "instr(lower(coalesce(root_name, '') || ' ' || run_id || ' ' || coalesce(root_agent, agent, '')), lower(?)) > 0",
+            [Where::text(t)],
+        );
+    }
+    for (key, value) in &f.root_fields {
+        // The root span's end record, else its start: the fields it ended with.
+        w.push(
+            "EXISTS (SELECT 1 FROM records r WHERE r.run_id = runs.run_id
+                AND r.span_id = runs.root_span_id AND r.kind IN (2, 3)
+                AND (CASE json_type(r.fields, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
+                     ELSE CAST(json_extract(r.fields, ?) AS TEXT) END) = ?)",
+            [
+                SqlValue::Text(json_path(key)),
+                SqlValue::Text(json_path(key)),
+                Where::text(value),
+            ],
+        );
+    }
     if f.unshared {
         w.push("tenant IS tenant_max AND user_id IS user_max", []);
     }
@@ -663,6 +751,48 @@ pub(super) fn runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, 
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(w.params), run_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn sessions(
+    conn: &Connection,
+    f: &RunFilter,
+    before: Option<Timestamp>,
+) -> Result<Vec<SessionSummary>, StoreError> {
+    let mut w = run_conditions(f);
+    w.push("session_id IS NOT NULL", []);
+    let mut having = String::new();
+    if let Some(b) = before {
+        having = " HAVING max(first_ts) < ?".into();
+        w.params.push(SqlValue::Integer(b.as_nanos()));
+    }
+    let sql = format!(
+        "SELECT session_id, count(*), sum(status = 'error'), min(first_ts), max(first_ts),
+                sum(input_tokens), sum(output_tokens), sum(cost_nusd), min(user_id), min(tenant),
+                min(coalesce(root_agent, agent))
+           FROM runs{} GROUP BY session_id{having} ORDER BY max(first_ts) DESC, session_id LIMIT {}",
+        w.sql(),
+        f.limit
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(w.params), |row| {
+        let n = |i: usize| -> rusqlite::Result<u64> {
+            Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0) as u64)
+        };
+        Ok(SessionSummary {
+            session_id: row.get(0)?,
+            runs: n(1)?,
+            errors: n(2)?,
+            first: Timestamp(row.get(3)?),
+            last: Timestamp(row.get(4)?),
+            input_tokens: n(5)?,
+            output_tokens: n(6)?,
+            cost: row.get::<_, Option<i64>>(7)?.map(crate::views::call::usd),
+            user_id: row.get(8)?,
+            tenant: row.get(9)?,
+            agent: row.get(10)?,
+        })
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -541,6 +541,11 @@ CREATE INDEX IF NOT EXISTS llm_calls_span ON llm_calls (trace_id, span_id);
 CREATE INDEX IF NOT EXISTS records_span_events ON records (trace_id, span_id, ts)
     WHERE kind = 1 AND span_id IS NOT NULL;
 "#,
+    // 11: a session's runs, found by it (the web UI's sessions and transcripts).
+    r#"
+CREATE INDEX IF NOT EXISTS runs_session ON runs (session_id, first_ts)
+    WHERE session_id IS NOT NULL;
+"#,
 ];
 
 /// The columns of `records`, in the order every statement of this backend reads and
