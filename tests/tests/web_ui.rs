@@ -391,6 +391,36 @@ fn a_newcomer_finds_runs_waterfall_prompts_records_live_tail_and_export() {
     let found = texts(&b, "table.records tbody td.message-cell");
     assert_eq!(found, vec!["feedback: wrong figure, score 0"], "{found:?}");
 
+    // LLM calls and cost: the calls, the cost by model, and charts that follow the
+    // filters (a model no call used leaves them empty).
+    b.go(&format!("{base}/calls"));
+    let models = texts(&b, "table.calls tbody td:nth-child(2)");
+    assert!(
+        models.iter().any(|m| m.starts_with("gpt-4o-mini")),
+        "{models:?}"
+    );
+    assert!(!texts(&b, "table.cost tbody td").is_empty());
+    b.wait_until(
+        "the charts",
+        "return document.querySelectorAll('figure.chart canvas').length === 3",
+        Duration::from_secs(10),
+    );
+    shot(&b, "calls");
+    axe(&b, "calls");
+    b.go(&format!("{base}/calls?model=no-such-model"));
+    assert!(texts(&b, "table.calls tbody td").is_empty());
+    assert_eq!(
+        b.all("figure.chart figcaption .muted").len(),
+        3,
+        "every chart follows the filter"
+    );
+    b.go(&format!("{base}/records?level=warn"));
+    b.wait_until(
+        "the records chart",
+        "return document.querySelectorAll('#records-chart canvas').length === 1",
+        Duration::from_secs(10),
+    );
+
     // Maintenance: purge records older than 2 days, counted first, then confirmed.
     post_json(
         addr,

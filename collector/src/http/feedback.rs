@@ -34,6 +34,7 @@ pub struct Feedback {
     /// The run (its run id, or a trace id).
     pub run: String,
     /// The span it is about (16 hex digits: an LLM call's); the run's root without it.
+    #[schema(pattern = "^(|[0-9a-f]{16})$")]
     pub span_id: Option<String>,
     /// A label: `good`, `wrong answer`, … (100 characters at most).
     pub label: Option<String>,

@@ -38,8 +38,8 @@ pub use scope::{scoped, Visibility};
 pub use types::{
     ApiToken, Batch, CallCommon, CallFilter, ClientDropRow, ClientDrops, ClientInfo, CostBy,
     CostGroup, Deleted, LlmCall, ParseStreamCursorError, PricedCall, QuarantineRow, Quarantined,
-    Role, RunKind, RunSummary, Selection, SessionSummary, StoreStats, Stored, StreamCursor,
-    StreamItem, StreamPage, Subject, ToolCall, Written,
+    Role, RunKind, RunSummary, Selection, SeriesPoint, SessionSummary, StoreStats, Stored,
+    StreamCursor, StreamItem, StreamPage, Subject, ToolCall, Written,
 };
 
 /// The reading side of a store: safe to share between threads and to call from many
@@ -85,6 +85,30 @@ pub trait StoreReader: Send + Sync {
 
     /// One run by its key (its run id, or the trace id of a trace's run).
     fn run(&self, key: &str) -> Result<Option<RunSummary>, StoreError>;
+
+    /// Records matching `filter` per bucket of `bucket_ns` from `filter.since`
+    /// (required): `[all, WARN, ERROR]`, buckets with records only.
+    fn record_series(
+        &self,
+        filter: &RecordFilter,
+        bucket_ns: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError>;
+
+    /// Runs matching `filter` per bucket of their start from `filter.since`
+    /// (required): `[runs, runs that ended in error]`.
+    fn run_series(
+        &self,
+        filter: &RunFilter,
+        bucket_ns: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError>;
+
+    /// LLM calls matching `filter` (`name` is the model) per bucket from `filter.since`
+    /// (required): `[calls, input tokens, output tokens, cost USD, p50 ms, p95 ms]`.
+    fn call_series(
+        &self,
+        filter: &CallFilter,
+        bucket_ns: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError>;
 
     /// Sessions (runs grouped by `session_id`) whose runs match `filter` (its
     /// `after` and `kind` aside), the most recently active first, at most

@@ -13,8 +13,8 @@ use logbook_proto::{Level, Record, RecordId, ScopeKey, Timestamp, TraceId};
 
 use super::latency::Histogram;
 use super::{
-    ApiToken, CallFilter, CostBy, CostGroup, LlmCall, QuarantineRow, RunSummary, SessionSummary,
-    StoreError, StoreReader, StoreStats, StreamCursor, StreamPage, ToolCall,
+    ApiToken, CallFilter, CostBy, CostGroup, LlmCall, QuarantineRow, RunSummary, SeriesPoint,
+    SessionSummary, StoreError, StoreReader, StoreStats, StreamCursor, StreamPage, ToolCall,
 };
 use crate::audit::AuditSource;
 use crate::query::{Page, RecordFilter, RunFilter};
@@ -195,6 +195,39 @@ impl StoreReader for Scoped {
         let mut records = self.inner.run_records(key, limit)?;
         records.retain(|r| self.vis.sees_record(r));
         Ok(records)
+    }
+
+    fn record_series(
+        &self,
+        filter: &RecordFilter,
+        bucket_ns: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        match self.vis.records(filter) {
+            Some(f) => self.inner.record_series(&f, bucket_ns),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn run_series(
+        &self,
+        filter: &RunFilter,
+        bucket_ns: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        match self.vis.runs(filter) {
+            Some(f) => self.inner.run_series(&f, bucket_ns),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn call_series(
+        &self,
+        filter: &CallFilter,
+        bucket_ns: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        match self.vis.calls(filter) {
+            Some(f) => self.inner.call_series(&f, bucket_ns),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn sessions(

@@ -382,6 +382,16 @@ pub enum CostBy {
     All,
 }
 
+/// One bucket of a chart's series: its start and its values, in the order of the
+/// method that made it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SeriesPoint {
+    /// The bucket's start.
+    pub t: Timestamp,
+    /// Its values.
+    pub values: Vec<f64>,
+}
+
 /// The runs of one session (`session_id`): a conversation, a user's session.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct SessionSummary {

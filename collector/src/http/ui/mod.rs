@@ -15,6 +15,8 @@
 
 mod admin;
 mod assets;
+mod calls;
+mod chart;
 mod compare;
 mod detail;
 mod records;
@@ -47,6 +49,7 @@ pub fn routes() -> Router<Arc<HttpContext>> {
         .route("/runs/{id}", get(runs::one))
         .route("/runs/{id}/feedback", post(runs::feedback))
         .route("/compare", get(compare::compare))
+        .route("/calls", get(calls::list))
         .route("/sessions", get(sessions::list))
         .route("/sessions/{id}", get(sessions::one))
         .route("/records", get(records::list))

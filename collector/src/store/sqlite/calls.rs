@@ -9,7 +9,8 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Tra
 use super::write::saturate;
 use crate::query::Cursor;
 use crate::store::{
-    CallCommon, CallFilter, CostBy, CostGroup, LlmCall, PricedCall, StoreError, ToolCall,
+    CallCommon, CallFilter, CostBy, CostGroup, LlmCall, PricedCall, SeriesPoint, StoreError,
+    ToolCall,
 };
 use crate::views::call::{CallBase, CallRow};
 use logbook_proto::Timestamp;
@@ -402,6 +403,61 @@ pub(super) fn tool_calls(conn: &Connection, f: &CallFilter) -> Result<Vec<ToolCa
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(params), tool_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// LLM calls per bucket from `f.since`: `[calls, input tokens, output tokens, cost,
+/// p50 ms, p95 ms]`; the percentiles nearest-rank over the bucket's durations.
+pub(super) fn call_series(
+    conn: &Connection,
+    f: &CallFilter,
+    bucket_ns: i64,
+) -> Result<Vec<SeriesPoint>, StoreError> {
+    let since = f.since.map_or(0, |t| t.as_nanos());
+    let bucket_ns = bucket_ns.max(1);
+    let (w, params) = conditions(f, "model");
+    let sql = format!(
+        "SELECT (ts - {since}) / {bucket_ns} AS b, duration_ns, input_tokens, output_tokens, cost
+           FROM llm_calls{w} ORDER BY b"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params_from_iter(params))?;
+    let mut out: Vec<SeriesPoint> = Vec::new();
+    let mut durations: Vec<i64> = Vec::new();
+    let finish = |p: &mut SeriesPoint, d: &mut Vec<i64>| {
+        d.sort_unstable();
+        let rank = |q: f64| {
+            d.get(((q * d.len() as f64).ceil() as usize).clamp(1, d.len().max(1)) - 1)
+                .map_or(0.0, |v| *v as f64 / 1e6)
+        };
+        p.values.push(rank(0.50));
+        p.values.push(rank(0.95));
+        d.clear();
+    };
+    while let Some(row) = rows.next()? {
+        let b: i64 = row.get(0)?;
+        let t = Timestamp(since + b * bucket_ns);
+        if out.last().is_none_or(|p| p.t != t) {
+            if let Some(p) = out.last_mut() {
+                finish(p, &mut durations);
+            }
+            out.push(SeriesPoint {
+                t,
+                values: vec![0.0; 4],
+            });
+        }
+        let p = out.last_mut().expect("pushed above");
+        p.values[0] += 1.0;
+        if let Some(d) = row.get::<_, Option<i64>>(1)? {
+            durations.push(d);
+        }
+        p.values[1] += row.get::<_, Option<i64>>(2)?.unwrap_or(0) as f64;
+        p.values[2] += row.get::<_, Option<i64>>(3)?.unwrap_or(0) as f64;
+        p.values[3] += row.get::<_, Option<f64>>(4)?.unwrap_or(0.0);
+    }
+    if let Some(p) = out.last_mut() {
+        finish(p, &mut durations);
+    }
+    Ok(out)
 }
 
 /// LLM calls grouped by `by`: counts, tokens, computed and reported cost.

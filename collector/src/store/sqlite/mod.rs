@@ -25,8 +25,8 @@ use rusqlite::{Connection, OpenFlags};
 use super::latency::{Histogram, PendingLatency};
 use super::{
     ApiToken, Batch, CallFilter, CostBy, CostGroup, Deleted, Durability, LlmCall, PricedCall,
-    QuarantineRow, RunSummary, Selection, SessionSummary, StoreError, StoreOptions, StoreReader,
-    StoreStats, StoreWriter, StreamCursor, StreamPage, Subject, ToolCall, Written,
+    QuarantineRow, RunSummary, Selection, SeriesPoint, SessionSummary, StoreError, StoreOptions,
+    StoreReader, StoreStats, StoreWriter, StreamCursor, StreamPage, Subject, ToolCall, Written,
 };
 use crate::audit::{
     default_checkpoint_file, default_key_dir, AuditRules, AuditSource, Checkpoint, CheckpointKind,
@@ -594,6 +594,30 @@ impl StoreReader for SqliteReader {
 
     fn run_records(&self, key: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
         self.with(|c| read::run_records(c, key, limit))
+    }
+
+    fn record_series(
+        &self,
+        filter: &RecordFilter,
+        bucket_ns: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        self.with(|c| read::record_series(c, filter, bucket_ns))
+    }
+
+    fn run_series(
+        &self,
+        filter: &RunFilter,
+        bucket_ns: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        self.with(|c| read::run_series(c, filter, bucket_ns))
+    }
+
+    fn call_series(
+        &self,
+        filter: &CallFilter,
+        bucket_ns: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        self.with(|c| calls::call_series(c, filter, bucket_ns))
     }
 
     fn sessions(

@@ -17,8 +17,8 @@ use super::write::{load_next_seq, saturate};
 use crate::query::{Page, RecordFilter, RunFilter};
 use crate::store::latency::Histogram;
 use crate::store::{
-    ApiToken, ClientDropRow, QuarantineRow, RunKind, RunSummary, SessionSummary, StoreError,
-    StoreStats, StreamCursor, StreamItem, StreamPage,
+    ApiToken, ClientDropRow, QuarantineRow, RunKind, RunSummary, SeriesPoint, SessionSummary,
+    StoreError, StoreStats, StreamCursor, StreamItem, StreamPage,
 };
 use crate::views::call::usd;
 
@@ -752,6 +752,124 @@ pub(super) fn runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunSummary>, 
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(w.params), run_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The bucket of a time `ts` column: `(ts - since) / bucket`.
+fn bucket_of(column: &str, since: i64, bucket_ns: i64) -> String {
+    format!("(({column} - {since}) / {})", bucket_ns.max(1))
+}
+
+fn points(
+    conn: &Connection,
+    sql: &str,
+    params: Vec<SqlValue>,
+    since: i64,
+    bucket_ns: i64,
+    values: usize,
+) -> Result<Vec<SeriesPoint>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params_from_iter(params), |row| {
+        let b: i64 = row.get(0)?;
+        let mut v = Vec::with_capacity(values);
+        for i in 1..=values {
+            v.push(row.get::<_, Option<f64>>(i)?.unwrap_or(0.0));
+        }
+        Ok(SeriesPoint {
+            t: Timestamp(since + b * bucket_ns),
+            values: v,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn record_series(
+    conn: &Connection,
+    f: &RecordFilter,
+    bucket_ns: i64,
+) -> Result<Vec<SeriesPoint>, StoreError> {
+    let since = f.since.map_or(0, |t| t.as_nanos());
+    let b = bucket_of("ts", since, bucket_ns);
+    let time_only = RecordFilter {
+        since: f.since,
+        until: f.until,
+        ..RecordFilter::default()
+    };
+    if *f == time_only {
+        // Only a time range: both counts from indexes alone (the time index for all
+        // records, the partial index of WARN and ERROR for those), never the rows.
+        let mut w = Where::default();
+        w.push("ts >= ?", [SqlValue::Integer(since)]);
+        if let Some(u) = f.until {
+            w.push("ts < ?", [SqlValue::Integer(u.as_nanos())]);
+        }
+        let all = points(
+            conn,
+            &format!(
+                "SELECT {b} AS b, count(*) FROM records{} GROUP BY b ORDER BY b",
+                w.sql()
+            ),
+            w.params.clone(),
+            since,
+            bucket_ns,
+            1,
+        )?;
+        let severe = points(
+            conn,
+            &format!(
+                "SELECT {b} AS b, sum(level = 4), sum(level = 5) FROM records INDEXED BY records_severe{} AND level >= 4 GROUP BY b ORDER BY b",
+                w.sql()
+            ),
+            w.params,
+            since,
+            bucket_ns,
+            2,
+        )?;
+        let mut out = all;
+        let mut j = 0;
+        for p in &mut out {
+            while j < severe.len() && severe[j].t < p.t {
+                j += 1;
+            }
+            match severe.get(j).filter(|s| s.t == p.t) {
+                Some(s) => p.values.extend_from_slice(&s.values),
+                None => p.values.extend_from_slice(&[0.0, 0.0]),
+            }
+        }
+        return Ok(out);
+    }
+    let w = Where::from_filter(conn, f);
+    points(
+        conn,
+        &format!(
+            "SELECT {b} AS b, count(*), sum(level = 4), sum(level = 5) FROM records{} GROUP BY b ORDER BY b",
+            w.sql()
+        ),
+        w.params,
+        since,
+        bucket_ns,
+        3,
+    )
+}
+
+pub(super) fn run_series(
+    conn: &Connection,
+    f: &RunFilter,
+    bucket_ns: i64,
+) -> Result<Vec<SeriesPoint>, StoreError> {
+    let since = f.since.map_or(0, |t| t.as_nanos());
+    let b = bucket_of("first_ts", since, bucket_ns);
+    let w = run_conditions(f);
+    points(
+        conn,
+        &format!(
+            "SELECT {b} AS b, count(*), sum(status = 'error') FROM runs{} GROUP BY b ORDER BY b",
+            w.sql()
+        ),
+        w.params,
+        since,
+        bucket_ns,
+        2,
+    )
 }
 
 pub(super) fn sessions(
