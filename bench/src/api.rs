@@ -1,7 +1,9 @@
-//! The read API over HTTP on the generated stores of `queries` (10M records): the first
-//! page of runs and of records, end to end (a kept-alive connection, the JSON
-//! answer read whole), for an admin and for a viewer scoped to one tenant; beside the
-//! same reads made in process through the store, so the HTTP part shows.
+//! The read API and the web UI over HTTP on the generated stores of `queries` (10M
+//! records): the first page of runs and of records, end to end (a kept-alive
+//! connection, the answer read whole), for an admin and for a viewer scoped to one
+//! tenant; the UI's pages (runs, records, a run of 1,000 spans, sessions, calls) and
+//! its charts over a day; beside the same reads made in process through the store, so
+//! the HTTP part shows.
 
 use std::path::Path;
 use std::process::Command;
@@ -61,28 +63,83 @@ pub(crate) fn run(cache: &Path, records: u64, n: usize) -> anyhow::Result<(u64, 
     let result = (|| -> anyhow::Result<Vec<Timing>> {
         let mut client = Client::connect(addr)?;
         let mut timings = Vec::new();
-        for (what, path, token) in [
+        // A day's range ending at the store's last record, for the charts.
+        let day = |t: i64| logbook_proto::Timestamp(t).to_rfc3339();
+        let (from, to) = (day(d.last_ts - 86_400_000_000_000), day(d.last_ts + 1));
+        let range = format!(
+            "since={}&until={}",
+            form_urlencoded_min(&from),
+            form_urlencoded_min(&to)
+        );
+        let big_run = d.big_runs.first().cloned().unwrap_or_default();
+        let pages: Vec<(String, String, &String)> = vec![
             (
-                "HTTP: first page of runs (50), admin",
-                "/api/v1/runs?limit=50",
+                "HTTP: first page of runs (50), admin".into(),
+                "/api/v1/runs?limit=50".into(),
                 &admin,
             ),
             (
-                "HTTP: first page of records (100), admin",
-                "/api/v1/records?limit=100",
+                "HTTP: first page of records (100), admin".into(),
+                "/api/v1/records?limit=100".into(),
                 &admin,
             ),
             (
-                "HTTP: first page of runs (50), viewer of one tenant",
-                "/api/v1/runs?limit=50",
+                "HTTP: first page of runs (50), viewer of one tenant".into(),
+                "/api/v1/runs?limit=50".into(),
                 &viewer,
             ),
             (
-                "HTTP: first page of records (100), viewer of one tenant",
-                "/api/v1/records?limit=100",
+                "HTTP: first page of records (100), viewer of one tenant".into(),
+                "/api/v1/records?limit=100".into(),
                 &viewer,
             ),
-        ] {
+            (
+                "page: runs (HTML, 100 runs), admin".into(),
+                "/runs".into(),
+                &admin,
+            ),
+            (
+                "page: records (HTML, 100 records), admin".into(),
+                "/records".into(),
+                &admin,
+            ),
+            (
+                "page: records (HTML), viewer of one tenant".into(),
+                "/records".into(),
+                &viewer,
+            ),
+            (
+                format!(
+                    "page: a run of {} spans (HTML with its outline)",
+                    dataset::BIG_RUN_SPANS
+                ),
+                format!("/runs/{big_run}"),
+                &admin,
+            ),
+            ("page: sessions (HTML)".into(), "/sessions".into(), &admin),
+            (
+                "page: LLM calls and cost (HTML)".into(),
+                "/calls".into(),
+                &admin,
+            ),
+            (
+                "chart: records by level, a day".into(),
+                format!("/charts/records?{range}"),
+                &admin,
+            ),
+            (
+                "chart: runs and errors, a day".into(),
+                format!("/charts/runs?{range}"),
+                &admin,
+            ),
+            (
+                "chart: tokens, cost, latency of LLM calls, a day".into(),
+                format!("/charts/calls?{range}"),
+                &admin,
+            ),
+        ];
+        for (what, path, token) in &pages {
+            let (what, path) = (what.as_str(), path.as_str());
             let auth = format!("Bearer {token}");
             let mut ms = Vec::with_capacity(n);
             let mut items = 0;
@@ -94,11 +151,28 @@ pub(crate) fn run(cache: &Path, records: u64, n: usize) -> anyhow::Result<(u64, 
                 if status != 200 {
                     bail!("{path}: {status} {}", String::from_utf8_lossy(&body));
                 }
-                let v: serde_json::Value = serde_json::from_slice(&body)?;
-                items = v["runs"]
-                    .as_array()
-                    .or(v["records"].as_array())
-                    .map_or(0, Vec::len);
+                items = if what.starts_with("page") {
+                    // Rows of the page's table, else its kilobytes.
+                    let html = String::from_utf8_lossy(&body);
+                    if path.starts_with("/runs/") {
+                        html.matches("],[").count() + 1
+                    } else {
+                        html.matches("<tr").count().saturating_sub(1)
+                    }
+                } else {
+                    let v: serde_json::Value = serde_json::from_slice(&body)?;
+                    v["runs"]
+                        .as_array()
+                        .or(v["records"].as_array())
+                        .map(Vec::len)
+                        .or(v.as_array().map(|charts| {
+                            charts
+                                .first()
+                                .and_then(|c| c["t"].as_array())
+                                .map_or(0, Vec::len)
+                        }))
+                        .unwrap_or(0)
+                };
             }
             timings.push(summarize(what, items, ms));
         }
@@ -136,6 +210,11 @@ pub(crate) fn run(cache: &Path, records: u64, n: usize) -> anyhow::Result<(u64, 
     Ok((d.records, timings))
 }
 
+/// A query value percent-encoded (RFC 3339 times: `:` and `+`).
+fn form_urlencoded_min(v: &str) -> String {
+    v.replace(':', "%3A").replace('+', "%2B")
+}
+
 /// The table.
 pub(crate) fn markdown(records: u64, timings: &[Timing]) -> String {
     let mut s = format!(
@@ -152,6 +231,12 @@ pub(crate) fn markdown(records: u64, timings: &[Timing]) -> String {
             t.p99_ms,
             if t.what.starts_with("HTTP") {
                 "≤ 50 ms"
+            } else if t.what.starts_with("page: a run") {
+                "≤ 150 ms"
+            } else if t.what.starts_with("page: runs") || t.what.starts_with("page: records") {
+                "≤ 100 ms"
+            } else if t.what.starts_with("chart") {
+                "≤ 300 ms"
             } else {
                 ""
             }

@@ -455,6 +455,40 @@ fn a_newcomer_finds_runs_waterfall_prompts_records_live_tail_and_export() {
     b.go(&format!("{base}/runs?tenant=oldco"));
     assert!(texts(&b, "table.runs tbody td.id").is_empty());
 
+    // The audit trail: the purge is in it, the chain intact.
+    b.go(&format!("{base}/audit?action=purge"));
+    let status = b.text(&b.find("#chain-status"));
+    assert!(status.starts_with("intact"), "{status}");
+    let actions = texts(&b, "table.audit tbody td:nth-child(2)");
+    assert!(
+        !actions.is_empty() && actions.iter().all(|a| a == "purge"),
+        "{actions:?}"
+    );
+    let what = texts(&b, "table.audit tbody td:nth-child(5)").join(" ");
+    assert!(what.contains("10"), "{what}");
+    shot(&b, "audit");
+    axe(&b, "audit");
+
+    // Keyboard: Tab walks the runs page's controls, each with a visible focus ring.
+    b.go(&format!("{base}/runs"));
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        b.keys("\u{E004}");
+        let focus = b.run(
+            "const e = document.activeElement; const s = getComputedStyle(e);
+             return [e.tagName + (e.name ? ':' + e.name : '') + (e.getAttribute('href') ? ':' + e.getAttribute('href') : ''), s.outlineStyle, s.outlineWidth];",
+            json!([]),
+        );
+        assert_ne!(focus[1], json!("none"), "no visible focus on {focus}");
+        seen.insert(focus[0].as_str().unwrap().to_owned());
+    }
+    for wanted in ["A:/records", "SELECT:since", "INPUT:user", "BUTTON"] {
+        assert!(
+            seen.iter().any(|s| s.starts_with(wanted)),
+            "{wanted} not reached by Tab: {seen:?}"
+        );
+    }
+
     // A viewer of tenant acme signs in and sees acme's runs only.
     let out = c.cli(&[
         "token",
@@ -521,4 +555,109 @@ fn wait_file(dir: &std::path::Path, ext: &str) -> String {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A run of 10,000 spans (99 steps of 100 LLM calls, each with a 2 KB prompt) over OTLP.
+fn big_run(addr: SocketAddr) -> String {
+    let start = now_ns() - 60_000_000_000;
+    let trace = format!("{:032x}", 0x10c_u128 << 64 | start as u128);
+    let attr = |k: &str, v: &str| json!({"key": k, "value": {"stringValue": v}});
+    let prompt =
+        json!([{"role": "user", "parts": [{"type": "text", "content": "x".repeat(2000)}]}])
+            .to_string();
+    let mut spans = vec![
+        json!({"traceId": trace, "spanId": "0000000000000001", "name": "invoke_agent wide",
+        "startTimeUnixNano": start.to_string(), "endTimeUnixNano": (start + 50_000_000_000i64).to_string(),
+        "attributes": [attr("gen_ai.agent.name", "wide"), attr("gen_ai.operation.name", "invoke_agent")], "status": {"code": 1}}),
+    ];
+    for step in 0..99i64 {
+        let s0 = start + step * 500_000_000;
+        spans.push(json!({"traceId": trace, "spanId": format!("{:016x}", 0x1000 + step), "parentSpanId": "0000000000000001",
+            "name": format!("step {step}"), "startTimeUnixNano": s0.to_string(), "endTimeUnixNano": (s0 + 490_000_000).to_string(),
+            "attributes": [attr("step.name", &format!("step {step}"))], "status": {"code": 1}}));
+        for call in 0..100i64 {
+            let c0 = s0 + call * 4_900_000;
+            spans.push(json!({"traceId": trace, "spanId": format!("{:016x}", 0x100000 + step * 1000 + call),
+                "parentSpanId": format!("{:016x}", 0x1000 + step), "name": format!("chat {}", step * 100 + call),
+                "startTimeUnixNano": c0.to_string(), "endTimeUnixNano": (c0 + 4_000_000).to_string(),
+                "attributes": [attr("gen_ai.operation.name", "chat"), attr("gen_ai.request.model", "gpt-4o"), attr("gen_ai.input.messages", &prompt)],
+                "status": {"code": if call == 50 && step == 7 { 2 } else { 1 }}}));
+        }
+    }
+    assert_eq!(spans.len(), 10_000);
+    for chunk in spans.chunks(1000) {
+        post_json(
+            addr,
+            "/v1/traces",
+            &json!({"resourceSpans": [{"resource": {"attributes": [attr("service.name", "wide")]},
+                "scopeSpans": [{"scope": {"name": "t"}, "spans": chunk}]}]}),
+        );
+    }
+    trace
+}
+
+#[test]
+fn a_run_of_ten_thousand_spans_opens_light_and_scrolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start_with(dir.path(), &["--http", "127.0.0.1:0"]);
+    let addr = c.http_addr();
+    let trace = big_run(addr);
+    let b = Browser::start(dir.path(), 1400, 900);
+    b.go(&format!("http://{addr}/runs/{trace}"));
+    b.wait_until(
+        "the waterfall",
+        "return performance.getEntriesByName('waterfall-drawn').length === 1",
+        Duration::from_secs(30),
+    );
+    // The first load: the page (its outline included) and everything it loads.
+    let sizes = b.run(
+        "const n = performance.getEntriesByType('navigation')[0];
+         const r = performance.getEntriesByType('resource');
+         return {transferred: n.transferSize + r.reduce((s, e) => s + e.transferSize, 0),
+                 decoded: n.decodedBodySize + r.reduce((s, e) => s + e.decodedBodySize, 0),
+                 html: n.decodedBodySize,
+                 drawn_ms: performance.getEntriesByName('waterfall-drawn')[0].startTime}",
+        json!([]),
+    );
+    eprintln!("10,000 spans: {sizes}");
+    assert!(sizes["decoded"].as_f64().unwrap() < 2e6, "{sizes}");
+    assert!(sizes["transferred"].as_f64().unwrap() < 2e6, "{sizes}");
+    assert_eq!(texts(&b, "h2#wf-title .muted"), vec!["(10000)"]);
+    let drawn = b.all(".wf-row").len();
+    assert!(
+        (20..200).contains(&drawn),
+        "only the rows in view are drawn: {drawn}"
+    );
+    shot(&b, "run-10k");
+    axe(&b, "a run of 10,000 spans");
+
+    // Collapsed: the page says how many spans are hidden.
+    b.click(&b.find("#wf-collapse"));
+    assert_eq!(
+        texts(&b, "#wf-hidden"),
+        vec!["9900 hidden under collapsed spans"]
+    );
+    b.click(&b.find("#wf-expand"));
+    // Scrolled to the end: the last span is drawn, and still only a screenful.
+    b.run(
+        "const w = document.getElementById('waterfall'); w.scrollTop = w.scrollHeight;",
+        json!([]),
+    );
+    b.wait_until(
+        "the last span",
+        "return Array.from(document.querySelectorAll('.wf-label')).some(l => l.textContent === 'chat 9899')",
+        Duration::from_secs(10),
+    );
+    assert!(b.all(".wf-row").len() < 200);
+    // The error deep inside is one click away with "errors only".
+    b.click(&b.find("#wf-errors"));
+    let shown = texts(&b, ".wf-row .wf-label");
+    assert_eq!(
+        shown,
+        vec!["invoke_agent wide", "step 7", "chat 750"],
+        "{shown:?}"
+    );
+    b.click(&b.find(".wf-row.err"));
+    b.find("#detail .chat .msg.role-user");
+    shot(&b, "run-10k-error");
 }

@@ -49,9 +49,19 @@ pub(super) async fn verify(
     access: Access,
 ) -> Result<Response, ApiError> {
     admin(&access, "verify")?;
+    let report = verify_report(&cx, access.reader).await?;
+    let mut body = serde_json::to_value(&report).unwrap_or_default();
+    body["ok"] = serde_json::Value::Bool(report.ok());
+    Ok(json(&body))
+}
+
+/// `logbook verify`'s report: the API's and the audit page's.
+pub(crate) async fn verify_report(
+    cx: &Arc<HttpContext>,
+    reader: Arc<dyn crate::store::StoreReader>,
+) -> Result<crate::audit::VerifyReport, ApiError> {
     let config = Arc::clone(&cx.config);
-    let reader = access.reader;
-    let report = blocking(move || {
+    blocking(move || {
         let key_dir = config
             .key_dir()
             .ok_or_else(|| crate::store::StoreError::invalid_data("no key_dir configured"))?;
@@ -68,10 +78,7 @@ pub(super) async fn verify(
             },
         )
     })
-    .await?;
-    let mut body = serde_json::to_value(&report).unwrap_or_default();
-    body["ok"] = serde_json::Value::Bool(report.ok());
-    Ok(json(&body))
+    .await
 }
 
 /// What to purge.
@@ -132,11 +139,12 @@ pub(super) async fn purge(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid purge request: {e}")))?
     };
-    let report = execute_purge(&cx, &access.caller.name, &request).await?;
+    let report = execute_purge(&cx, &format!("api: {}", access.caller.name), &request).await?;
     Ok(json(&report))
 }
 
-/// Runs a purge for `who` (an admin): the API's and the maintenance page's.
+/// Runs a purge for `who` (an admin, as its audit record names it: `api: NAME`,
+/// `web: NAME`): the API's and the maintenance page's.
 pub(crate) async fn execute_purge(
     cx: &Arc<HttpContext>,
     who: &str,
@@ -187,7 +195,7 @@ pub(crate) async fn execute_purge(
         }
     };
     let dry_run = request.dry_run.unwrap_or(true);
-    let origin = format!("api: {who}");
+    let origin = who.to_owned();
     // Stopped between two deleting transactions when the collector stops (what was
     // deleted so far is reported and audited).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -31,7 +31,7 @@ use super::{HttpContext, Refused};
 use crate::admission::auth::Caller;
 use crate::store::{scoped, StoreError, StoreReader};
 
-pub(crate) use admin::{execute_purge, PurgeRequest};
+pub(crate) use admin::{execute_purge, verify_report, PurgeRequest};
 pub use params::Params;
 pub(crate) use records::record_filter;
 pub(crate) use runs::{next_runs, run_filter, RUN_KEYS};

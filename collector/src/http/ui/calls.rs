@@ -7,7 +7,6 @@ use axum::extract::RawQuery;
 use axum::response::Response;
 use logbook_proto::Timestamp;
 
-use super::chart::{chart, range, Chart};
 use super::view::{self, choices, link, query, Choice};
 use super::{render, Nav, UiError, Viewer};
 use crate::http::api::{blocking, Params};
@@ -76,9 +75,35 @@ struct CallsPage {
     user: String,
     rows: Vec<CallRow>,
     costs: Vec<CostTable>,
-    charts: Vec<Chart>,
+    charts_src: String,
     error: String,
     next: String,
+}
+
+/// The filters of the calls page (and its charts): `type`, `since`, `until`,
+/// `tenant`, `user`, `status`, `model` or `tool`, `before`; every parameter used.
+pub(super) fn call_filter(p: &mut Params) -> Result<CallFilter, crate::http::api::ApiError> {
+    let now = Timestamp::now();
+    let ty = p.take("type")?;
+    let filter = CallFilter {
+        since: p.parse_value::<TimeSpec>("since")?.map(|t| t.resolve(now)),
+        until: p.parse_value::<TimeSpec>("until")?.map(|t| t.resolve(now)),
+        tenant: p.take("tenant")?,
+        user_id: p.take("user")?,
+        status: p.take("status")?,
+        name: if ty.as_deref() == Some("tool") {
+            p.take("tool")?
+        } else {
+            p.take("model")?
+        },
+        before: p.parse_value::<Cursor>("before")?,
+        limit: PAGE,
+        ..CallFilter::default()
+    };
+    std::mem::take(p).finish(&[
+        "type", "since", "until", "tenant", "user", "status", "model", "tool", "before",
+    ])?;
+    Ok(filter)
 }
 
 /// The calls page.
@@ -95,29 +120,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
     let (since_text, status_text, tenant, user) =
         (get("since"), get("status"), get("tenant"), get("user"));
     let name = get(if tool { "tool" } else { "model" });
-    let parsed = (|| {
-        let now = Timestamp::now();
-        let ty = p.take("type")?;
-        let filter = CallFilter {
-            since: p.parse_value::<TimeSpec>("since")?.map(|t| t.resolve(now)),
-            until: p.parse_value::<TimeSpec>("until")?.map(|t| t.resolve(now)),
-            tenant: p.take("tenant")?,
-            user_id: p.take("user")?,
-            status: p.take("status")?,
-            name: if ty.as_deref() == Some("tool") {
-                p.take("tool")?
-            } else {
-                p.take("model")?
-            },
-            before: p.parse_value::<Cursor>("before")?,
-            limit: PAGE,
-            ..CallFilter::default()
-        };
-        p.finish(&[
-            "type", "since", "until", "tenant", "user", "status", "model", "tool", "before",
-        ])?;
-        Ok::<_, crate::http::api::ApiError>(filter)
-    })();
+    let parsed = call_filter(&mut p);
     let mut page = CallsPage {
         nav: viewer.nav,
         tool,
@@ -131,7 +134,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
         user: user.clone(),
         rows: Vec::new(),
         costs: Vec::new(),
-        charts: Vec::new(),
+        charts_src: String::new(),
         error: String::new(),
         next: String::new(),
     };
@@ -143,8 +146,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
         }
     };
     let reader = viewer.reader;
-    let chart_range = range(filter.since, filter.until);
-    let (rows, cursor, costs, series) = blocking(move || {
+    let (rows, cursor, costs) = blocking(move || {
         let (rows, cursor) = if tool {
             let calls = reader.tool_calls(&filter)?;
             let cursor = (calls.len() == PAGE)
@@ -178,7 +180,6 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
             (rows, cursor)
         };
         let mut costs = Vec::new();
-        let mut series = Vec::new();
         if !tool {
             let mut group = filter.clone();
             group.before = None;
@@ -193,46 +194,21 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
                     rows: reader.cost(by, &group)?,
                 });
             }
-            let mut s = group;
-            s.since = Some(chart_range.0);
-            s.until = Some(chart_range.1);
-            series = reader.call_series(&s, chart_range.2)?;
         }
-        Ok((rows, cursor, costs, series))
+        Ok((rows, cursor, costs))
     })
     .await?;
     page.rows = rows;
     page.costs = costs;
+    let filters = query([
+        ("since", since_text.as_str()),
+        ("status", status_text.as_str()),
+        ("model", if tool { "" } else { name.as_str() }),
+        ("tenant", tenant.as_str()),
+        ("user", user.as_str()),
+    ]);
     if !tool {
-        page.charts = vec![
-            chart(
-                "tokens-chart",
-                "Tokens over time".into(),
-                &["input tokens", "output tokens"],
-                &[1, 2],
-                "tokens",
-                &series,
-                chart_range,
-            ),
-            chart(
-                "cost-chart",
-                "Cost over time (USD)".into(),
-                &["cost"],
-                &[3],
-                "USD",
-                &series,
-                chart_range,
-            ),
-            chart(
-                "latency-chart",
-                "LLM call latency (ms)".into(),
-                &["p50", "p95"],
-                &[4, 5],
-                "ms",
-                &series,
-                chart_range,
-            ),
-        ];
+        page.charts_src = link("/charts/calls", &filters);
     }
     if let Some(c) = cursor {
         let c = c.to_string();

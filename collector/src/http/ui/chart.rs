@@ -1,10 +1,14 @@
-//! Charts: a series the store aggregates per time bucket (`record_series`,
-//! `run_series`, `call_series`), sent as JSON beside the page's table and drawn by
-//! uPlot. Each follows its page's filters: the handler asks the store with the same
-//! filter that fills the table.
+//! Charts: series the store aggregates per time bucket (`record_series`,
+//! `run_series`, `call_series`), fetched by the page's script from `/charts/…` with
+//! the page's own query string (so each follows the page's filters) and drawn by
+//! uPlot. Fetched after the page, so a page's table never waits for its charts.
 
+use axum::extract::RawQuery;
+use axum::response::Response;
 use logbook_proto::Timestamp;
 
+use super::Viewer;
+use crate::http::api::{blocking, json, record_filter, run_filter, ApiError, Params, RUN_KEYS};
 use crate::store::SeriesPoint;
 
 /// Buckets a chart aims at, at most.
@@ -43,31 +47,18 @@ pub(super) fn range(
     (since, until, size * 1_000_000_000)
 }
 
-/// A chart, ready for the page.
-pub(super) struct Chart {
-    /// Its element id.
-    pub(super) id: &'static str,
-    /// Its title.
-    pub(super) title: String,
-    /// `{"labels": [...], "t": [unix seconds], "series": [[...], ...], "unit": "..."}`,
-    /// safe inside `<script type="application/json">`.
-    pub(super) json: String,
-    /// Whether it has any data.
-    pub(super) empty: bool,
-}
-
 /// A chart of `points`' values at `pick` (with their `labels`), every bucket from
-/// `since` to `until` present (empty ones as zero).
-#[allow(clippy::too_many_arguments)]
+/// `since` to `until` present (empty ones as zero), as the page's script draws it:
+/// `{"id", "title", "labels", "t": [unix seconds], "series": [[...]], "unit", "empty"}`.
 pub(super) fn chart(
-    id: &'static str,
-    title: String,
+    id: &str,
+    title: &str,
     labels: &[&str],
     pick: &[usize],
     unit: &str,
     points: &[SeriesPoint],
     (since, until, bucket): (Timestamp, Timestamp, i64),
-) -> Chart {
+) -> serde_json::Value {
     let mut t = Vec::new();
     let mut series: Vec<Vec<f64>> = vec![Vec::new(); pick.len()];
     let mut i = 0;
@@ -83,14 +74,93 @@ pub(super) fn chart(
         }
         at += bucket;
     }
-    let empty = points.is_empty();
-    let json = serde_json::json!({"labels": labels, "t": t, "series": series, "unit": unit});
-    Chart {
-        id,
-        title,
-        json: super::runs::script_json(&json),
-        empty,
-    }
+    serde_json::json!({"id": id, "title": title, "labels": labels, "t": t, "series": series,
+        "unit": unit, "empty": points.is_empty()})
+}
+
+/// `/charts/runs`: runs and errors over time, with the runs page's filters.
+pub(super) async fn runs(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let mut p = Params::parse(q.as_deref());
+    let mut filter = run_filter(&mut p)?;
+    p.finish(RUN_KEYS)?;
+    let range = range(filter.since, filter.until);
+    filter.since = Some(range.0);
+    filter.until = Some(range.1);
+    filter.after = None;
+    let reader = viewer.reader;
+    let series = blocking(move || reader.run_series(&filter, range.2)).await?;
+    Ok(json(&[chart(
+        "runs-chart",
+        "Runs and errors over time",
+        &["runs", "errors"],
+        &[0, 1],
+        "runs",
+        &series,
+        range,
+    )]))
+}
+
+/// `/charts/records`: records by level over time, with the records page's filters.
+pub(super) async fn records(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let mut p = Params::parse(q.as_deref());
+    let mut filter = record_filter(&mut p)?;
+    p.finish(&["…the filters of logbook query"])?;
+    let range = range(filter.since, filter.until);
+    filter.since = Some(range.0);
+    filter.until = Some(range.1);
+    let reader = viewer.reader;
+    let series = blocking(move || reader.record_series(&filter, range.2)).await?;
+    Ok(json(&[chart(
+        "records-chart",
+        "Records by level over time",
+        &["all", "warn", "error"],
+        &[0, 1, 2],
+        "records",
+        &series,
+        range,
+    )]))
+}
+
+/// `/charts/calls`: LLM calls' tokens, cost and latency over time, with the calls
+/// page's filters.
+pub(super) async fn calls(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let mut p = Params::parse(q.as_deref());
+    let mut filter = super::calls::call_filter(&mut p)?;
+    let range = range(filter.since, filter.until);
+    filter.since = Some(range.0);
+    filter.until = Some(range.1);
+    filter.before = None;
+    let reader = viewer.reader;
+    let series = blocking(move || reader.call_series(&filter, range.2)).await?;
+    Ok(json(&[
+        chart(
+            "tokens-chart",
+            "Tokens over time",
+            &["input tokens", "output tokens"],
+            &[1, 2],
+            "tokens",
+            &series,
+            range,
+        ),
+        chart(
+            "cost-chart",
+            "Cost over time (USD)",
+            &["cost"],
+            &[3],
+            "USD",
+            &series,
+            range,
+        ),
+        chart(
+            "latency-chart",
+            "LLM call latency (ms)",
+            &["p50", "p95"],
+            &[4, 5],
+            "ms",
+            &series,
+            range,
+        ),
+    ]))
 }
 
 #[cfg(test)]
@@ -115,22 +185,14 @@ mod tests {
 
     #[test]
     fn empty_buckets_are_zero() {
-        let since = Timestamp(0);
         let points = vec![SeriesPoint {
             t: Timestamp(120_000_000_000),
             values: vec![3.0, 1.0],
         }];
-        let c = chart(
-            "c",
-            "t".into(),
-            &["a"],
-            &[0],
-            "",
-            &points,
-            (since, Timestamp(240_000_000_000), 60_000_000_000),
-        );
-        let v: serde_json::Value = serde_json::from_str(&c.json).unwrap();
+        let range = (Timestamp(0), Timestamp(240_000_000_000), 60_000_000_000);
+        let v = chart("c", "t", &["a"], &[0], "", &points, range);
         assert_eq!(v["series"][0], serde_json::json!([0.0, 0.0, 3.0, 0.0]));
         assert_eq!(v["t"], serde_json::json!([0, 60, 120, 180]));
+        assert_eq!(v["empty"], serde_json::json!(false));
     }
 }

@@ -15,6 +15,7 @@
 
 mod admin;
 mod assets;
+mod audit;
 mod calls;
 mod chart;
 mod compare;
@@ -50,11 +51,15 @@ pub fn routes() -> Router<Arc<HttpContext>> {
         .route("/runs/{id}/feedback", post(runs::feedback))
         .route("/compare", get(compare::compare))
         .route("/calls", get(calls::list))
+        .route("/charts/runs", get(chart::runs))
+        .route("/charts/records", get(chart::records))
+        .route("/charts/calls", get(chart::calls))
         .route("/sessions", get(sessions::list))
         .route("/sessions/{id}", get(sessions::one))
         .route("/records", get(records::list))
         .route("/records/{id}", get(records::one))
         .route("/records/{id}/value", get(records::value))
+        .route("/audit", get(audit::show))
         .route("/maintenance", get(admin::show))
         .route("/maintenance/purge", post(admin::purge))
         .route("/maintenance/dsar", get(admin::dsar))

@@ -123,7 +123,7 @@ struct RecordsPage {
     export_jsonl: String,
     export_text: String,
     stream: String,
-    charts: Vec<super::chart::Chart>,
+    charts_src: String,
 }
 
 const TEXT_FILTERS: &[(&str, &str, &str)] = &[
@@ -154,38 +154,19 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
         p.finish(&["before", "…the filters of logbook query"])?;
         Ok((f, before))
     });
-    let mut charts = Vec::new();
     let (rows, next, error) = match parsed {
         Ok((filter, before)) => {
             let reader = viewer.reader;
-            let range = super::chart::range(filter.since, filter.until);
-            let series_filter = crate::query::RecordFilter {
-                since: Some(range.0),
-                until: Some(range.1),
-                ..filter.clone()
-            };
-            let (records, series) = blocking(move || {
-                Ok((
-                    reader.query(
-                        &filter,
-                        &Page {
-                            limit: PAGE,
-                            before,
-                        },
-                    )?,
-                    reader.record_series(&series_filter, range.2)?,
-                ))
+            let records = blocking(move || {
+                reader.query(
+                    &filter,
+                    &Page {
+                        limit: PAGE,
+                        before,
+                    },
+                )
             })
             .await?;
-            charts.push(super::chart::chart(
-                "records-chart",
-                "Records by level over time".into(),
-                &["all", "warn", "error"],
-                &[0, 1, 2],
-                "records",
-                &series,
-                range,
-            ));
             let next = (records.len() == PAGE)
                 .then(|| records.last())
                 .flatten()
@@ -221,7 +202,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
         link("/api/v1/export", &q)
     };
     Ok(render(&RecordsPage {
-        charts,
+        charts_src: link("/charts/records", &filters),
         nav: viewer.nav,
         ranges: choices(view::RANGES, form.get("since")),
         levels: choices(

@@ -16,7 +16,6 @@ use serde::Serialize;
 use super::view::{self, choices, link, query, Choice, RunRow};
 use super::{render, Nav, UiError, Viewer};
 use crate::http::api::{blocking, run_filter, Params, RUN_KEYS};
-use crate::query::RunFilter;
 use crate::store::{find_run, FoundRun, RunKind, RunSummary};
 use crate::views::{RunTree, TreeItem};
 
@@ -88,7 +87,7 @@ struct RunsPage {
     error: String,
     next: String,
     first: String,
-    charts: Vec<super::chart::Chart>,
+    charts_src: String,
 }
 
 /// The runs list.
@@ -97,35 +96,12 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
     let mut p = Params::parse(q.as_deref());
     let form = RunForm::read(&p);
     let parsed = run_filter(&mut p).and_then(|f| p.finish(RUN_KEYS).map(|()| f));
-    let mut charts = Vec::new();
     let (rows, next, error) = match parsed {
         Ok(mut filter) => {
             filter.limit = filter.limit.min(crate::http::api::DEFAULT_LIMIT);
             let limit = filter.limit;
             let reader = viewer.reader;
-            let range = super::chart::range(filter.since, filter.until);
-            let series_filter = RunFilter {
-                since: Some(range.0),
-                until: Some(range.1),
-                after: None,
-                ..filter.clone()
-            };
-            let (runs, series): (Vec<RunSummary>, _) = blocking(move || {
-                Ok((
-                    reader.runs(&filter)?,
-                    reader.run_series(&series_filter, range.2)?,
-                ))
-            })
-            .await?;
-            charts.push(super::chart::chart(
-                "runs-chart",
-                "Runs and errors over time".into(),
-                &["runs", "errors"],
-                &[0, 1],
-                "runs",
-                &series,
-                range,
-            ));
+            let runs: Vec<RunSummary> = blocking(move || reader.runs(&filter)).await?;
             let next = crate::http::api::next_runs(&runs, limit)
                 .map(|after| {
                     let q = form.query();
@@ -157,7 +133,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
             &form.status,
         ),
         first: link("/runs", &form.query()),
-        charts,
+        charts_src: link("/charts/runs", &form.query()),
         nav: viewer.nav,
         form,
         rows,

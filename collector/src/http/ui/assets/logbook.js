@@ -403,24 +403,45 @@
   var COLORS = { all: "#6b95c9", warn: "#c98e3c", error: "#b3261e", errors: "#b3261e", runs: "#1f5f99",
     "input tokens": "#1f5f99", "output tokens": "#8e6bc9", cost: "#1f7a3a", p50: "#1f5f99", p95: "#c4410c" };
   function charts() {
-    if (!window.uPlot) return;
+    var box = document.querySelector(".charts[data-src]");
+    if (!box || !window.uPlot) return;
     var made = [];
-    document.querySelectorAll("figure.chart").forEach(function (fig) {
-      var data = JSON.parse(fig.querySelector(".chart-data").textContent);
-      var plot = fig.querySelector(".chart-plot");
-      var width = Math.max(plot.clientWidth, 200);
-      var series = [{}].concat(data.labels.map(function (label) {
-        var c = COLORS[label] || "#555";
-        return { label: label, stroke: c, width: 1.5, fill: label === "all" || label === "runs" ? c + "22" : undefined };
-      }));
-      var u = new window.uPlot({
-        width: width, height: 150, series: series,
-        axes: [{ stroke: "#5c6166" }, { stroke: "#5c6166", size: 56 }],
-        legend: { live: true },
-        cursor: { drag: { x: false, y: false } }
-      }, [data.t].concat(data.series), plot);
-      made.push([u, plot]);
-    });
+    fetch(box.dataset.src, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+      .then(function (list) {
+        list.forEach(function (data) {
+          var fig = document.createElement("figure");
+          fig.className = "chart";
+          fig.id = data.id;
+          var cap = document.createElement("figcaption");
+          cap.textContent = data.title;
+          if (data.empty) {
+            var none = document.createElement("span");
+            none.className = "muted";
+            none.textContent = " (nothing in this range)";
+            cap.appendChild(none);
+          }
+          var plot = document.createElement("div");
+          plot.className = "chart-plot";
+          plot.setAttribute("role", "img");
+          plot.setAttribute("aria-label", data.title);
+          fig.appendChild(cap);
+          fig.appendChild(plot);
+          box.appendChild(fig);
+          var series = [{}].concat(data.labels.map(function (label) {
+            var c = COLORS[label] || "#555";
+            return { label: label, stroke: c, width: 1.5, fill: label === "all" || label === "runs" ? c + "22" : undefined };
+          }));
+          var u = new window.uPlot({
+            width: Math.max(plot.clientWidth, 200), height: 150, series: series,
+            axes: [{ stroke: "#5c6166" }, { stroke: "#5c6166", size: 56 }],
+            cursor: { drag: { x: false, y: false } }
+          }, [data.t].concat(data.series), plot);
+          made.push([u, plot]);
+        });
+        box.dataset.drawn = "true";
+      })
+      .catch(function (e) { box.textContent = "The charts could not be loaded (" + e + ")."; });
     window.addEventListener("resize", function () {
       made.forEach(function (m) { m[0].setSize({ width: Math.max(m[1].clientWidth, 200), height: 150 }); });
     });
