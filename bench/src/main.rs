@@ -2,6 +2,9 @@
 //! and prints the tables of BENCHMARKS.md; `--quick` runs each in seconds.
 
 mod api;
+// The web UI tests' WebDriver client, shared.
+#[path = "../../tests/tests/browser/mod.rs"]
+mod browser;
 mod dataset;
 mod hot_path;
 mod http;
@@ -13,6 +16,7 @@ mod queries;
 mod records;
 mod stats;
 mod sustained;
+mod waterfall;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -151,6 +155,16 @@ enum Cmd {
         #[arg(long)]
         repeat: Option<usize>,
     },
+    /// The run page of a 10,000-span run with 100 KB prompts in headless Chromium:
+    /// time until the waterfall is drawn, bytes of the first load.
+    Waterfall {
+        /// 1 KB prompts and two loads.
+        #[arg(long)]
+        quick: bool,
+        /// Loads, each with an empty cache [default: 10; 2 with --quick].
+        #[arg(long)]
+        loads: Option<usize>,
+    },
     /// Internal: the application of `otlp`'s socket side.
     #[command(hide = true)]
     SpanChild {
@@ -262,6 +276,14 @@ fn main() -> anyhow::Result<()> {
             let n = repeat.unwrap_or(if quick { 30 } else { 200 });
             let (records, timings) = api::run(&bench_cache()?, records, n)?;
             println!("{}", api::markdown(records, &timings));
+            Ok(())
+        }
+        Cmd::Waterfall { quick, loads } => {
+            let report = waterfall::run(
+                if quick { 1_000 } else { 100_000 },
+                loads.unwrap_or(if quick { 2 } else { 10 }),
+            )?;
+            println!("{}", waterfall::markdown(&report));
             Ok(())
         }
         Cmd::Otlp {

@@ -279,6 +279,25 @@ fn a_newcomer_finds_runs_waterfall_prompts_records_live_tail_and_export() {
     );
     shot(&b, "records");
     axe(&b, "records");
+    // The top values of a field over the filtered records, each a link that filters.
+    b.go(&format!(
+        "{base}/records?category=llm_call&top=gen_ai.request.model"
+    ));
+    let top = texts(&b, "table.top tbody td:first-child");
+    assert!(top.contains(&"gpt-4o-mini".to_owned()), "{top:?}");
+    b.click(&b.find("table.top tbody td:first-child a"));
+    assert!(
+        b.url().contains("field=gen_ai.request.model"),
+        "{}",
+        b.url()
+    );
+    b.go(&format!("{base}/records?top=service"));
+    let services = texts(&b, "table.top tbody td:first-child");
+    assert!(
+        services.contains(&"example-agent".to_owned()),
+        "{services:?}"
+    );
+    shot(&b, "records-top");
     b.go(&format!("{base}/records?text=livetail"));
     b.click(&b.find("#live"));
     b.wait_until(

@@ -54,6 +54,18 @@ pub trait StoreReader: Send + Sync {
     /// How many records match `filter`.
     fn count(&self, filter: &RecordFilter) -> Result<u64, StoreError>;
 
+    /// The most frequent values of `key` (a column such as `service`, `name`,
+    /// `target`, `level`, `tenant`, or a field) among the newest `sample` records
+    /// matching `filter`, most frequent first, at most `limit`; and how many records
+    /// were looked at.
+    fn top_values(
+        &self,
+        filter: &RecordFilter,
+        key: &str,
+        sample: usize,
+        limit: usize,
+    ) -> Result<(Vec<(String, u64)>, u64), StoreError>;
+
     /// Every record matching `filter`, oldest first, streamed to `visit` in constant
     /// memory. Returns how many were visited.
     fn scan(

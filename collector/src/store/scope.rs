@@ -130,6 +130,19 @@ impl StoreReader for Scoped {
         }
     }
 
+    fn top_values(
+        &self,
+        filter: &RecordFilter,
+        key: &str,
+        sample: usize,
+        limit: usize,
+    ) -> Result<(Vec<(String, u64)>, u64), StoreError> {
+        match self.vis.records(filter) {
+            Some(f) => self.inner.top_values(&f, key, sample, limit),
+            None => Ok((Vec::new(), 0)),
+        }
+    }
+
     fn scan(
         &self,
         filter: &RecordFilter,

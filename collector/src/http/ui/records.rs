@@ -98,6 +98,71 @@ pub(super) fn short_time(rfc3339: &str) -> String {
     }
 }
 
+/// Records the top values are counted over: the newest that match.
+const TOP_SAMPLE: usize = 10_000;
+/// Values shown.
+const TOP_VALUES: usize = 10;
+
+/// A value and how often it occurs, with the link that filters by it.
+pub(super) struct TopValue {
+    pub(super) value: String,
+    pub(super) count: u64,
+    pub(super) share: String,
+    pub(super) href: String,
+}
+
+/// The top values of a key.
+pub(super) struct Top {
+    pub(super) key: String,
+    pub(super) looked: u64,
+    pub(super) values: Vec<TopValue>,
+}
+
+impl Top {
+    fn of(key: &str, values: Vec<(String, u64)>, looked: u64, form: &RecordForm) -> Self {
+        // The filter a value of this key becomes, if there is one.
+        let param = match key {
+            "name" | "target" | "category" | "tenant" | "project" | "app" | "kind" => Some(key),
+            "run_id" => Some("run"),
+            "user_id" | "user" => Some("user"),
+            "service" | "host" | "env" | "session_id" | "status" | "level" => None,
+            _ => Some("field"),
+        };
+        let values = values
+            .into_iter()
+            .map(|(value, count)| {
+                let href = match param {
+                    Some(p) if value != "(none)" => {
+                        let v = if p == "field" {
+                            format!("{key}={value}")
+                        } else {
+                            value.clone()
+                        };
+                        let mut q = form.query();
+                        if !q.is_empty() {
+                            q.push('&');
+                        }
+                        q.push_str(&query([(p, v.as_str())]));
+                        link("/records", &q)
+                    }
+                    _ => String::new(),
+                };
+                TopValue {
+                    share: format!("{:.1}%", count as f64 * 100.0 / looked.max(1) as f64),
+                    value: detail::cut(&value, 120).0,
+                    count,
+                    href,
+                }
+            })
+            .collect();
+        Self {
+            key: key.to_owned(),
+            looked,
+            values,
+        }
+    }
+}
+
 /// A text filter of the form.
 pub(super) struct Input {
     pub(super) name: &'static str,
@@ -124,6 +189,8 @@ struct RecordsPage {
     export_text: String,
     stream: String,
     charts_src: String,
+    top: Option<Top>,
+    top_key: String,
 }
 
 const TEXT_FILTERS: &[(&str, &str, &str)] = &[
@@ -146,27 +213,41 @@ const TEXT_FILTERS: &[(&str, &str, &str)] = &[
 pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Response, UiError> {
     let viewer = viewer.nav("records");
     let mut p = Params::parse(q.as_deref());
+    let top = p
+        .take("top")?
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
     let form = RecordForm {
         pairs: p.0.iter().filter(|(k, _)| k != "before").cloned().collect(),
     };
     let parsed = record_filter(&mut p).and_then(|f| {
         let before: Option<Cursor> = p.parse_value("before")?;
-        p.finish(&["before", "…the filters of logbook query"])?;
+        p.finish(&["before", "top", "…the filters of logbook query"])?;
         Ok((f, before))
     });
+    let mut tops: Option<Top> = None;
     let (rows, next, error) = match parsed {
         Ok((filter, before)) => {
             let reader = viewer.reader;
-            let records = blocking(move || {
-                reader.query(
+            let top_key = top.clone();
+            let (records, top_values) = blocking(move || {
+                let records = reader.query(
                     &filter,
                     &Page {
                         limit: PAGE,
                         before,
                     },
-                )
+                )?;
+                let top_values = match &top_key {
+                    Some(k) => Some(reader.top_values(&filter, k, TOP_SAMPLE, TOP_VALUES)?),
+                    None => None,
+                };
+                Ok((records, top_values))
             })
             .await?;
+            if let (Some(key), Some((values, looked))) = (&top, top_values) {
+                tops = Some(Top::of(key, values, looked, &form));
+            }
             let next = (records.len() == PAGE)
                 .then(|| records.last())
                 .flatten()
@@ -202,6 +283,8 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
         link("/api/v1/export", &q)
     };
     Ok(render(&RecordsPage {
+        top: tops,
+        top_key: top.unwrap_or_default(),
         charts_src: link("/charts/records", &filters),
         nav: viewer.nav,
         ranges: choices(view::RANGES, form.get("since")),

@@ -592,6 +592,16 @@ impl StoreReader for SqliteReader {
         self.with(|c| read::runs_of_trace(c, trace))
     }
 
+    fn top_values(
+        &self,
+        filter: &RecordFilter,
+        key: &str,
+        sample: usize,
+        limit: usize,
+    ) -> Result<(Vec<(String, u64)>, u64), StoreError> {
+        self.with(|c| read::top_values(c, filter, key, sample, limit))
+    }
+
     fn run_records(&self, key: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
         self.with(|c| read::run_records(c, key, limit))
     }

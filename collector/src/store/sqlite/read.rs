@@ -304,6 +304,84 @@ fn query_sql(conn: &Connection, f: &RecordFilter, page: &Page) -> (String, Vec<S
     (sql, w.params)
 }
 
+/// Columns `top_values` reads as they are (a level and a kind as their words).
+const TOP_COLUMNS: &[(&str, &str)] = &[
+    ("service", "service"),
+    ("host", "host"),
+    ("name", "name"),
+    ("target", "target"),
+    ("category", "category"),
+    ("run_id", "run_id"),
+    ("tenant", "tenant"),
+    ("env", "env"),
+    ("project", "project"),
+    ("app", "app"),
+    ("user_id", "user_id"),
+    ("user", "user_id"),
+    ("session_id", "session_id"),
+    ("level", "CASE level WHEN 1 THEN 'TRACE' WHEN 2 THEN 'DEBUG' WHEN 3 THEN 'INFO' WHEN 4 THEN 'WARN' ELSE 'ERROR' END"),
+    ("kind", "CASE kind WHEN 1 THEN 'event' WHEN 2 THEN 'span_start' ELSE 'span_end' END"),
+    ("status", "CASE status WHEN 1 THEN 'ok' WHEN 2 THEN 'error' END"),
+];
+
+pub(super) fn top_values(
+    conn: &Connection,
+    f: &RecordFilter,
+    key: &str,
+    sample: usize,
+    limit: usize,
+) -> Result<(Vec<(String, u64)>, u64), StoreError> {
+    let mut w = Where::from_filter(conn, f);
+    let expr = match TOP_COLUMNS.iter().find(|(k, _)| *k == key) {
+        Some((_, e)) => (*e).to_owned(),
+        None if key.chars().any(|c| c == '"' || c == '\\' || c.is_control()) => {
+            return Err(StoreError::invalid_data(format!(
+                "{key:?}: a field name cannot hold quotes, backslashes or control characters"
+            )))
+        }
+        None => {
+            // Only records that have the field.
+            w.push(
+                "instr(fields, ?) > 0",
+                [Where::text(&format!("\"{key}\":"))],
+            );
+            let path = json_path(key);
+            w.params.push(SqlValue::Text(path.clone()));
+            w.params.push(SqlValue::Text(path));
+            "(CASE json_type(fields, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(json_extract(fields, ?) AS TEXT) END)".to_owned()
+        }
+    };
+    // The value expression's parameters come first in the statement.
+    let mut params = Vec::new();
+    let n_expr = expr.matches('?').count();
+    let split = w.params.len() - n_expr;
+    params.extend(w.params.drain(split..));
+    params.extend(w.params);
+    let sql = format!(
+        "SELECT v, count(*), sum(count(*)) OVER () FROM
+           (SELECT {expr} AS v FROM records{} ORDER BY ts DESC, seq DESC LIMIT {sample})
+          GROUP BY v ORDER BY count(*) DESC, v LIMIT {limit}",
+        Where {
+            terms: w.terms,
+            params: Vec::new()
+        }
+        .sql()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params_from_iter(params))?;
+    let mut out = Vec::new();
+    let mut looked = 0u64;
+    while let Some(row) = rows.next()? {
+        let v: Option<String> = row.get(0)?;
+        out.push((
+            v.unwrap_or_else(|| "(none)".into()),
+            row.get::<_, i64>(1)?.max(0) as u64,
+        ));
+        looked = row.get::<_, i64>(2)?.max(0) as u64;
+    }
+    Ok((out, looked))
+}
+
 pub(super) fn count(conn: &Connection, f: &RecordFilter) -> Result<u64, StoreError> {
     let by_level_and_kind_only = RecordFilter {
         min_level: None,
