@@ -137,6 +137,11 @@ pub(crate) fn run(cache: &Path, records: u64, n: usize) -> anyhow::Result<(u64, 
                 format!("/charts/calls?{range}"),
                 &admin,
             ),
+            (
+                "chart: cost by model, user and tenant, a day".into(),
+                format!("/calls/costs?{range}"),
+                &admin,
+            ),
         ];
         for (what, path, token) in &pages {
             let (what, path) = (what.as_str(), path.as_str());
@@ -151,7 +156,7 @@ pub(crate) fn run(cache: &Path, records: u64, n: usize) -> anyhow::Result<(u64, 
                 if status != 200 {
                     bail!("{path}: {status} {}", String::from_utf8_lossy(&body));
                 }
-                items = if what.starts_with("page") {
+                items = if what.starts_with("page") || path.starts_with("/calls/costs") {
                     // Rows of the page's table, else its kilobytes.
                     let html = String::from_utf8_lossy(&body);
                     if path.starts_with("/runs/") {

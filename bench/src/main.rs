@@ -17,6 +17,8 @@ mod records;
 mod stats;
 mod sustained;
 mod waterfall;
+#[path = "../../tests/tests/fixtures/wide_run.rs"]
+mod wide_run;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

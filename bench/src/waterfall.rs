@@ -35,37 +35,12 @@ pub(crate) fn run(prompt_bytes: usize, loads: usize) -> anyhow::Result<Report> {
     let result = (|| -> anyhow::Result<Report> {
         let mut client = Client::connect(addr)?;
         let start = logbook_proto::Timestamp::now().as_nanos() - 120_000_000_000;
-        let trace = format!("{:032x}", 0x7a7e_u128 << 64 | start as u128);
-        let attr = |k: &str, v: &str| json!({"key": k, "value": {"stringValue": v}});
-        let prompt = json!([{"role": "user", "parts": [{"type": "text", "content": "q".repeat(prompt_bytes)}]}]).to_string();
-        let mut spans = vec![
-            json!({"traceId": trace, "spanId": "0000000000000001", "name": "invoke_agent wide",
-            "startTimeUnixNano": start.to_string(), "endTimeUnixNano": (start + 50_000_000_000i64).to_string(),
-            "attributes": [attr("gen_ai.agent.name", "wide"), attr("gen_ai.operation.name", "invoke_agent")], "status": {"code": 1}}),
-        ];
-        for step in 0..99i64 {
-            let s0 = start + step * 500_000_000;
-            spans.push(json!({"traceId": trace, "spanId": format!("{:016x}", 0x1000 + step), "parentSpanId": "0000000000000001",
-                "name": format!("step {step}"), "startTimeUnixNano": s0.to_string(), "endTimeUnixNano": (s0 + 490_000_000).to_string(),
-                "attributes": [attr("step.name", &format!("step {step}"))], "status": {"code": 1}}));
-            for call in 0..100i64 {
-                let c0 = s0 + call * 4_900_000;
-                spans.push(json!({"traceId": trace, "spanId": format!("{:016x}", 0x100000 + step * 1000 + call),
-                    "parentSpanId": format!("{:016x}", 0x1000 + step), "name": format!("chat {}", step * 100 + call),
-                    "startTimeUnixNano": c0.to_string(), "endTimeUnixNano": (c0 + 4_000_000).to_string(),
-                    "attributes": [attr("gen_ai.operation.name", "chat"), attr("gen_ai.request.model", "gpt-4o"),
-                        attr("gen_ai.input.messages", &prompt)],
-                    "status": {"code": 1}}));
-            }
-        }
+        let (trace, spans) = crate::wide_run::spans(start, prompt_bytes, None);
         let spans_n = spans.len();
         eprintln!("sending {spans_n} spans with {prompt_bytes}-byte prompts…");
         let per_request = (8_000_000 / prompt_bytes.max(1)).clamp(1, 1000);
         for chunk in spans.chunks(per_request) {
-            let body = serde_json::to_vec(
-                &json!({"resourceSpans": [{"resource": {"attributes": [attr("service.name", "wide")]},
-                "scopeSpans": [{"scope": {"name": "bench"}, "spans": chunk}]}]}),
-            )?;
+            let body = serde_json::to_vec(&crate::wide_run::request(chunk))?;
             let (status, answer) = client.request(
                 "POST",
                 "/v1/traces",

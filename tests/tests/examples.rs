@@ -9,22 +9,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{program, services, Collector};
+use common::{run_example, services, Collector};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_logbook-e2e-example-agent");
 const ORCHESTRATOR: &str = env!("CARGO_BIN_EXE_logbook-e2e-example-orchestrator");
-
-fn run_example(exe: &str, collector: &Collector) -> String {
-    let out = program(exe, &[], &[("LOGBOOK_ENDPOINT", &collector.endpoint())])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{exe}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn json(collector: &Collector, args: &[&str]) -> serde_json::Value {
     let out = collector.cli(args);

@@ -7,13 +7,15 @@
 
 mod browser;
 mod common;
+#[path = "fixtures/wide_run.rs"]
+mod wide_run;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use browser::Browser;
-use common::{http_post, program, Collector};
+use common::{http_post, run_example, Collector};
 use serde_json::{json, Value};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_logbook-e2e-example-agent");
@@ -99,22 +101,23 @@ fn big_prompt_run(addr: SocketAddr) -> String {
     trace
 }
 
+/// Runs the example agent; the run ids it printed.
 fn run_agent(c: &Collector) -> Vec<String> {
-    let out = program(AGENT, &[], &[("LOGBOOK_ENDPOINT", &c.endpoint())])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    run_example(AGENT, c)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|id| id.len() == 36)
         .map(str::to_owned)
         .collect()
+}
+
+/// Waits until the run page has drawn its waterfall.
+fn wait_waterfall(b: &Browser) {
+    b.wait_until(
+        "the waterfall",
+        "return document.getElementById('waterfall')?.dataset.drawn === 'true'",
+        Duration::from_secs(10),
+    );
 }
 
 /// Texts of the elements matching `css`.
@@ -166,11 +169,7 @@ fn a_newcomer_finds_runs_waterfall_prompts_records_live_tail_and_export() {
 
     // Open the run: the waterfall is drawn; a span's detail shows its prompt as chat.
     b.click(&b.find("table.runs tbody td.id a"));
-    b.wait_until(
-        "the waterfall",
-        "return document.getElementById('waterfall')?.dataset.drawn === 'true'",
-        Duration::from_secs(10),
-    );
+    wait_waterfall(&b);
     let names = texts(&b, ".wf-row .wf-label");
     assert!(names.iter().any(|n| n == "chat"), "{names:?}");
     assert!(names.iter().any(|n| n == "execute_tool"), "{names:?}");
@@ -188,6 +187,12 @@ fn a_newcomer_finds_runs_waterfall_prompts_records_live_tail_and_export() {
     assert!(
         prompt.contains("[REDACTED:email]"),
         "redacted as stored: {prompt}"
+    );
+    // The span's events: the failed call's error.
+    b.wait_until(
+        "the span's events",
+        "return Array.from(document.querySelectorAll('#detail .span-events li')).some(li => li.textContent.includes('LLM call failed'))",
+        Duration::from_secs(10),
     );
     shot(&b, "run-llm-call");
     axe(&b, "run with an LLM call open");
@@ -232,11 +237,7 @@ fn a_newcomer_finds_runs_waterfall_prompts_records_live_tail_and_export() {
 
     // The big prompt: cut, "show all" fetches all 100 KB; the image never shows.
     b.go(&format!("{base}/runs/{big_trace}"));
-    b.wait_until(
-        "the waterfall",
-        "return document.getElementById('waterfall')?.dataset.drawn === 'true'",
-        Duration::from_secs(10),
-    );
+    wait_waterfall(&b);
     b.click(&b.find(".wf-row.cat-llm_call"));
     b.find("#detail .chat .msg.role-user");
     let system = b.find("#detail .msg.role-system details");
@@ -384,11 +385,7 @@ fn a_newcomer_finds_runs_waterfall_prompts_records_live_tail_and_export() {
     b.go(&format!("{base}/runs/{}", runs[0]));
     let given = texts(&b, "#feedback table.feedback tbody td:nth-child(3)");
     assert_eq!(given, vec!["helpful"], "the layer's feedback");
-    b.wait_until(
-        "the waterfall",
-        "return document.getElementById('waterfall')?.dataset.drawn === 'true'",
-        Duration::from_secs(10),
-    );
+    wait_waterfall(&b);
     b.click(&b.find(".wf-row.cat-llm_call"));
     let form = b.find("#detail form.feedback-form");
     let _ = form;
@@ -418,7 +415,11 @@ fn a_newcomer_finds_runs_waterfall_prompts_records_live_tail_and_export() {
         models.iter().any(|m| m.starts_with("gpt-4o-mini")),
         "{models:?}"
     );
-    assert!(!texts(&b, "table.cost tbody td").is_empty());
+    b.wait_until(
+        "the cost tables",
+        "return document.querySelectorAll('table.cost tbody td').length > 0",
+        Duration::from_secs(10),
+    );
     b.wait_until(
         "the charts",
         "return document.querySelectorAll('figure.chart canvas').length === 3",
@@ -576,41 +577,12 @@ fn wait_file(dir: &std::path::Path, ext: &str) -> String {
     }
 }
 
-/// A run of 10,000 spans (99 steps of 100 LLM calls, each with a 2 KB prompt) over OTLP.
+/// A run of 10,000 spans (99 steps of 100 LLM calls, each with a 2 KB prompt, call
+/// 750 failing) over OTLP.
 fn big_run(addr: SocketAddr) -> String {
-    let start = now_ns() - 60_000_000_000;
-    let trace = format!("{:032x}", 0x10c_u128 << 64 | start as u128);
-    let attr = |k: &str, v: &str| json!({"key": k, "value": {"stringValue": v}});
-    let prompt =
-        json!([{"role": "user", "parts": [{"type": "text", "content": "x".repeat(2000)}]}])
-            .to_string();
-    let mut spans = vec![
-        json!({"traceId": trace, "spanId": "0000000000000001", "name": "invoke_agent wide",
-        "startTimeUnixNano": start.to_string(), "endTimeUnixNano": (start + 50_000_000_000i64).to_string(),
-        "attributes": [attr("gen_ai.agent.name", "wide"), attr("gen_ai.operation.name", "invoke_agent")], "status": {"code": 1}}),
-    ];
-    for step in 0..99i64 {
-        let s0 = start + step * 500_000_000;
-        spans.push(json!({"traceId": trace, "spanId": format!("{:016x}", 0x1000 + step), "parentSpanId": "0000000000000001",
-            "name": format!("step {step}"), "startTimeUnixNano": s0.to_string(), "endTimeUnixNano": (s0 + 490_000_000).to_string(),
-            "attributes": [attr("step.name", &format!("step {step}"))], "status": {"code": 1}}));
-        for call in 0..100i64 {
-            let c0 = s0 + call * 4_900_000;
-            spans.push(json!({"traceId": trace, "spanId": format!("{:016x}", 0x100000 + step * 1000 + call),
-                "parentSpanId": format!("{:016x}", 0x1000 + step), "name": format!("chat {}", step * 100 + call),
-                "startTimeUnixNano": c0.to_string(), "endTimeUnixNano": (c0 + 4_000_000).to_string(),
-                "attributes": [attr("gen_ai.operation.name", "chat"), attr("gen_ai.request.model", "gpt-4o"), attr("gen_ai.input.messages", &prompt)],
-                "status": {"code": if call == 50 && step == 7 { 2 } else { 1 }}}));
-        }
-    }
-    assert_eq!(spans.len(), 10_000);
+    let (trace, spans) = wide_run::spans(now_ns() - 60_000_000_000, 2000, Some((7, 50)));
     for chunk in spans.chunks(1000) {
-        post_json(
-            addr,
-            "/v1/traces",
-            &json!({"resourceSpans": [{"resource": {"attributes": [attr("service.name", "wide")]},
-                "scopeSpans": [{"scope": {"name": "t"}, "spans": chunk}]}]}),
-        );
+        post_json(addr, "/v1/traces", &wide_run::request(chunk));
     }
     trace
 }
@@ -679,4 +651,96 @@ fn a_run_of_ten_thousand_spans_opens_light_and_scrolls() {
     b.click(&b.find(".wf-row.err"));
     b.find("#detail .chat .msg.role-user");
     shot(&b, "run-10k-error");
+}
+
+/// The session cookie as a client without a browser sees it: signed in with the shared
+/// token, it opens the pages and the API, survives a restart, and ends when the token
+/// changes; a forged or altered cookie opens nothing; state-changing API requests with
+/// it need the CSRF token.
+#[test]
+fn sessions_follow_their_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("logbook.toml");
+    std::fs::write(&config, "token = \"first-shared-token-0123456789\"\n").unwrap();
+    let mut c = Collector::start_with(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let addr = c.http_addr();
+    let sign_in = |addr: SocketAddr, token: &str| {
+        let body = format!("token={token}&next=%2Fruns");
+        common::http_request(
+            addr,
+            "POST",
+            "/sign-in",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Origin", &format!("http://{addr}")),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let wrong = sign_in(addr, "not-the-token");
+    assert_eq!(wrong.status, 401);
+    let r = sign_in(addr, "first-shared-token-0123456789");
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/runs"));
+    let set = r.header("set-cookie").unwrap().to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let get = |addr: SocketAddr, path: &str, cookie: &str| {
+        common::http_request(addr, "GET", path, &[("Cookie", cookie)], b"")
+    };
+    assert_eq!(get(addr, "/runs", &cookie).status, 200);
+    assert_eq!(get(addr, "/api/v1/runs", &cookie).status, 200);
+    assert_eq!(
+        get(addr, "/runs", "").status,
+        303,
+        "no cookie: to the sign-in page"
+    );
+    let altered = format!("{}0", &cookie[..cookie.len() - 1]);
+    assert_eq!(get(addr, "/api/v1/runs", &altered).status, 401);
+    // A POST with the cookie and no CSRF token is refused; with it, it goes through.
+    let page = get(addr, "/runs", &cookie).text();
+    let csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let body = br#"{"run": "nope", "score": 1}"#;
+    let post = |csrf: Option<&str>| {
+        let mut headers = vec![
+            ("Cookie", cookie.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        if let Some(c) = csrf {
+            headers.push(("X-CSRF-Token", c));
+        }
+        common::http_request(addr, "POST", "/api/v1/feedback", &headers, body)
+    };
+    assert_eq!(post(None).status, 403);
+    assert_eq!(
+        post(Some(&csrf)).status,
+        404,
+        "past the CSRF check: no such run"
+    );
+    // A restart keeps the session; another shared token ends it.
+    c.stop();
+    c.restart();
+    let addr = c.http_addr();
+    assert_eq!(get(addr, "/runs", &cookie).status, 200);
+    c.stop();
+    std::fs::write(&config, "token = \"second-shared-token-0123456789\"\n").unwrap();
+    c.restart();
+    let addr = c.http_addr();
+    assert_eq!(get(addr, "/runs", &cookie).status, 303);
 }

@@ -33,7 +33,8 @@ pub const AUTH_FAILURES_ACTION: &str = "auth_failures";
 const TOKENS_RECHECK: Duration = Duration::from_secs(1);
 /// The prefix of API token texts: `lbk_<id>_<secret>`.
 pub const TOKEN_PREFIX: &str = "lbk_";
-/// The subject of a session signed in with the shared token (API token ids are hex).
+/// What the subject of a session signed in with the shared token starts with (API
+/// token ids are hex).
 pub const SHARED_SESSION: &str = "shared";
 
 /// The API tokens not revoked, by id.
@@ -249,12 +250,12 @@ impl Authenticator {
         (anonymous && self.tokens_exist() == Some(false)).then(Caller::anonymous)
     }
 
-    /// The caller a signed-in session names: `shared` for the configured token (while
-    /// one is configured), else an API token's id (while it is not revoked); `None`
+    /// The caller a signed-in session names: the shared token's subject (while that
+    /// token is configured), else an API token's id (while it is not revoked); `None`
     /// for anything else.
     pub fn session_caller(&self, subject: &str) -> Option<Caller> {
-        if subject == SHARED_SESSION {
-            return self.token.is_some().then(|| Caller {
+        if subject.starts_with(SHARED_SESSION) {
+            return (Some(subject) == self.shared_subject().as_deref()).then(|| Caller {
                 name: "shared token".into(),
                 role: Role::Admin,
                 visibility: Visibility::ALL,
@@ -266,13 +267,25 @@ impl Authenticator {
     }
 
     /// The subject of a session of the holder of `presented`: its API token's id, or
-    /// [`SHARED_SESSION`]; `None` when it is neither.
+    /// the shared token's subject; `None` when it is neither.
     pub fn session_subject(&self, presented: &str) -> Option<String> {
         if self.api_token(Some(presented)).is_some() {
             return token_id(presented).map(str::to_owned);
         }
-        (self.token.is_some() && token_matches(self.token.as_ref(), Some(presented)))
-            .then(|| SHARED_SESSION.to_owned())
+        if token_matches(self.token.as_ref(), Some(presented)) {
+            return self.shared_subject();
+        }
+        None
+    }
+
+    /// The subject of sessions of the shared token: `shared-` and a digest of the
+    /// token's digest, so that changing the token ends them.
+    fn shared_subject(&self) -> Option<String> {
+        let digest = Sha256::digest(self.token?);
+        Some(format!(
+            "{SHARED_SESSION}-{}",
+            crate::audit::to_hex(&digest[..6])
+        ))
     }
 
     fn caller_of(stored: &ApiToken) -> Caller {

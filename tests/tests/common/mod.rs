@@ -28,6 +28,8 @@ pub struct Collector {
     /// Its stderr, captured to a file.
     pub log: PathBuf,
     extra: Vec<String>,
+    /// Where the log of the current process starts.
+    log_from: usize,
 }
 
 impl Collector {
@@ -44,6 +46,7 @@ impl Collector {
             db: dir.join("logbook.db"),
             log: dir.join("collector.log"),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            log_from: 0,
         };
         c.restart();
         c
@@ -59,6 +62,7 @@ impl Collector {
     /// Starts the collector again (after [`Collector::kill`] or [`Collector::stop`]).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
+        self.log_from = self.log_text().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -135,7 +139,12 @@ impl Collector {
     pub fn http_addr(&self) -> std::net::SocketAddr {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let log = self.log_text();
+            // This process's lines only: a restarted collector listens elsewhere.
+            let log = self
+                .log_text()
+                .get(self.log_from..)
+                .unwrap_or_default()
+                .to_owned();
             if let Some(addr) = log
                 .lines()
                 .filter(|l| l.contains("HTTP listening"))
@@ -175,6 +184,19 @@ impl Drop for Collector {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs an example program `exe` against `collector`, as a user runs it; its stdout.
+pub fn run_example(exe: &str, collector: &Collector) -> String {
+    let out = program(exe, &[], &[("LOGBOOK_ENDPOINT", &collector.endpoint())])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{exe}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Sends `sig` to `pid`.

@@ -117,20 +117,7 @@ pub(super) async fn purge(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     admin(&access, "purge")?;
-    // A JSON body, said so: a web page cannot send that to another origin without
-    // the browser asking first (and nothing here answers that question).
-    let json_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json_type {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "a purge request is JSON: Content-Type: application/json",
-        ));
-    }
+    super::require_json(&headers, "a purge request")?;
     let request: PurgeRequest = if body.is_empty() {
         return Err(ApiError::bad_request(
             "the body is a JSON object: {\"older_than\": \"30d\", \"dry_run\": true}",

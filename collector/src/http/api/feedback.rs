@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::{json, Access, ApiError};
@@ -34,18 +34,7 @@ pub(super) async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let json_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json_type {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "feedback is JSON: Content-Type: application/json",
-        ));
-    }
+    super::require_json(&headers, "feedback")?;
     let f: Feedback = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid feedback: {e}")))?;
     let id = give(&cx, &access.caller, access.reader, f).await?;

@@ -286,6 +286,26 @@ pub async fn blocking<T: Send + 'static>(
     .map_err(ApiError::from)
 }
 
+/// 415 unless the request says its body is JSON (`Content-Type: application/json`):
+/// a web page cannot send that to another origin without the browser asking first,
+/// and nothing here answers that question. `what` names the body in the message.
+pub fn require_json(headers: &HeaderMap, what: &str) -> Result<(), ApiError> {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if json_type {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("{what} is JSON: Content-Type: application/json"),
+        ))
+    }
+}
+
 /// A JSON answer.
 pub fn json<T: Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {

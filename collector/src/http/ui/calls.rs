@@ -74,7 +74,7 @@ struct CallsPage {
     tenant: String,
     user: String,
     rows: Vec<CallRow>,
-    costs: Vec<CostTable>,
+    costs_src: String,
     charts_src: String,
     error: String,
     next: String,
@@ -133,7 +133,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
         tenant: tenant.clone(),
         user: user.clone(),
         rows: Vec::new(),
-        costs: Vec::new(),
+        costs_src: String::new(),
         charts_src: String::new(),
         error: String::new(),
         next: String::new(),
@@ -146,7 +146,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
         }
     };
     let reader = viewer.reader;
-    let (rows, cursor, costs) = blocking(move || {
+    let (rows, cursor) = blocking(move || {
         let (rows, cursor) = if tool {
             let calls = reader.tool_calls(&filter)?;
             let cursor = (calls.len() == PAGE)
@@ -179,27 +179,10 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
                 .collect::<Vec<_>>();
             (rows, cursor)
         };
-        let mut costs = Vec::new();
-        if !tool {
-            let mut group = filter.clone();
-            group.before = None;
-            group.limit = GROUPS;
-            for (title, by) in [
-                ("By model", CostBy::Model),
-                ("By user", CostBy::User),
-                ("By tenant", CostBy::Tenant),
-            ] {
-                costs.push(CostTable {
-                    title,
-                    rows: reader.cost(by, &group)?,
-                });
-            }
-        }
-        Ok((rows, cursor, costs))
+        Ok((rows, cursor))
     })
     .await?;
     page.rows = rows;
-    page.costs = costs;
     let filters = query([
         ("since", since_text.as_str()),
         ("status", status_text.as_str()),
@@ -209,6 +192,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
     ]);
     if !tool {
         page.charts_src = link("/charts/calls", &filters);
+        page.costs_src = link("/calls/costs", &filters);
     }
     if let Some(c) = cursor {
         let c = c.to_string();
@@ -224,4 +208,49 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
         page.next = link("/calls", &q);
     }
     Ok(render(&page))
+}
+
+#[derive(Template)]
+#[template(path = "ui/calls_costs.html")]
+struct CostsFragment {
+    costs: Vec<CostTable>,
+    cost_range: String,
+}
+
+/// `/calls/costs`: what the LLM calls cost by model, user and tenant, with the calls
+/// page's filters, over its time range, else the last 24 hours (a sum over every call
+/// ever made is not a page's work); loaded by the page after it is shown.
+pub(super) async fn costs(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Response, UiError> {
+    let mut p = Params::parse(q.as_deref());
+    let mut filter = call_filter(&mut p)?;
+    let cost_range = if filter.since.is_none() && filter.until.is_none() {
+        "the last 24 hours"
+    } else {
+        "the time range"
+    };
+    let range = super::chart::range(filter.since, filter.until);
+    filter.since = Some(range.0);
+    filter.until = Some(range.1);
+    filter.before = None;
+    filter.limit = GROUPS;
+    let reader = viewer.reader;
+    let costs = blocking(move || {
+        let mut costs = Vec::new();
+        for (title, by) in [
+            ("By model", CostBy::Model),
+            ("By user", CostBy::User),
+            ("By tenant", CostBy::Tenant),
+        ] {
+            costs.push(CostTable {
+                title,
+                rows: reader.cost(by, &filter)?,
+            });
+        }
+        Ok(costs)
+    })
+    .await?;
+    Ok(render(&CostsFragment {
+        costs,
+        cost_range: cost_range.into(),
+    }))
 }

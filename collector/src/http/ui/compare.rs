@@ -212,53 +212,30 @@ fn deltas(a: &RunSummary, b: &RunSummary) -> Vec<Delta> {
     let ns = |x: f64| view::duration(Some(x as u64));
     let usd = |x: f64| view::usd(Some(x));
     let n = |v: u64| v as f64;
-    let mut out = vec![
-        Delta {
-            label: "duration",
-            a: view::duration(a.duration_ns),
-            b: view::duration(b.duration_ns),
-            diff: match (a.duration_ns, b.duration_ns) {
-                (Some(x), Some(y)) => signed(y as f64 - x as f64, &ns),
-                _ => "-".into(),
-            },
+    let mut out = vec![Delta {
+        label: "duration",
+        a: view::duration(a.duration_ns),
+        b: view::duration(b.duration_ns),
+        diff: match (a.duration_ns, b.duration_ns) {
+            (Some(x), Some(y)) => signed(y as f64 - x as f64, &ns),
+            _ => "-".into(),
         },
-        Delta {
-            label: "spans",
-            a: a.spans.to_string(),
-            b: b.spans.to_string(),
-            diff: signed(n(b.spans) - n(a.spans), &count),
-        },
-        Delta {
-            label: "errors",
-            a: a.errors.to_string(),
-            b: b.errors.to_string(),
-            diff: signed(n(b.errors) - n(a.errors), &count),
-        },
-        Delta {
-            label: "LLM calls",
-            a: a.llm_calls.to_string(),
-            b: b.llm_calls.to_string(),
-            diff: signed(n(b.llm_calls) - n(a.llm_calls), &count),
-        },
-        Delta {
-            label: "tool calls",
-            a: a.tool_calls.to_string(),
-            b: b.tool_calls.to_string(),
-            diff: signed(n(b.tool_calls) - n(a.tool_calls), &count),
-        },
-        Delta {
-            label: "input tokens",
-            a: a.input_tokens.to_string(),
-            b: b.input_tokens.to_string(),
-            diff: signed(n(b.input_tokens) - n(a.input_tokens), &count),
-        },
-        Delta {
-            label: "output tokens",
-            a: a.output_tokens.to_string(),
-            b: b.output_tokens.to_string(),
-            diff: signed(n(b.output_tokens) - n(a.output_tokens), &count),
-        },
-    ];
+    }];
+    for (label, x, y) in [
+        ("spans", a.spans, b.spans),
+        ("errors", a.errors, b.errors),
+        ("LLM calls", a.llm_calls, b.llm_calls),
+        ("tool calls", a.tool_calls, b.tool_calls),
+        ("input tokens", a.input_tokens, b.input_tokens),
+        ("output tokens", a.output_tokens, b.output_tokens),
+    ] {
+        out.push(Delta {
+            label,
+            a: x.to_string(),
+            b: y.to_string(),
+            diff: signed(n(y) - n(x), &count),
+        });
+    }
     out.push(Delta {
         label: "cost",
         a: view::usd(a.cost),

@@ -51,6 +51,7 @@ pub fn routes() -> Router<Arc<HttpContext>> {
         .route("/runs/{id}/feedback", post(runs::feedback))
         .route("/compare", get(compare::compare))
         .route("/calls", get(calls::list))
+        .route("/calls/costs", get(calls::costs))
         .route("/charts/runs", get(chart::runs))
         .route("/charts/records", get(chart::records))
         .route("/charts/calls", get(chart::calls))

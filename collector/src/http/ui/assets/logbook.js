@@ -15,15 +15,13 @@
   // Loads a server-rendered fragment (escaped on the server) into `target`.
   function loadInto(target, url) {
     target.setAttribute("aria-busy", "true");
+    var done = function () { target.removeAttribute("aria-busy"); };
     if (window.htmx) {
-      window.htmx.ajax("GET", url, { target: target, swap: "innerHTML" }).then(function () {
-        target.removeAttribute("aria-busy");
-      });
-      return;
+      return window.htmx.ajax("GET", url, { target: target, swap: "innerHTML" }).then(done);
     }
-    fetch(url, { headers: { "HX-Request": "true" }, credentials: "same-origin" })
+    return fetch(url, { headers: { "HX-Request": "true" }, credentials: "same-origin" })
       .then(function (r) { return r.text(); })
-      .then(function (html) { target.innerHTML = html; target.removeAttribute("aria-busy"); });
+      .then(function (html) { target.innerHTML = html; done(); });
   }
 
   function fmtDuration(us) {
@@ -226,10 +224,43 @@
     }
 
     var detail = document.getElementById("detail");
+    // The events a span holds (its direct children in the outline).
+    function eventsOf(idx) {
+      var out = [];
+      for (var i = idx + 1; i < idx + size[idx]; i += size[i]) {
+        if (rows[i][KIND] === "e") out.push(i);
+      }
+      return out;
+    }
     function open(idx) {
       var id = rows[idx][ID];
       if (!id || !detail) return;
-      loadInto(detail, "/records/" + id);
+      var events = rows[idx][KIND] === "s" ? eventsOf(idx) : [];
+      loadInto(detail, "/records/" + id).then(function () {
+        if (!events.length) return;
+        var section = document.createElement("section");
+        section.className = "span-events";
+        var h = document.createElement("h3");
+        h.textContent = "Events in this span (" + events.length + ")";
+        section.appendChild(h);
+        var list = document.createElement("ol");
+        events.forEach(function (e) {
+          var li = document.createElement("li");
+          var badge = document.createElement("span");
+          badge.className = "badge level-" + String(rows[e][LEVEL]).toLowerCase();
+          badge.textContent = rows[e][LEVEL];
+          var a = document.createElement("a");
+          a.href = "/records/" + rows[e][ID];
+          a.textContent = rows[e][NAME];
+          li.appendChild(badge);
+          li.appendChild(document.createTextNode(" +" + fmtDuration(rows[e][START] - rows[idx][START]) + " "));
+          li.appendChild(a);
+          list.appendChild(li);
+        });
+        section.appendChild(list);
+        var article = detail.querySelector("article.record");
+        (article || detail).insertBefore(section, article ? article.querySelector("dl.facts:not(.usage)") : null);
+      });
     }
 
     function setActive(idx, andOpen) {
