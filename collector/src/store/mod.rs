@@ -163,6 +163,16 @@ pub trait StoreReader: Send + Sync {
     /// LLM calls matching `filter`, summed per model, user, tenant, … or day.
     fn cost(&self, by: CostBy, filter: &CallFilter) -> Result<Vec<CostGroup>, StoreError>;
 
+    /// [`StoreReader::cost`] for several groupings of the same calls at once (a
+    /// backend may read the calls once for all of them).
+    fn costs(
+        &self,
+        bys: &[CostBy],
+        filter: &CallFilter,
+    ) -> Result<Vec<Vec<CostGroup>>, StoreError> {
+        bys.iter().map(|by| self.cost(*by, filter)).collect()
+    }
+
     /// Store-wide numbers.
     fn stats(&self) -> Result<StoreStats, StoreError>;
 

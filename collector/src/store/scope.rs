@@ -284,6 +284,17 @@ impl StoreReader for Scoped {
         }
     }
 
+    fn costs(
+        &self,
+        bys: &[CostBy],
+        filter: &CallFilter,
+    ) -> Result<Vec<Vec<CostGroup>>, StoreError> {
+        match self.vis.calls(filter) {
+            Some(f) => self.inner.costs(bys, &f),
+            None => Ok(bys.iter().map(|_| Vec::new()).collect()),
+        }
+    }
+
     /// The visible records counted by level and kind, the visible runs, and the
     /// visible time range; nothing about the store itself (its size, its clients, its
     /// trail, what its limits and rules did), which is everyone's.

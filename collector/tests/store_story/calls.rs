@@ -251,6 +251,48 @@ pub fn calls_runs_and_cost_are_kept_at_ingest(backend: &dyn Backend) {
     let u1 = by_user.iter().find(|g| g.key == "u-1").unwrap();
     assert!(close(u1.cost.unwrap(), gpt4o + mini));
     assert_eq!(u1.input_tokens, 1_050);
+    // Several groupings at once give what each gives alone.
+    let all = CallFilter {
+        limit: 10,
+        ..CallFilter::default()
+    };
+    let bys = [
+        CostBy::Model,
+        CostBy::User,
+        CostBy::Tenant,
+        CostBy::Provider,
+    ];
+    let together = reader.costs(&bys, &all).unwrap();
+    for (by, groups) in bys.iter().zip(&together) {
+        let alone = reader.cost(*by, &all).unwrap();
+        assert_eq!(groups.len(), alone.len(), "{by:?}");
+        for (g, a) in groups.iter().zip(&alone) {
+            assert_eq!(
+                (
+                    &g.key,
+                    g.calls,
+                    g.input_tokens,
+                    g.output_tokens,
+                    g.cache_read_tokens,
+                    g.unpriced_calls
+                ),
+                (
+                    &a.key,
+                    a.calls,
+                    a.input_tokens,
+                    a.output_tokens,
+                    a.cache_read_tokens,
+                    a.unpriced_calls
+                ),
+                "{by:?}"
+            );
+            assert_eq!(g.cost.is_some(), a.cost.is_some(), "{by:?}");
+            assert!(
+                close(g.cost.unwrap_or(0.0), a.cost.unwrap_or(0.0)),
+                "{by:?}"
+            );
+        }
+    }
     drop(store);
 
     // A price for the house model, and a new gpt-4o price from before these calls:

@@ -234,21 +234,13 @@ pub(super) async fn costs(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respo
     filter.before = None;
     filter.limit = GROUPS;
     let reader = viewer.reader;
-    let costs = blocking(move || {
-        let mut costs = Vec::new();
-        for (title, by) in [
-            ("By model", CostBy::Model),
-            ("By user", CostBy::User),
-            ("By tenant", CostBy::Tenant),
-        ] {
-            costs.push(CostTable {
-                title,
-                rows: reader.cost(by, &filter)?,
-            });
-        }
-        Ok(costs)
-    })
-    .await?;
+    let bys = [CostBy::Model, CostBy::User, CostBy::Tenant];
+    let groups = blocking(move || reader.costs(&bys, &filter)).await?;
+    let costs = ["By model", "By user", "By tenant"]
+        .into_iter()
+        .zip(groups)
+        .map(|(title, rows)| CostTable { title, rows })
+        .collect();
     Ok(render(&CostsFragment {
         costs,
         cost_range: cost_range.into(),

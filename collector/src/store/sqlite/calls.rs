@@ -460,6 +460,88 @@ pub(super) fn call_series(
     Ok(out)
 }
 
+/// LLM calls grouped several ways at once: one read of the calls, summed per key in
+/// memory, for groupings by a column (model, provider, user, tenant, app, run); the
+/// others (day, all) as [`cost`] does them.
+pub(super) fn costs(
+    conn: &Connection,
+    bys: &[CostBy],
+    f: &CallFilter,
+) -> Result<Vec<Vec<CostGroup>>, StoreError> {
+    let column = |by: CostBy| match by {
+        CostBy::Model => Some(0),
+        CostBy::Provider => Some(1),
+        CostBy::User => Some(2),
+        CostBy::Tenant => Some(3),
+        CostBy::App => Some(4),
+        CostBy::Run => Some(5),
+        CostBy::Day | CostBy::All => None,
+    };
+    if bys.iter().any(|b| column(*b).is_none()) || bys.len() < 2 {
+        return bys.iter().map(|by| cost(conn, *by, f)).collect();
+    }
+    let (w, params) = conditions(f, "model");
+    let sql = format!(
+        "SELECT model, provider, user_id, tenant, app, run_id, input_tokens, output_tokens,
+                cache_read_tokens, cost, provider_cost FROM llm_calls{w}"
+    );
+    let mut groups: Vec<std::collections::HashMap<String, CostGroup>> = bys
+        .iter()
+        .map(|_| std::collections::HashMap::new())
+        .collect();
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params_from_iter(params))?;
+    while let Some(row) = rows.next()? {
+        let keys: [Option<String>; 6] = [
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+        ];
+        let tokens = |i: usize| -> rusqlite::Result<Option<i64>> { row.get(i) };
+        let (input, output, cache) = (tokens(6)?, tokens(7)?, tokens(8)?);
+        let (cost, provider): (Option<f64>, Option<f64>) = (row.get(9)?, row.get(10)?);
+        for (by, map) in bys.iter().zip(groups.iter_mut()) {
+            let key = column(*by)
+                .and_then(|i| keys[i].clone())
+                .unwrap_or_else(|| "-".into());
+            let g = map.entry(key.clone()).or_insert_with(|| CostGroup {
+                key,
+                ..CostGroup::default()
+            });
+            g.calls += 1;
+            g.input_tokens += input.unwrap_or(0).max(0) as u64;
+            g.output_tokens += output.unwrap_or(0).max(0) as u64;
+            g.cache_read_tokens += cache.unwrap_or(0).max(0) as u64;
+            if let Some(c) = cost {
+                g.cost = Some(g.cost.unwrap_or(0.0) + c);
+            } else if input.is_some() || output.is_some() {
+                g.unpriced_calls += 1;
+            }
+            if let Some(c) = provider {
+                g.provider_cost = Some(g.provider_cost.unwrap_or(0.0) + c);
+            }
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|map| {
+            let mut v: Vec<CostGroup> = map.into_values().collect();
+            // As `cost` orders them: the costliest first, then by key.
+            v.sort_by(|a, b| {
+                b.cost
+                    .unwrap_or(0.0)
+                    .total_cmp(&a.cost.unwrap_or(0.0))
+                    .then_with(|| a.key.cmp(&b.key))
+            });
+            v.truncate(f.limit);
+            v
+        })
+        .collect())
+}
+
 /// LLM calls grouped by `by`: counts, tokens, computed and reported cost.
 pub(super) fn cost(
     conn: &Connection,

@@ -654,6 +654,14 @@ impl StoreReader for SqliteReader {
         self.with(|c| calls::cost(c, by, filter))
     }
 
+    fn costs(
+        &self,
+        bys: &[CostBy],
+        filter: &CallFilter,
+    ) -> Result<Vec<Vec<CostGroup>>, StoreError> {
+        self.with(|c| calls::costs(c, bys, filter))
+    }
+
     fn stats(&self) -> Result<StoreStats, StoreError> {
         self.with(|c| read::stats(c, &self.path))
     }
