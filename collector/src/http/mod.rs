@@ -147,15 +147,7 @@ impl HttpContext {
     /// with no token configured on a loopback listener, a local client (its `Host` a
     /// loopback name, its `Origin`, if any, too), so that a web page the operator
     /// visits cannot use the collector through the browser.
-    ///
-    /// A request without a bearer token may instead carry a browser session's cookie
-    /// (`ui::session`).
     pub fn caller(&self, headers: &axum::http::HeaderMap) -> Result<Caller, Refused> {
-        if api::bearer(headers).is_none() {
-            if let Some(caller) = self.sessions.caller(headers, &self.auth) {
-                return Ok(caller);
-            }
-        }
         let caller = self
             .auth
             .authenticate(api::bearer(headers), self.loopback)
@@ -164,6 +156,28 @@ impl HttpContext {
             return Err(Refused::NotLocal);
         }
         Ok(caller)
+    }
+}
+
+impl HttpContext {
+    /// [`HttpContext::caller`], or, for a request without a bearer token, the holder
+    /// of the browser session its cookie names (`ui::session`): for the pages and the
+    /// read API, never for ingest. A cookie is refused when a browser says another
+    /// site (another port of this host included) sent the request.
+    pub fn reader_caller(&self, headers: &axum::http::HeaderMap) -> Result<Caller, Refused> {
+        if api::bearer(headers).is_none() && ui::session::cookie(headers).is_some() {
+            let other_site = headers
+                .get("sec-fetch-site")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|s| s == "same-site" || s == "cross-site");
+            if other_site {
+                return Err(Refused::NotLocal);
+            }
+            if let Some(caller) = self.sessions.caller(headers, &self.auth) {
+                return Ok(caller);
+            }
+        }
+        self.caller(headers)
     }
 }
 

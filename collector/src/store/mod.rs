@@ -123,12 +123,13 @@ pub trait StoreReader: Send + Sync {
     ) -> Result<Vec<SeriesPoint>, StoreError>;
 
     /// Sessions (runs grouped by `session_id`) whose runs match `filter` (its
-    /// `after` and `kind` aside), the most recently active first, at most
-    /// `filter.limit`; only those last active before `before`, if given.
+    /// `after` aside), the most recently active first (then by id), at most
+    /// `filter.limit`; only those after `after` (a session's last activity and id) in
+    /// that order, if given.
     fn sessions(
         &self,
         filter: &RunFilter,
-        before: Option<Timestamp>,
+        after: Option<&(Timestamp, String)>,
     ) -> Result<Vec<SessionSummary>, StoreError>;
 
     /// The runs of a trace: its own run (when its spans set no run id) and the runs

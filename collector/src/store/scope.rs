@@ -246,10 +246,10 @@ impl StoreReader for Scoped {
     fn sessions(
         &self,
         filter: &RunFilter,
-        before: Option<Timestamp>,
+        after: Option<&(Timestamp, String)>,
     ) -> Result<Vec<SessionSummary>, StoreError> {
         match self.vis.runs(filter) {
-            Some(f) => self.inner.sessions(&f, before),
+            Some(f) => self.inner.sessions(&f, after),
             None => Ok(Vec::new()),
         }
     }

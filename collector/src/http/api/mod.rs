@@ -227,7 +227,7 @@ impl FromRequestParts<Arc<HttpContext>> for Access {
 /// when it names none and one is required; 403 for a tokenless request that is not
 /// a local client's.
 pub async fn authenticate(parts: &Parts, cx: &HttpContext) -> Result<Caller, ApiError> {
-    match cx.caller(&parts.headers) {
+    match cx.reader_caller(&parts.headers) {
         Ok(caller) => Ok(caller),
         Err(Refused::NotLocal) => Err(ApiError::forbidden(
             "without a token only local clients are served, and this request names another host or comes from a web page",

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -185,16 +185,24 @@ pub(super) async fn purge(
     }
 }
 
-/// `GET /maintenance/dsar?user=…` (or `tenant=…`): every record of a data subject as
-/// JSON Lines, downloaded; audited as `logbook dsar export` is.
+/// `POST /maintenance/dsar` (`user` or `tenant`, `csrf`): every record of a data
+/// subject as JSON Lines, downloaded; audited as `logbook dsar export` is.
 pub(super) async fn dsar(
     State(cx): State<Arc<HttpContext>>,
     viewer: Viewer,
-    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, UiError> {
     admin_only(&viewer)?;
-    let mut p = crate::http::api::Params::parse(q.as_deref());
-    let subject = match (p.take("user")?, p.take("tenant")?) {
+    let fields = form(&cx, &headers, &body)?;
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let subject = match (get("user"), get("tenant")) {
         (Some(u), None) => Subject::User(u),
         (None, Some(t)) => Subject::Tenant(t),
         _ => {
@@ -203,7 +211,6 @@ pub(super) async fn dsar(
             ))
         }
     };
-    p.finish(&["user", "tenant"])?;
     let config = Arc::clone(&cx.config);
     let body = blocking(move || {
         let mut store = open_writer(&config.db, &config.store_options())?;

@@ -119,6 +119,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
     let tool = get("type") == "tool";
     let (since_text, status_text, tenant, user) =
         (get("since"), get("status"), get("tenant"), get("user"));
+    let until_text = get("until");
     let name = get(if tool { "tool" } else { "model" });
     let parsed = call_filter(&mut p);
     let mut page = CallsPage {
@@ -185,6 +186,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
     page.rows = rows;
     let filters = query([
         ("since", since_text.as_str()),
+        ("until", until_text.as_str()),
         ("status", status_text.as_str()),
         ("model", if tool { "" } else { name.as_str() }),
         ("tenant", tenant.as_str()),
@@ -199,6 +201,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
         let q = query([
             ("type", if tool { "tool" } else { "" }),
             ("since", since_text.as_str()),
+            ("until", until_text.as_str()),
             ("status", status_text.as_str()),
             (if tool { "tool" } else { "model" }, name.as_str()),
             ("tenant", tenant.as_str()),

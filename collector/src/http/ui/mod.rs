@@ -63,7 +63,7 @@ pub fn routes() -> Router<Arc<HttpContext>> {
         .route("/audit", get(audit::show))
         .route("/maintenance", get(admin::show))
         .route("/maintenance/purge", post(admin::purge))
-        .route("/maintenance/dsar", get(admin::dsar))
+        .route("/maintenance/dsar", post(admin::dsar))
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
         .route("/sign-out", post(sign_in::sign_out))
         .route("/assets/{name}", get(assets::serve))
@@ -120,7 +120,7 @@ impl FromRequestParts<Arc<HttpContext>> for Viewer {
         parts: &mut Parts,
         cx: &Arc<HttpContext>,
     ) -> Result<Self, Self::Rejection> {
-        let caller = match cx.caller(&parts.headers) {
+        let caller = match cx.reader_caller(&parts.headers) {
             Ok(caller) => caller,
             Err(Refused::Unauthenticated) => {
                 return Err(UiError::SignIn(
@@ -134,7 +134,7 @@ impl FromRequestParts<Arc<HttpContext>> for Viewer {
                 return Err(UiError::page(
                     StatusCode::FORBIDDEN,
                     "Not from this machine",
-                    "Without a token the collector serves browsers on this machine only, at http://127.0.0.1 or http://localhost. Create a token (logbook token create) to serve others.",
+                    "Without a token the collector serves browsers on this machine only, at http://127.0.0.1 or http://localhost, from its own pages; and a session serves no request another site sends. Create a token (logbook token create) to serve others.",
                 ))
             }
         };

@@ -138,7 +138,16 @@ impl Top {
                         } else {
                             value.clone()
                         };
-                        let mut q = form.query();
+                        // The value replaces the filter of its parameter, if any.
+                        let kept = RecordForm {
+                            pairs: form
+                                .pairs
+                                .iter()
+                                .filter(|(k, _)| p == "field" || k != p)
+                                .cloned()
+                                .collect(),
+                        };
+                        let mut q = kept.query();
                         if !q.is_empty() {
                             q.push('&');
                         }
@@ -261,7 +270,10 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
                     if !q.is_empty() {
                         q.push('&');
                     }
-                    q.push_str(&query([("before", cursor.as_str())]));
+                    q.push_str(&query([
+                        ("top", top.as_deref().unwrap_or("")),
+                        ("before", cursor.as_str()),
+                    ]));
                     link("/records", &q)
                 })
                 .unwrap_or_default();

@@ -33,6 +33,8 @@ pub(super) struct RunForm {
     pub(super) text: String,
     pub(super) session: String,
     pub(super) meta: String,
+    /// Every filter as given (`meta` may be repeated), for the links.
+    pub(super) pairs: Vec<(String, String)>,
 }
 
 impl RunForm {
@@ -55,24 +57,18 @@ impl RunForm {
             text: get("text"),
             session: get("session"),
             meta: get("meta"),
+            pairs: p
+                .0
+                .iter()
+                .filter(|(k, _)| k != "after" && k != "before")
+                .cloned()
+                .collect(),
         }
     }
 
     /// The filters as a query string.
     pub(super) fn query(&self) -> String {
-        query([
-            ("since", self.since.as_str()),
-            ("until", self.until.as_str()),
-            ("status", self.status.as_str()),
-            ("service", self.service.as_str()),
-            ("agent", self.agent.as_str()),
-            ("tenant", self.tenant.as_str()),
-            ("user", self.user.as_str()),
-            ("model", self.model.as_str()),
-            ("text", self.text.as_str()),
-            ("session", self.session.as_str()),
-            ("meta", self.meta.as_str()),
-        ])
+        query(self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 }
 

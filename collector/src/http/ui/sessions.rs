@@ -38,10 +38,7 @@ pub(super) struct SessionRow {
 }
 
 fn session_href(id: &str) -> String {
-    format!(
-        "/sessions/{}",
-        form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-    )
+    format!("/sessions/{}", view::segment(id))
 }
 
 impl SessionRow {
@@ -79,24 +76,37 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
     let viewer = viewer.nav("sessions");
     let mut p = Params::parse(q.as_deref());
     let form = RunForm::read(&p);
-    let before: Result<Option<i64>, _> = p.parse_value("before");
+    // The page's cursor: `<last activity ns>.<session id>` of the last session shown.
+    let before = p.take("before").and_then(|b| {
+        b.map(|b| {
+            b.split_once('.')
+                .and_then(|(ns, id)| Some((Timestamp(ns.parse().ok()?), id.to_owned())))
+                .ok_or_else(|| {
+                    crate::http::api::ApiError::bad_request(format!(
+                        "before: {b:?} is not a page cursor of this list"
+                    ))
+                })
+        })
+        .transpose()
+    });
     let parsed = before.and_then(|before| {
         let f = run_filter(&mut p)?;
         p.finish(&[RUN_KEYS, &["before"]].concat())?;
-        Ok((f, before.map(Timestamp)))
+        Ok((f, before))
     });
     let (rows, next, error) = match parsed {
         Ok((mut filter, before)) => {
             filter.limit = PAGE;
             let reader = viewer.reader;
-            let sessions = blocking(move || reader.sessions(&filter, before)).await?;
+            let sessions = blocking(move || reader.sessions(&filter, before.as_ref())).await?;
             let next = if sessions.len() == PAGE {
                 sessions.last().map_or_else(String::new, |s| {
                     let mut q = form.query();
                     if !q.is_empty() {
                         q.push('&');
                     }
-                    q.push_str(&query([("before", s.last.as_nanos().to_string().as_str())]));
+                    let cursor = format!("{}.{}", s.last.as_nanos(), s.session_id);
+                    q.push_str(&query([("before", cursor.as_str())]));
                     link("/sessions", &q)
                 })
             } else {

@@ -21,10 +21,15 @@ struct SignIn {
 }
 
 /// Where to go once signed in: a path of this site, nothing else (`//host` and
-/// `/\host` name other sites).
+/// `/\host` name other sites, and browsers drop tabs and newlines from a `Location`
+/// and read `\` as `/`, so a path holding any of them could name another site).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains(|c: char| c == '\\' || c.is_control()) =>
+        {
             n.to_owned()
         }
         _ => "/runs".to_owned(),
@@ -42,12 +47,19 @@ pub(super) async fn form(RawQuery(q): RawQuery) -> Response {
     })
 }
 
-/// Whether a browser says this form was sent from another site.
+/// Whether this form was sent from another site: the browser says so, or the form's
+/// `Origin` is not this host.
 fn cross_site(headers: &HeaderMap) -> bool {
-    headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|s| s != "same-origin" && s != "none")
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let fetch_site = text("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none");
+    let other_origin = match (text("origin"), text("host")) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_none_or(|(_, authority)| authority.trim_end_matches('/') != host),
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    fetch_site || other_origin
 }
 
 /// Checks the token, sets the session cookie, goes on to `next`. A wrong token is
@@ -119,4 +131,44 @@ pub(super) async fn sign_out(
     r.headers_mut()
         .insert(header::SET_COOKIE, session::clear_cookie());
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_is_a_path_of_this_site() {
+        assert_eq!(safe_next(Some("/runs?status=error")), "/runs?status=error");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/x",
+            "https://evil.example",
+            "evil",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/runs", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_form_from_another_origin_is_cross_site() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, axum::http::HeaderValue::from_static(v));
+            }
+            m
+        };
+        let host = ("host", "127.0.0.1:7070");
+        assert!(!cross_site(&h(&[
+            host,
+            ("origin", "http://127.0.0.1:7070")
+        ])));
+        assert!(cross_site(&h(&[host, ("origin", "http://evil.example")])));
+        assert!(cross_site(&h(&[host, ("origin", "null")])));
+        assert!(cross_site(&h(&[("sec-fetch-site", "cross-site")])));
+        assert!(!cross_site(&h(&[host])));
+    }
 }

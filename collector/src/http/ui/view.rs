@@ -43,12 +43,17 @@ pub(super) fn link(path: &str, query: &str) -> String {
     }
 }
 
+/// `text` as one segment of a path: percent-encoded (a space as `%20`: `+` means a
+/// space in a query only).
+pub(super) fn segment(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
 /// The path of a run's page.
 pub(super) fn run_href(run_id: &str) -> String {
-    format!(
-        "/runs/{}",
-        form_urlencoded::byte_serialize(run_id.as_bytes()).collect::<String>()
-    )
+    format!("/runs/{}", segment(run_id))
 }
 
 /// A run as a row of the runs list: the columns of `logbook runs`.

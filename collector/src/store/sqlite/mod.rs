@@ -633,9 +633,9 @@ impl StoreReader for SqliteReader {
     fn sessions(
         &self,
         filter: &RunFilter,
-        before: Option<Timestamp>,
+        after: Option<&(Timestamp, String)>,
     ) -> Result<Vec<SessionSummary>, StoreError> {
-        self.with(|c| read::sessions(c, filter, before))
+        self.with(|c| read::sessions(c, filter, after))
     }
 
     fn run_outline(&self, key: &str, limit: usize) -> Result<Vec<Record>, StoreError> {

@@ -962,14 +962,16 @@ pub(super) fn run_series(
 pub(super) fn sessions(
     conn: &Connection,
     f: &RunFilter,
-    before: Option<Timestamp>,
+    after: Option<&(Timestamp, String)>,
 ) -> Result<Vec<SessionSummary>, StoreError> {
     let mut w = run_conditions(f);
     w.push("session_id IS NOT NULL", []);
     let mut having = String::new();
-    if let Some(b) = before {
-        having = " HAVING max(first_ts) < ?".into();
-        w.params.push(SqlValue::Integer(b.as_nanos()));
+    if let Some((last, id)) = after {
+        having = " HAVING (max(first_ts) < ? OR (max(first_ts) = ? AND session_id > ?))".into();
+        w.params.push(SqlValue::Integer(last.as_nanos()));
+        w.params.push(SqlValue::Integer(last.as_nanos()));
+        w.params.push(Where::text(id));
     }
     let sql = format!(
         "SELECT session_id, count(*), sum(status = 'error'), min(first_ts), max(first_ts),
