@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{render, view, Nav, UiError, Viewer};
+use super::{render, view, Form, Nav, UiError, Viewer};
 use crate::http::api::{blocking, execute_purge, PurgeRequest};
 use crate::http::HttpContext;
 use crate::retention::describe;
@@ -104,29 +104,6 @@ pub(super) async fn show(
     page(&cx, viewer, None, String::new()).await
 }
 
-/// A form's fields, once its CSRF token is checked.
-pub(super) fn form(
-    cx: &HttpContext,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<(String, String)>, UiError> {
-    let fields: Vec<(String, String)> = form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let csrf = fields
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.as_str());
-    if !cx.sessions.csrf_ok(headers, csrf) {
-        return Err(UiError::page(
-            StatusCode::FORBIDDEN,
-            "Expired form",
-            "This form is out of date or came from another site; reload the page and try again.",
-        ));
-    }
-    Ok(fields)
-}
-
 /// `POST /maintenance/purge`: `days`, and `confirm=yes` to delete (else a dry run).
 pub(super) async fn purge(
     State(cx): State<Arc<HttpContext>>,
@@ -136,14 +113,8 @@ pub(super) async fn purge(
 ) -> Result<Response, UiError> {
     let viewer = viewer.nav("maintenance");
     admin_only(&viewer)?;
-    let fields = form(&cx, &headers, &body)?;
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.trim())
-    };
-    let days = match get("days").map(str::parse::<u32>) {
+    let fields = Form::checked(&cx, &headers, &body)?;
+    let days = match fields.get("days").map(|d| d.parse::<u32>()) {
         Some(Ok(d)) if d >= 1 => d,
         _ => {
             return page(
@@ -155,7 +126,7 @@ pub(super) async fn purge(
             .await
         }
     };
-    let confirm = get("confirm") == Some("yes");
+    let confirm = fields.get("confirm").as_deref() == Some("yes");
     let request = PurgeRequest {
         older_than: Some(format!("{days}d")),
         tenant: None,
@@ -194,15 +165,8 @@ pub(super) async fn dsar(
     body: Bytes,
 ) -> Result<Response, UiError> {
     admin_only(&viewer)?;
-    let fields = form(&cx, &headers, &body)?;
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let subject = match (get("user"), get("tenant")) {
+    let fields = Form::checked(&cx, &headers, &body)?;
+    let subject = match (fields.get("user"), fields.get("tenant")) {
         (Some(u), None) => Subject::User(u),
         (None, Some(t)) => Subject::Tenant(t),
         _ => {

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -170,6 +170,39 @@ impl FromRequestParts<Arc<HttpContext>> for Viewer {
             reader,
             nav,
         })
+    }
+}
+
+/// The fields of a form a page posted, once its CSRF token (`csrf`) is checked.
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// The fields of `body`; a refusal unless they carry the request's CSRF token.
+    pub fn checked(cx: &HttpContext, headers: &HeaderMap, body: &[u8]) -> Result<Self, UiError> {
+        let fields: Vec<(String, String)> = form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let csrf = fields
+            .iter()
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.as_str());
+        if !cx.sessions.csrf_ok(headers, csrf) {
+            return Err(UiError::page(
+                StatusCode::FORBIDDEN,
+                "Expired form",
+                "This form is out of date or came from another site; reload the page and try again.",
+            ));
+        }
+        Ok(Self(fields))
+    }
+
+    /// The value of field `key`, trimmed; `None` when absent or empty.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 }
 

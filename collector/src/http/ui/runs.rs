@@ -533,14 +533,8 @@ pub(super) async fn feedback(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, UiError> {
-    let fields = super::admin::form(&cx, &headers, &body)?;
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
+    let fields = super::Form::checked(&cx, &headers, &body)?;
+    let get = |k: &str| fields.get(k);
     let score = match get("score") {
         Some(s) => Some(
             s.parse::<f64>()
