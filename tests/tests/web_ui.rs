@@ -710,6 +710,13 @@ fn sessions_follow_their_token() {
     };
     let wrong = sign_in(addr, "not-the-token");
     assert_eq!(wrong.status, 401);
+    let out = c.cli(&["token", "create", "--role", "ingest", "--name", "sender"]);
+    assert!(out.status.success());
+    let ingest = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    std::thread::sleep(Duration::from_millis(1200));
+    let sender = sign_in(addr, &ingest);
+    assert_eq!(sender.status, 403, "an ingest token opens no page");
+    assert!(sender.header("set-cookie").is_none());
     let r = sign_in(addr, "first-shared-token-0123456789");
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("location"), Some("/runs"));

@@ -92,6 +92,20 @@ pub(super) async fn submit(
         .as_deref()
         .filter(|t| !t.is_empty())
         .and_then(|t| cx.auth.session_subject(t));
+    // A token that may only send records opens no page: refused here, not after.
+    let subject = match subject {
+        Some(s) if cx.auth.session_caller(&s).is_some_and(|c| c.may_read()) => Some(s),
+        Some(_) => {
+            let mut r = render(&SignIn {
+                next,
+                error: "That token may only send records; sign in with a viewer's or an admin's."
+                    .into(),
+            });
+            *r.status_mut() = StatusCode::FORBIDDEN;
+            return r;
+        }
+        None => None,
+    };
     let Some(subject) = subject else {
         cx.auth.failed(&peer.ip().to_string()).await;
         let mut r = render(&SignIn {
