@@ -581,22 +581,35 @@ fn browser_id(e: &browser::Element) -> String {
         .to_owned()
 }
 
-/// The text of the first file ending in `.ext` to finish downloading into `dir`.
+/// The text of the first file ending in `.ext` to finish downloading into `dir`:
+/// once no download is in progress there and its size holds still.
 fn wait_file(dir: &std::path::Path, ext: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut last: Option<(PathBuf, u64)> = None;
     loop {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == ext) {
+        let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let busy = entries
+            .iter()
+            .any(|p| p.extension().is_some_and(|x| x == "crdownload"));
+        let found = entries
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|x| x == ext));
+        if let (Some(p), false) = (found, busy) {
+            let len = std::fs::metadata(&p).map_or(0, |m| m.len());
+            if len > 0 && last.as_ref() == Some(&(p.clone(), len)) {
                 return std::fs::read_to_string(p).unwrap();
             }
+            last = Some((p, len));
         }
         assert!(
             std::time::Instant::now() < deadline,
             "no .{ext} download in {}",
             dir.display()
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
