@@ -178,14 +178,7 @@ impl RunArgs {
             _ => {
                 out.write_all(header(&summary).as_bytes())?;
                 // A request that started an agent run is two runs of one trace: say so.
-                let others: Vec<RunSummary> = match summary.trace_id {
-                    Some(t) => store
-                        .runs_of_trace(t)?
-                        .into_iter()
-                        .filter(|r| r.run_id != summary.run_id)
-                        .collect(),
-                    None => Vec::new(),
-                };
+                let others = crate::store::related_runs(store, &summary)?;
                 if !others.is_empty() {
                     let names: Vec<String> = others
                         .iter()

@@ -318,6 +318,22 @@ pub enum FoundRun {
     None,
 }
 
+/// The other runs of `run`'s trace (a request that started an agent run, the agents
+/// it called), as the run views list them beside it.
+pub fn related_runs(
+    store: &dyn StoreReader,
+    run: &RunSummary,
+) -> Result<Vec<RunSummary>, StoreError> {
+    Ok(match run.trace_id {
+        Some(t) => store
+            .runs_of_trace(t)?
+            .into_iter()
+            .filter(|r| r.run_id != run.run_id)
+            .collect(),
+        None => Vec::new(),
+    })
+}
+
 /// The run `id` names: a run id, or a trace id whose trace holds one run (the CLI's
 /// `logbook run ID` and the API's `runs/{id}`).
 pub fn find_run(store: &dyn StoreReader, id: &str) -> Result<FoundRun, StoreError> {

@@ -243,14 +243,7 @@ pub(super) async fn one(
         let mut records = reader.run_records(&run.run_id, limit + 1)?;
         let truncated = records.len() > limit;
         records.truncate(limit);
-        let related = match run.trace_id {
-            Some(t) => reader
-                .runs_of_trace(t)?
-                .into_iter()
-                .filter(|r| r.run_id != run.run_id)
-                .collect(),
-            None => Vec::new(),
-        };
+        let related = crate::store::related_runs(reader.as_ref(), &run)?;
         // The tree and the JSON of thousands of records are CPU work: here, off the
         // async workers.
         let tree = tree(&records);

@@ -119,15 +119,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
     };
     Ok(render(&RunsPage {
         ranges: choices(view::RANGES, &form.since),
-        statuses: choices(
-            &[
-                ("", "any status"),
-                ("ok", "ok"),
-                ("error", "error"),
-                ("running", "running"),
-            ],
-            &form.status,
-        ),
+        statuses: choices(view::RUN_STATUSES, &form.status),
         first: link("/runs", &form.query()),
         charts_src: link("/charts/runs", &form.query()),
         nav: viewer.nav,
@@ -352,14 +344,7 @@ pub(super) async fn one(viewer: Viewer, Path(id): Path<String>) -> Result<Respon
                 before: None,
             },
         )?;
-        let related = match run.trace_id {
-            Some(t) => reader
-                .runs_of_trace(t)?
-                .into_iter()
-                .filter(|r| r.run_id != run.run_id)
-                .collect(),
-            None => Vec::new(),
-        };
+        let related = crate::store::related_runs(reader.as_ref(), &run)?;
         // The previous run of the same agent, to compare with.
         let previous = match &run.agent {
             Some(agent) => reader

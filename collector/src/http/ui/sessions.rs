@@ -123,15 +123,7 @@ pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respon
     Ok(render(&SessionsPage {
         nav: viewer.nav,
         ranges: choices(view::RANGES, &form.since),
-        statuses: choices(
-            &[
-                ("", "any status"),
-                ("ok", "ok"),
-                ("error", "error"),
-                ("running", "running"),
-            ],
-            &form.status,
-        ),
+        statuses: choices(view::RUN_STATUSES, &form.status),
         form,
         rows,
         error,

@@ -127,6 +127,14 @@ pub(super) fn choices(options: &[(&str, &str)], current: &str) -> Vec<Choice> {
     out
 }
 
+/// The run statuses offered.
+pub(super) const RUN_STATUSES: &[(&str, &str)] = &[
+    ("", "any status"),
+    ("ok", "ok"),
+    ("error", "error"),
+    ("running", "running"),
+];
+
 /// The time ranges offered.
 pub(super) const RANGES: &[(&str, &str)] = &[
     ("", "any time"),
