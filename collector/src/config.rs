@@ -148,6 +148,24 @@ pub const KEYS: &[Key] = &[
         bounds: None,
     },
     Key {
+        name: "listen_tls",
+        help: "TCP address for remote applications over TLS (the socket's protocol; a token required), e.g. 0.0.0.0:7071 [default: none]",
+        default: DefaultValue::Unset,
+        bounds: None,
+    },
+    Key {
+        name: "tls_cert",
+        help: "the TLS listener's certificate chain, PEM, leaf first [default: none]",
+        default: DefaultValue::Unset,
+        bounds: None,
+    },
+    Key {
+        name: "tls_key",
+        help: "the TLS listener's private key, PEM (PKCS#8, PKCS#1 or SEC1) [default: none]",
+        default: DefaultValue::Unset,
+        bounds: None,
+    },
+    Key {
         name: "max_frame_bytes",
         help: "largest frame accepted from a client, in bytes",
         default: DefaultValue::Int(logbook_proto::wire::DEFAULT_MAX_FRAME_BYTES as i64),
@@ -404,6 +422,15 @@ pub struct Config {
     /// HTTP address to listen on; `None` when `"off"`.
     #[serde(deserialize_with = "http_address")]
     pub http: Option<std::net::SocketAddr>,
+    /// TCP address of the TLS listener, if any.
+    #[serde(default, deserialize_with = "tls_address")]
+    pub listen_tls: Option<std::net::SocketAddr>,
+    /// The TLS listener's certificate chain.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS listener's private key.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// Largest frame accepted from a client.
     pub max_frame_bytes: u32,
     /// Group commit: most records per transaction.
@@ -645,6 +672,18 @@ fn http_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::net::Sock
     })
 }
 
+fn tls_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s == "off" || s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid listen_tls address {s:?}: expected IP:PORT such as 0.0.0.0:7071"
+        ))
+    })
+}
+
 fn octal_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -784,6 +823,12 @@ impl Config {
         }
         if let Some(size) = self.max_db_size {
             check_bound("max_db_size", i128::from(size))?;
+        }
+        match (self.listen_tls, &self.tls_cert, &self.tls_key) {
+            (Some(_), Some(_), Some(_)) | (None, _, _) => {}
+            (Some(addr), _, _) => bail!(
+                "configuration: listen_tls = {addr} needs tls_cert and tls_key (PEM files: --tls-cert, --tls-key)"
+            ),
         }
         if self
             .retention

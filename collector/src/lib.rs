@@ -9,6 +9,7 @@ pub mod admission;
 pub mod audit;
 pub mod cost;
 pub mod embedded;
+pub mod log_limit;
 pub mod pipeline;
 pub mod query;
 pub mod retention;
@@ -23,8 +24,6 @@ pub mod config;
 pub mod http;
 #[cfg(feature = "server")]
 pub mod ingest;
-#[cfg(feature = "server")]
-pub mod log_limit;
 #[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]

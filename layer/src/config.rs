@@ -13,6 +13,7 @@ use thiserror::Error;
 use crate::guard;
 use crate::layer::LogbookLayer;
 use crate::rng;
+use crate::shipper::transport::Target;
 use crate::shipper::{Backoff, Counters, Identity, NullSink, Shipper, Sink, SocketSink};
 
 /// `LOGBOOK_ENDPOINT`: where records go.
@@ -26,8 +27,12 @@ pub const ENV_SERVICE: &str = "LOGBOOK_SERVICE";
 pub const ENV_BUFFER: &str = "LOGBOOK_BUFFER";
 /// `LOGBOOK_FLUSH_TIMEOUT`: how long a flush waits, e.g. `5s` (default).
 pub const ENV_FLUSH_TIMEOUT: &str = "LOGBOOK_FLUSH_TIMEOUT";
-/// `LOGBOOK_TOKEN`: the collector's shared secret, if it requires one.
+/// `LOGBOOK_TOKEN`: the collector's shared secret, if it requires one (a `tls://`
+/// endpoint always does: the shared token or an API token that may send records).
 pub const ENV_TOKEN: &str = "LOGBOOK_TOKEN";
+/// `LOGBOOK_TLS_CA`: the CA certificates (PEM) a `tls://` collector's certificate is
+/// checked against (default: the system's roots).
+pub const ENV_TLS_CA: &str = "LOGBOOK_TLS_CA";
 /// `builtin`: redact every record with the built-in rules before it leaves the process
 /// (see [`Builder::with_redaction`]).
 pub const ENV_REDACTION: &str = "LOGBOOK_REDACTION";
@@ -42,6 +47,14 @@ pub enum Endpoint {
     Unix(PathBuf),
     /// In-process storage in a SQLite file (cargo feature `embedded`): `sqlite:/var/lib/app/logbook.db`.
     Sqlite(PathBuf),
+    /// A collector on another host, over TLS (cargo feature `tls`):
+    /// `tls://collector.internal:7071`. Its certificate must name `host`.
+    Tls {
+        /// Its host name (or IP address), as its certificate names it.
+        host: String,
+        /// Its TLS listener's port.
+        port: u16,
+    },
 }
 
 impl Default for Endpoint {
@@ -57,6 +70,8 @@ impl fmt::Display for Endpoint {
         match self {
             Self::Unix(p) => write!(f, "unix:{}", p.display()),
             Self::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            Self::Tls { host, port } if host.contains(':') => write!(f, "tls://[{host}]:{port}"),
+            Self::Tls { host, port } => write!(f, "tls://{host}:{port}"),
         }
     }
 }
@@ -65,6 +80,23 @@ impl FromStr for Endpoint {
     type Err = BuildError;
     fn from_str(s: &str) -> Result<Self, BuildError> {
         let bad = || BuildError::Endpoint(s.to_owned());
+        if let Some(rest) = s.strip_prefix("tls://") {
+            // host:port, or [v6]:port.
+            let rest = rest.strip_suffix('/').unwrap_or(rest);
+            let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            if host.is_empty() || port == 0 || host.contains(['/', '@']) {
+                return Err(bad());
+            }
+            return Ok(Self::Tls {
+                host: host.to_owned(),
+                port,
+            });
+        }
         let (scheme, path) = s.split_once(':').ok_or_else(bad)?;
         if path.is_empty() {
             return Err(bad());
@@ -81,11 +113,22 @@ impl FromStr for Endpoint {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// An endpoint that is neither `unix:PATH` nor `sqlite:PATH`.
+    /// An endpoint that is none of `unix:PATH`, `sqlite:PATH`, `tls://HOST:PORT`.
     #[error(
-        "invalid endpoint {0:?}: expected unix:/path/to/logbook.sock or sqlite:/path/to/logbook.db"
+        "invalid endpoint {0:?}: expected unix:/path/to/logbook.sock, tls://host:7071 or sqlite:/path/to/logbook.db"
     )]
     Endpoint(String),
+    /// `tls://` endpoint in a build without the `tls` feature.
+    #[error("endpoint {0} needs logbook-layer's `tls` cargo feature")]
+    TlsNotCompiled(String),
+    /// The TLS client could not be set up (its CA bundle, its host name).
+    #[error("cannot connect to {endpoint} over TLS: {message}")]
+    Tls {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        message: String,
+    },
     /// An environment variable with a value that does not parse.
     #[error(transparent)]
     Env(#[from] EnvError),
@@ -138,6 +181,7 @@ pub struct Builder {
     reconnect_min: Duration,
     reconnect_max: Duration,
     token: Option<String>,
+    tls_ca: Option<PathBuf>,
     redactor: Option<Arc<logbook_redact::Redactor>>,
     env_error: Option<EnvError>,
 }
@@ -154,6 +198,7 @@ impl std::fmt::Debug for Builder {
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)
             .field("token", &self.token.as_ref().map(|_| "**REDACTED**"))
+            .field("tls_ca", &self.tls_ca)
             .field("redactor", &self.redactor)
             .field("env_error", &self.env_error)
             .finish()
@@ -173,6 +218,7 @@ impl Default for Builder {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
             token: None,
+            tls_ca: None,
             redactor: None,
             env_error: None,
         }
@@ -195,7 +241,8 @@ impl Builder {
             self.endpoint = v.parse().map_err(|_| EnvError {
                 var: ENV_ENDPOINT,
                 value: v.clone(),
-                expected: "unix:/path/to/logbook.sock or sqlite:/path/to/logbook.db",
+                expected:
+                    "unix:/path/to/logbook.sock, tls://host:7071 or sqlite:/path/to/logbook.db",
             })?;
         } else if let Some(v) = var(ENV_SOCKET).filter(|v| !v.is_empty()) {
             self.endpoint = Endpoint::Unix(v.into());
@@ -219,6 +266,9 @@ impl Builder {
         }
         if let Some(v) = var(ENV_TOKEN).filter(|v| !v.is_empty()) {
             self.token = Some(v);
+        }
+        if let Some(v) = var(ENV_TLS_CA).filter(|v| !v.is_empty()) {
+            self.tls_ca = Some(v.into());
         }
         match var(ENV_REDACTION).as_deref() {
             None | Some("" | "off") => {}
@@ -251,6 +301,13 @@ impl Builder {
     /// Sends records to the collector listening on this Unix socket.
     pub fn with_socket(self, path: impl Into<PathBuf>) -> Self {
         self.with_endpoint(Endpoint::Unix(path.into()))
+    }
+
+    /// Checks a `tls://` collector's certificate against the CA certificates in this
+    /// PEM file rather than the system's roots (default: `LOGBOOK_TLS_CA`).
+    pub fn with_tls_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(path.into());
+        self
     }
 
     /// Stores records in-process in this SQLite file (cargo feature `embedded`).
@@ -351,20 +408,43 @@ impl Builder {
             }),
             redactor: self.redactor.clone(),
         };
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            instance: identity.instance,
+            pid: identity.resource.pid,
+            service: identity.resource.service.clone(),
+            host: identity.resource.host.clone(),
+            token: self.token.clone(),
+        };
         let sink: Box<dyn Sink> = match &self.endpoint {
             Endpoint::Unix(path) => Box::new(SocketSink::new(
-                path.clone(),
-                Hello {
-                    version: PROTOCOL_VERSION,
-                    instance: identity.instance,
-                    pid: identity.resource.pid,
-                    service: identity.resource.service.clone(),
-                    host: identity.resource.host.clone(),
-                    token: self.token.clone(),
-                },
+                Target::Unix(path.clone()),
+                hello,
                 Arc::clone(&counters),
                 Backoff::new(self.reconnect_min, self.reconnect_max),
             )),
+            #[cfg(feature = "tls")]
+            Endpoint::Tls { host, port } => {
+                let remote = crate::shipper::transport::tls::Remote::new(
+                    host,
+                    *port,
+                    self.tls_ca.as_deref(),
+                )
+                .map_err(|message| BuildError::Tls {
+                    endpoint: self.endpoint.to_string(),
+                    message,
+                })?;
+                Box::new(SocketSink::new(
+                    Target::Tls(remote),
+                    hello,
+                    Arc::clone(&counters),
+                    Backoff::new(self.reconnect_min, self.reconnect_max),
+                ))
+            }
+            #[cfg(not(feature = "tls"))]
+            Endpoint::Tls { .. } => {
+                return Err(BuildError::TlsNotCompiled(self.endpoint.to_string()))
+            }
             #[cfg(feature = "embedded")]
             Endpoint::Sqlite(path) => Box::new(
                 crate::shipper::EmbeddedSink::open(path, &identity, Arc::clone(&counters))
@@ -488,7 +568,33 @@ mod tests {
             "sqlite:/tmp/x.db".parse::<Endpoint>().unwrap(),
             Endpoint::Sqlite("/tmp/x.db".into())
         );
-        for bad in ["/tmp/x.sock", "tcp:1.2.3.4", "unix:", ""] {
+        assert_eq!(
+            "tls://collector.internal:7071".parse::<Endpoint>().unwrap(),
+            Endpoint::Tls {
+                host: "collector.internal".into(),
+                port: 7071
+            }
+        );
+        let v6 = "tls://[::1]:7071".parse::<Endpoint>().unwrap();
+        assert_eq!(
+            v6,
+            Endpoint::Tls {
+                host: "::1".into(),
+                port: 7071
+            }
+        );
+        assert_eq!(v6.to_string(), "tls://[::1]:7071");
+        for bad in [
+            "/tmp/x.sock",
+            "tcp:1.2.3.4",
+            "unix:",
+            "",
+            "tls://host",
+            "tls://:7071",
+            "tls://h:0",
+            "tls://u@h:1",
+            "tls://h:99999",
+        ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
         }
     }

@@ -83,7 +83,7 @@ use std::time::Duration;
 
 pub use config::{
     BuildError, Builder, Endpoint, EnvError, ENV_BUFFER, ENV_ENDPOINT, ENV_FLUSH_TIMEOUT,
-    ENV_REDACTION, ENV_SCOPE_PREFIX, ENV_SERVICE, ENV_SOCKET, ENV_TOKEN,
+    ENV_REDACTION, ENV_SCOPE_PREFIX, ENV_SERVICE, ENV_SOCKET, ENV_TLS_CA, ENV_TOKEN,
 };
 pub use guard::{flush, FlushGuard, FlushReport, Handle, Stats};
 pub use json::{json, Json};

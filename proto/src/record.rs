@@ -248,6 +248,8 @@ pub mod transport {
     pub const EMBEDDED: &str = "embedded";
     /// An HTTP client (OTLP or the API).
     pub const HTTP: &str = "http";
+    /// A client of the TLS listener (the socket's protocol over TCP).
+    pub const TLS: &str = "tls";
     /// The collector itself: its own audit records.
     pub const COLLECTOR: &str = "collector";
 }

@@ -24,6 +24,15 @@ pub struct ServeArgs {
     /// No HTTP listener (the same as `--http off`).
     #[arg(long, conflicts_with = "http")]
     no_http: bool,
+    /// TCP address for remote applications over TLS.
+    #[arg(long, value_name = "ADDR", help = key_help("listen_tls"))]
+    listen_tls: Option<String>,
+    /// The TLS listener's certificate chain, PEM.
+    #[arg(long, value_name = "PATH", help = key_help("tls_cert"))]
+    tls_cert: Option<PathBuf>,
+    /// The TLS listener's private key, PEM.
+    #[arg(long, value_name = "PATH", help = key_help("tls_key"))]
+    tls_key: Option<PathBuf>,
     /// Largest frame accepted from a client, in bytes.
     #[arg(long, value_name = "BYTES", help = key_help("max_frame_bytes"))]
     max_frame_bytes: Option<u32>,
@@ -68,6 +77,15 @@ impl ServeArgs {
             } else {
                 self.http.clone()
             },
+        );
+        put("listen_tls", self.listen_tls.clone());
+        put(
+            "tls_cert",
+            self.tls_cert.as_ref().map(|p| p.display().to_string()),
+        );
+        put(
+            "tls_key",
+            self.tls_key.as_ref().map(|p| p.display().to_string()),
         );
         put(
             "max_frame_bytes",

@@ -9,8 +9,7 @@ use logbook_proto::wire::{
     Hello, RecordReject, Reject, Welcome, HEADER_LEN, PROTOCOL_VERSION,
 };
 use logbook_proto::{transport, Origin, Resource};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -55,6 +54,19 @@ enum Outgoing {
 /// holding its share of it.
 const MAX_UNANSWERED: usize = 4096;
 
+/// Who is at the other end of a connection, and what it must show to send records.
+pub(super) struct Peer {
+    /// Stamped on every record it sends.
+    pub origin: Origin,
+    /// How authentication failures name it in the trail (never anything it said).
+    pub name: String,
+    /// Whether its hello must carry a token that may send records, whatever the
+    /// collector is configured with (a network listener), or only the shared token
+    /// when one is configured (the socket, guarded by its file mode).
+    pub token_required: bool,
+}
+
+/// A Unix socket client.
 pub(super) async fn handle(
     stream: UnixStream,
     cx: Arc<SocketContext>,
@@ -69,12 +81,41 @@ pub(super) async fn handle(
             .and_then(|p| u32::try_from(p).ok()),
         ..Origin::new(transport::SOCKET)
     };
-    let (mut rd, wr) = stream.into_split();
+    let name = origin
+        .uid
+        .map_or_else(|| "unknown uid".to_owned(), |u| format!("uid {u}"));
+    let (rd, wr) = stream.into_split();
+    serve(
+        rd,
+        wr,
+        Peer {
+            origin,
+            name,
+            token_required: false,
+        },
+        cx,
+        shutdown,
+    )
+    .await;
+}
+
+/// One client connection over any byte stream, split into its halves: the wire
+/// protocol from the hello to the last acknowledgement.
+pub(super) async fn serve<R, W>(
+    mut rd: R,
+    wr: W,
+    peer: Peer,
+    cx: Arc<SocketContext>,
+    shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     // Each batch's records wait in the admission queue (bounded in records and bytes);
     // here only its pending answer, whose memory stays drawn from the read budget.
     let (out, out_rx) = mpsc::channel(MAX_UNANSWERED);
     let sender = tokio::spawn(write_frames(wr, out_rx));
-    let failed = match read_loop(&mut rd, &cx, origin, &out, shutdown).await {
+    let failed = match read_loop(&mut rd, &cx, peer, &out, shutdown).await {
         Ok(()) => false,
         Err(error) => {
             match error.code {
@@ -114,7 +155,7 @@ pub(super) async fn handle(
     }
 }
 
-async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>) {
+async fn write_frames<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Outgoing>) {
     let mut buf = Vec::new();
     while let Some(msg) = rx.recv().await {
         buf.clear();
@@ -219,8 +260,8 @@ enum Wait {
 /// (waiting, without reading, while other frames hold it) and the body must come
 /// within `frame_timeout` more. Memory grows with the bytes that actually arrive,
 /// never with what the length prefix claims.
-async fn read_frame(
-    rd: &mut OwnedReadHalf,
+async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
     cx: &SocketContext,
     wait: Wait,
     buf: &mut Vec<u8>,
@@ -296,10 +337,10 @@ fn io_error(e: &std::io::Error) -> ErrorFrame {
     }
 }
 
-async fn handshake(
-    rd: &mut OwnedReadHalf,
+async fn handshake<R: AsyncRead + Unpin>(
+    rd: &mut R,
     cx: &SocketContext,
-    origin: Origin,
+    peer: Peer,
     buf: &mut Vec<u8>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<ClientInfo>, ErrorFrame> {
@@ -331,12 +372,22 @@ async fn handshake(
             })
         }
     };
-    if !cx.auth.check(hello.token.as_deref()) {
-        // Nothing the client said reaches the trail: only its uid, as the kernel says.
-        let peer = origin
-            .uid
-            .map_or_else(|| "unknown uid".to_owned(), |u| format!("uid {u}"));
-        cx.auth.failed(&peer).await;
+    let mut origin = peer.origin;
+    let allowed = if peer.token_required {
+        match cx.auth.authenticate(hello.token.as_deref(), false) {
+            Some(caller) if caller.may_ingest() => {
+                origin.token = Some(caller.name);
+                true
+            }
+            _ => false,
+        }
+    } else {
+        cx.auth.check(hello.token.as_deref())
+    };
+    if !allowed {
+        // Nothing the client said reaches the trail: only the peer as the collector
+        // saw it (its uid, as the kernel says; its address).
+        cx.auth.failed(&peer.name).await;
         return Err(ErrorFrame {
             code: ErrorCode::Unauthorized,
             message: "missing or wrong token".into(),
@@ -363,15 +414,15 @@ async fn handshake(
     }
 }
 
-async fn read_loop(
-    rd: &mut OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    rd: &mut R,
     cx: &SocketContext,
-    origin: Origin,
+    peer: Peer,
     out: &mpsc::Sender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ErrorFrame> {
     let mut buf = Vec::new();
-    let Some(client) = handshake(rd, cx, origin, &mut buf, &mut shutdown).await? else {
+    let Some(client) = handshake(rd, cx, peer, &mut buf, &mut shutdown).await? else {
         return Ok(());
     };
     debug!(service = %client.resource.service, pid = client.resource.pid, "Client connected.");

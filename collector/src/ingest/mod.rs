@@ -1,12 +1,15 @@
 //! Ingest transports: they decode what clients send and hand it to admission
-//! (`crate::admission`). The Unix socket of `proto/PROTOCOL.md` (a listener, one task
-//! per connection), and OTLP's messages as records (`otlp`, served over HTTP by
+//! (`crate::admission`). The wire protocol of `proto/PROTOCOL.md` on the Unix socket
+//! and on TCP with TLS (`tls`; a listener each, one task per connection, one
+//! connection handler for both), and OTLP's messages as records (`otlp`, served over HTTP by
 //! `crate::http`). Composed with the rest of the collector in `crate::serve`.
 
 mod connection;
 pub mod otlp;
 mod socket;
+mod tls;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +23,8 @@ use tracing::{info, warn};
 use crate::admission::auth::Authenticator;
 use crate::admission::{limit, Admission};
 use crate::log_limit::LogLimit;
+
+pub use tls::TlsListener;
 
 /// What bounds the socket's connections.
 #[derive(Clone, Copy, Debug)]
@@ -193,35 +198,8 @@ impl SocketListener {
     /// Accepts connections until `shutdown` turns true; then stops accepting, removes
     /// the socket file, and waits until every connection has been answered for what
     /// it sent (each stops reading, and its batches are committed and acknowledged).
-    pub async fn run(self, cx: Arc<SocketContext>, mut shutdown: watch::Receiver<bool>) {
-        let mut connections = JoinSet::new();
-        let mut backoff = ACCEPT_BACKOFF;
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        backoff = ACCEPT_BACKOFF;
-                        if connections.len() >= cx.limits.max_connections {
-                            refuse(&stream, cx.limits.max_connections);
-                            cx.admission.count(limit::CONNECTION_REFUSED, 1);
-                            continue;
-                        }
-                        connections.spawn(connection::handle(stream, Arc::clone(&cx), shutdown.clone()));
-                    }
-                    Err(error) => {
-                        // E.g. out of file descriptors: keep serving the connections we
-                        // have, and try again later, later still while it lasts.
-                        if let Some(held) = ACCEPT_LOG.allow() {
-                            warn!(%error, failed_since_last = held, "Failed to accept a connection.");
-                        }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                    }
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
+    pub async fn run(self, cx: Arc<SocketContext>, shutdown: watch::Receiver<bool>) {
+        let mut connections = accept_until(&self, &cx, shutdown).await;
         info!(
             connections = connections.len(),
             "Socket closed: answering what its connections sent."
@@ -230,6 +208,84 @@ impl SocketListener {
         socket::remove_if_ours(&self.path, self.inode);
         while connections.join_next().await.is_some() {}
     }
+}
+
+impl Accept for SocketListener {
+    type Stream = tokio::net::UnixStream;
+
+    async fn accept(&self) -> std::io::Result<Self::Stream> {
+        self.listener.accept().await.map(|(stream, _)| stream)
+    }
+
+    fn refuse(&self, stream: Self::Stream, max: usize) {
+        refuse(&stream, max);
+    }
+
+    fn handle(
+        &self,
+        stream: Self::Stream,
+        cx: Arc<SocketContext>,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        connection::handle(stream, cx, shutdown)
+    }
+}
+
+/// A listener of the wire protocol: the Unix socket, or TCP with TLS.
+trait Accept: Sync {
+    /// A connection accepted.
+    type Stream: Send;
+    /// The next connection.
+    fn accept(&self) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+    /// Closes a connection over the cap, telling it why when it can.
+    fn refuse(&self, stream: Self::Stream, max: usize);
+    /// Serves one connection to its end.
+    fn handle(
+        &self,
+        stream: Self::Stream,
+        cx: Arc<SocketContext>,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// Accepts connections of `listener`, each served in a task of its own, until
+/// `shutdown` turns true; returns the connections still being served. Over
+/// `max_connections`, connections are refused; a failed accept (out of file
+/// descriptors) is retried later, later still while it lasts.
+async fn accept_until<L: Accept>(
+    listener: &L,
+    cx: &Arc<SocketContext>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut connections = JoinSet::new();
+    let mut backoff = ACCEPT_BACKOFF;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(stream) => {
+                    backoff = ACCEPT_BACKOFF;
+                    if connections.len() >= cx.limits.max_connections {
+                        listener.refuse(stream, cx.limits.max_connections);
+                        cx.admission.count(limit::CONNECTION_REFUSED, 1);
+                        continue;
+                    }
+                    connections.spawn(listener.handle(stream, Arc::clone(cx), shutdown.clone()));
+                }
+                Err(error) => {
+                    // E.g. out of file descriptors: keep serving the connections we
+                    // have, and try again later, later still while it lasts.
+                    if let Some(held) = ACCEPT_LOG.allow() {
+                        warn!(%error, failed_since_last = held, "Failed to accept a connection.");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections
 }
 
 /// Tells a connection over the cap why it is closed, without waiting for it: the frame

@@ -19,7 +19,7 @@ use crate::admission::feed::Feed;
 use crate::admission::{Admission, GroupCommit, Intake, QueueLimits};
 use crate::config::Config;
 use crate::http::{HttpContext, HttpLimits, HttpListener, HttpParts};
-use crate::ingest::{SocketContext, SocketLimits, SocketListener};
+use crate::ingest::{SocketContext, SocketLimits, SocketListener, TlsListener};
 use crate::pipeline::Pipeline;
 use crate::store::open_writer;
 
@@ -118,20 +118,40 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let socket = SocketListener::bind(&config.socket, config.socket_mode)?;
     info!(socket = %socket.path().display(), db = %config.db, "Collector listening.");
     let (stop, stopped) = watch::channel(false);
-    let socket = tokio::spawn(socket.run(
-        Arc::new(SocketContext::new(
-            admission.clone(),
-            Arc::clone(&auth),
-            SocketLimits {
-                max_frame_bytes: config.max_frame_bytes,
-                max_connections: config.max_connections,
-                idle_timeout: Duration::from_secs(config.idle_timeout_secs),
-                frame_timeout: Duration::from_secs(config.frame_timeout_secs),
-                read_budget_bytes: config.read_budget_bytes,
-            },
-        )),
-        stopped,
+    // One context for the socket and the TLS listener: one read budget over both.
+    let wire = Arc::new(SocketContext::new(
+        admission.clone(),
+        Arc::clone(&auth),
+        SocketLimits {
+            max_frame_bytes: config.max_frame_bytes,
+            max_connections: config.max_connections,
+            idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+            frame_timeout: Duration::from_secs(config.frame_timeout_secs),
+            read_budget_bytes: config.read_budget_bytes,
+        },
     ));
+    let socket = tokio::spawn(socket.run(Arc::clone(&wire), stopped));
+
+    let tls = match (&config.listen_tls, &config.tls_cert, &config.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            // No file mode guards a TCP port: clients must present a token.
+            if auth.tokens_exist() != Some(true) {
+                anyhow::bail!(
+                    "listen_tls needs a token for clients to present: set `token` (LOGBOOK_TOKEN) or create one with `logbook token create --role ingest`"
+                );
+            }
+            let listener = TlsListener::bind(*addr, cert, key).await?;
+            let addr = listener.local_addr()?;
+            info!(tls = %addr, "TLS listening (LOGBOOK_ENDPOINT=tls://HOST:{}).", addr.port());
+            Some(tokio::spawn(listener.run(wire, stop.subscribe())))
+        }
+        _ => {
+            // Its handle on admission goes with the listeners: the writer stops once
+            // the last one is gone.
+            drop(wire);
+            None
+        }
+    };
 
     let http = match config.http {
         Some(addr) => {
@@ -189,6 +209,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let _ = stop.send(true);
     socket.await.context("the socket listener failed")?;
+    if let Some(tls) = tls {
+        tls.await.context("the TLS listener failed")?;
+    }
     if let Some(http) = http {
         http.await.context("the HTTP listener failed")??;
     }

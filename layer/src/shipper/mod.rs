@@ -5,6 +5,7 @@ mod counters;
 mod embedded;
 pub(crate) mod ring;
 mod socket;
+pub(crate) mod transport;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,5 +1,6 @@
-//! Delivery to a collector over a Unix socket: batches, acknowledgements, resends
-//! after reconnect, capped exponential backoff and drop reports.
+//! Delivery to a collector over its Unix socket or over TLS (`transport`): batches,
+//! acknowledgements, resends after reconnect, capped exponential backoff and drop
+//! reports.
 //!
 //! All socket I/O is non-blocking and happens on the worker thread: a collector that
 //! reads slowly only makes batches wait (within the budget); the worker keeps draining
@@ -7,8 +8,6 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use logbook_proto::wire::{
 };
 use logbook_proto::{Level, PerLevel, RecordId, Resource};
 
+use super::transport::{Stream, Target};
 use super::worker::Full;
 use super::{Counters, LevelCounts, Mark, Sink};
 use crate::rng;
@@ -114,7 +114,7 @@ fn sent(open: OpenBatch, flush_seq: u64) -> SentBatch {
 }
 
 struct Conn {
-    stream: UnixStream,
+    stream: Stream,
     /// Frames to write, each with how much of it is written.
     outbound: VecDeque<(Arc<[u8]>, usize)>,
     /// Bytes read and not yet a whole frame.
@@ -122,7 +122,7 @@ struct Conn {
 }
 
 pub(crate) struct SocketSink {
-    path: PathBuf,
+    target: Target,
     hello: Hello,
     counters: Arc<Counters>,
     conn: Option<Conn>,
@@ -141,13 +141,13 @@ pub(crate) struct SocketSink {
 
 impl SocketSink {
     pub(crate) fn new(
-        path: PathBuf,
+        target: Target,
         hello: Hello,
         counters: Arc<Counters>,
         backoff: Backoff,
     ) -> Self {
         Self {
-            path,
+            target,
             hello,
             counters,
             conn: None,
@@ -167,9 +167,7 @@ impl SocketSink {
     /// Connects and shakes hands (blocking, with a timeout), then goes non-blocking and
     /// queues every unacknowledged batch for resending.
     fn connect(&mut self) -> io::Result<()> {
-        let mut stream = UnixStream::connect(&self.path)?;
-        stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-        stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        let mut stream = self.target.connect(HANDSHAKE_TIMEOUT)?;
         let mut buf = Vec::new();
         encode_frame(&Frame::Hello(self.hello.clone()), &mut buf);
         stream.write_all(&buf)?;
@@ -196,7 +194,7 @@ impl SocketSink {
                 )))
             }
         }
-        stream.set_nonblocking(true)?;
+        stream.set_nonblocking()?;
         self.resplit_oversized();
         self.counters
             .resent(self.unacked.iter().map(|b| u64::from(b.count)).sum());
@@ -265,7 +263,7 @@ impl SocketSink {
 
     fn disconnect(&mut self) {
         if let Some(conn) = self.conn.take() {
-            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+            conn.stream.close();
         }
         self.next_connect = Instant::now() + self.backoff.next_delay();
     }
@@ -280,8 +278,7 @@ impl SocketSink {
         }
         eprintln!(
             "logbook: collector at {} closed the connection: {}",
-            self.path.display(),
-            e.message
+            self.target, e.message
         );
         if !matches!(
             e.code,
@@ -322,12 +319,19 @@ impl SocketSink {
                 Err(e) => {
                     eprintln!(
                         "logbook: lost the connection to the collector at {}: {e}",
-                        self.path.display()
+                        self.target
                     );
                     self.disconnect();
                     return wrote;
                 }
             }
+        }
+        if let Err(e) = conn.stream.push_pending() {
+            eprintln!(
+                "logbook: lost the connection to the collector at {}: {e}",
+                self.target
+            );
+            self.disconnect();
         }
         wrote
     }
@@ -409,13 +413,13 @@ impl SocketSink {
         if let Some(m) = malformed {
             eprintln!(
                 "logbook: collector at {} sent a bad frame: {m}",
-                self.path.display()
+                self.target
             );
             self.disconnect();
         } else if closed {
             eprintln!(
                 "logbook: collector at {} closed the connection",
-                self.path.display()
+                self.target
             );
             self.disconnect();
         }
@@ -527,7 +531,7 @@ impl Sink for SocketSink {
             match self.connect() {
                 Ok(()) => {
                     if self.outage_reported {
-                        eprintln!("logbook: connected to collector at {}", self.path.display());
+                        eprintln!("logbook: connected to collector at {}", self.target);
                     }
                     self.outage_reported = false;
                     self.backoff.reset();
@@ -541,7 +545,7 @@ impl Sink for SocketSink {
                     if !self.outage_reported {
                         eprintln!(
                             "logbook: cannot reach collector at {}: {e}; buffering up to {} bytes and retrying",
-                            self.path.display(),
+                            self.target,
                             self.counters.capacity()
                         );
                         self.outage_reported = true;
@@ -582,7 +586,7 @@ impl Sink for SocketSink {
 impl Drop for SocketSink {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+            conn.stream.close();
         }
     }
 }

@@ -137,6 +137,16 @@ impl Collector {
 
     /// The address of its HTTP listener (started with `--http`), from its log.
     pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.logged_addr("HTTP listening", "http=")
+    }
+
+    /// The address of its TLS listener (started with `--listen-tls`), from its log.
+    pub fn tls_addr(&self) -> std::net::SocketAddr {
+        self.logged_addr("TLS listening", "tls=")
+    }
+
+    /// The address after `key` on the log line saying `what`, from this process's log.
+    fn logged_addr(&self, what: &str, key: &str) -> std::net::SocketAddr {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             // This process's lines only: a restarted collector listens elsewhere.
@@ -147,13 +157,13 @@ impl Collector {
                 .to_owned();
             if let Some(addr) = log
                 .lines()
-                .filter(|l| l.contains("HTTP listening"))
-                .find_map(|l| l.split("http=").nth(1))
+                .filter(|l| l.contains(what))
+                .find_map(|l| l.split(key).nth(1))
                 .and_then(|a| a.split_whitespace().next())
             {
                 return addr.parse().unwrap();
             }
-            assert!(Instant::now() < deadline, "no HTTP listener: {log}");
+            assert!(Instant::now() < deadline, "no {what:?} in the log: {log}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
