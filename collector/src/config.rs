@@ -334,6 +334,12 @@ pub const KEYS: &[Key] = &[
         bounds: None,
     },
     Key {
+        name: "forward",
+        help: "array of tables: destinations that receive stored records as OTLP/HTTP (name, endpoint, filter, headers, batch, start, ca; see README) [default: none]",
+        default: DefaultValue::Unset,
+        bounds: None,
+    },
+    Key {
         name: "prices",
         help: "array of tables: model prices in USD per million tokens, added to or replacing the built-in table (see README)",
         default: DefaultValue::Unset,
@@ -498,6 +504,9 @@ pub struct Config {
     /// Model prices over the built-in table.
     #[serde(default)]
     pub prices: Vec<Price>,
+    /// Forwarding destinations.
+    #[serde(default)]
+    pub forward: Vec<crate::forward::ForwardConfig>,
     /// The configuration file read, if any.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -805,6 +814,16 @@ impl Config {
                 *v = toml::Value::String("set".into());
             }
         }
+        // Forwarding headers carry API keys: their names are kept, not their values.
+        if let Some(toml::Value::Array(forwards)) = kept.get_mut("forward") {
+            for f in forwards {
+                if let Some(toml::Value::Table(headers)) = f.get_mut("headers") {
+                    for (_, v) in headers.iter_mut() {
+                        *v = toml::Value::String("set".into());
+                    }
+                }
+            }
+        }
         let mut config = Config::deserialize(toml::Value::Table(merged))
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         config.file = file;
@@ -839,6 +858,16 @@ impl Config {
             bail!("configuration: retention.interval must be at least 1s (or \"forever\")");
         }
         self.required_scope_keys()?;
+        let mut names = std::collections::BTreeSet::new();
+        for f in &self.forward {
+            f.check().context("configuration")?;
+            if !names.insert(f.name.as_str()) {
+                bail!(
+                    "configuration: two [[forward]] destinations are named {:?}",
+                    f.name
+                );
+            }
+        }
         // Rules compile (patterns, names) before anything starts.
         self.redactor(&[0; 32])?;
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log.as_str()) {

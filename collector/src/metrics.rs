@@ -41,6 +41,20 @@ struct RouteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabel {
+    destination: String,
+}
+
+/// A forwarding destination's gauges.
+#[derive(Clone, Default)]
+struct Forwarding {
+    sent: Family<DestinationLabel, Gauge>,
+    behind: Family<DestinationLabel, Gauge>,
+    refused: Family<DestinationLabel, Gauge>,
+    failed: Family<DestinationLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LevelLabel {
     level: &'static str,
 }
@@ -66,6 +80,7 @@ pub struct Metrics {
     redactions: Family<Labeled, Gauge>,
     limits: Family<Labeled, Gauge>,
     quarantined: Gauge,
+    forwarding: Forwarding,
     routes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The last commit failed (the store cannot be written).
     failing: AtomicBool,
@@ -158,6 +173,31 @@ impl Default for Metrics {
             "What the limits did so far (values cut, batches and connections refused, failed authentications), by name",
             limits.clone(),
         );
+        let forwarding = Forwarding::default();
+        for (name, help, family) in [
+            (
+                "forward_sent_records",
+                "Records a forwarding destination accepted so far, by destination",
+                &forwarding.sent,
+            ),
+            (
+                "forward_behind_records",
+                "Records committed after a forwarding destination's cursor (its lag), by destination",
+                &forwarding.behind,
+            ),
+            (
+                "forward_refused_records",
+                "Records a forwarding destination refused as malformed (skipped), by destination",
+                &forwarding.refused,
+            ),
+            (
+                "forward_failed_requests",
+                "Forwarding requests that failed and were retried, by destination",
+                &forwarding.failed,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
         Self {
             registry,
             records,
@@ -174,6 +214,7 @@ impl Default for Metrics {
             redactions,
             limits,
             quarantined,
+            forwarding,
             routes: std::sync::Mutex::default(),
             failing: AtomicBool::new(false),
         }
@@ -284,6 +325,16 @@ impl Metrics {
                 self.limits
                     .get_or_create(&Labeled { name: what.clone() })
                     .set(gauge(*n));
+            }
+            for f in &s.forwards {
+                let d = DestinationLabel {
+                    destination: f.name.clone(),
+                };
+                let fw = &self.forwarding;
+                fw.sent.get_or_create(&d).set(gauge(f.sent));
+                fw.behind.get_or_create(&d).set(gauge(f.behind));
+                fw.refused.get_or_create(&d).set(gauge(f.refused));
+                fw.failed.get_or_create(&d).set(gauge(f.failures));
             }
         }
         let mut out = String::new();

@@ -7,7 +7,7 @@ use logbook_proto::Record;
 
 use super::{Admitted, Outcome};
 use crate::store::{
-    Batch, ClientDrops, StoreError, StoreWriter, StreamCursor, StreamItem, Written,
+    Batch, ClientDrops, ForwardState, StoreError, StoreWriter, StreamCursor, StreamItem, Written,
 };
 
 /// One part of a group.
@@ -17,6 +17,8 @@ pub enum Entry {
     Admitted(Admitted),
     /// A client's drop totals.
     Drops(ClientDrops),
+    /// A forwarding destination's progress.
+    Forward(ForwardState),
     /// An audit record of the collector's own.
     Audit(Record),
     /// What a limit did outside any batch (a refused connection), by name.
@@ -64,6 +66,7 @@ pub struct GroupResult {
 pub fn commit(store: &mut dyn StoreWriter, group: Vec<Entry>) -> Result<GroupResult, StoreError> {
     let mut records = Vec::new();
     let mut drops = Vec::new();
+    let mut forwards = Vec::new();
     let mut quarantined = Vec::new();
     let mut redactions: Vec<(String, u64)> = Vec::new();
     let mut limits: Vec<(String, u64)> = Vec::new();
@@ -87,6 +90,12 @@ pub fn commit(store: &mut dyn StoreWriter, group: Vec<Entry>) -> Result<GroupRes
                 drops.push(d);
                 parts.push(None);
             }
+            Entry::Forward(f) => {
+                // The newest progress of a destination wins.
+                forwards.retain(|o: &ForwardState| o.name != f.name);
+                forwards.push(f);
+                parts.push(None);
+            }
             Entry::Audit(r) => {
                 records.push(r);
                 parts.push(None);
@@ -103,6 +112,7 @@ pub fn commit(store: &mut dyn StoreWriter, group: Vec<Entry>) -> Result<GroupRes
         quarantined: &quarantined,
         redactions: &redactions,
         limits: &limits,
+        forwards: &forwards,
     })?;
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let outcomes = parts

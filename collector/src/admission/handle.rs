@@ -14,7 +14,7 @@ use super::feed::Feed;
 use super::writer::{self, GroupCommit, Request};
 use super::{Client, Intake, Outcome};
 use crate::metrics::Metrics;
-use crate::store::{ClientDrops, StoreWriter};
+use crate::store::{ClientDrops, ForwardState, StoreWriter};
 
 /// Why a batch was not committed. Nothing of it was stored; the client may resend it.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -270,6 +270,11 @@ impl Admission {
     /// Records a client's running totals of dropped records.
     pub async fn report_drops(&self, drops: ClientDrops) -> Result<(), AdmitError> {
         self.request(Request::Drops(drops)).await
+    }
+
+    /// Keeps a forwarding destination's progress, with the next commit.
+    pub async fn keep_forward_state(&self, state: ForwardState) -> Result<(), AdmitError> {
+        self.request(Request::Forward(state)).await
     }
 
     /// Stores an audit record of the collector's own, with the next commit.

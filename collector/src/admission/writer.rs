@@ -16,7 +16,7 @@ use super::feed::Feed;
 use super::handle::{AdmitError, QueueShare};
 use super::{Admitted, Outcome};
 use crate::metrics::Metrics;
-use crate::store::{ClientDrops, StoreWriter};
+use crate::store::{ClientDrops, ForwardState, StoreWriter};
 
 /// Where a batch's outcome goes.
 pub(crate) type Reply = oneshot::Sender<Result<Outcome, AdmitError>>;
@@ -32,6 +32,8 @@ pub(crate) enum Request {
     },
     /// A client's drop totals.
     Drops(ClientDrops),
+    /// A forwarding destination's progress.
+    Forward(ForwardState),
     /// An audit record of the collector's own (a configuration load, an auth failure).
     Audit(Record),
     /// What a limit did outside any batch, by name.
@@ -45,7 +47,7 @@ impl Request {
         match self {
             Self::Admit { admitted, .. } => admitted.records.len() + admitted.quarantined.len(),
             Self::Audit(_) => 1,
-            Self::Drops(_) | Self::Count(..) | Self::Tick => 0,
+            Self::Drops(_) | Self::Forward(_) | Self::Count(..) | Self::Tick => 0,
         }
     }
 }
@@ -193,6 +195,10 @@ fn commit_group(
             }
             Request::Drops(d) => {
                 entries.push(Entry::Drops(d));
+                replies.push(None);
+            }
+            Request::Forward(f) => {
+                entries.push(Entry::Forward(f));
                 replies.push(None);
             }
             Request::Audit(r) => {

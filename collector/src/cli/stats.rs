@@ -103,6 +103,19 @@ impl StatsArgs {
         for (what, n) in &s.limits {
             writeln!(out, "  {what:<20} {n}")?;
         }
+        if !s.forwards.is_empty() {
+            writeln!(out, "forwarding")?;
+        }
+        for f in &s.forwards {
+            writeln!(
+                out,
+                "  {:<20} {} sent, {} behind, {} refused, {} failed requests, as of {}",
+                f.name, f.sent, f.behind, f.refused, f.failures, f.updated
+            )?;
+            if let Some(e) = &f.last_error {
+                writeln!(out, "  {:<20} last error: {e}", "")?;
+            }
+        }
         Ok(())
     }
 }

@@ -186,6 +186,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
 
+    // Forwarding: the store is its queue; it reads what is committed.
+    let forwards = crate::forward::spawn(
+        &config.forward,
+        &crate::forward::Parts {
+            reader: Arc::clone(&reader),
+            admission: admission.clone(),
+            feed: feed.clone(),
+        },
+        &stop.subscribe(),
+    )?;
+
     // Until a signal, or the writer's death (a panic): nothing could be stored then,
     // and clients must hear of it rather than wait.
     let writer_died = tokio::select! {
@@ -214,6 +225,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     if let Some(http) = http {
         http.await.context("the HTTP listener failed")??;
+    }
+    // Forwarders stop where they are (their progress is kept), before admission
+    // closes.
+    for f in forwards {
+        let _ = f.await;
     }
     ticker.abort();
     let _ = ticker.await;

@@ -37,9 +37,9 @@ pub use options::{defaults, Durability, ParseDurabilityError, StoreOptions};
 pub use scope::{scoped, Visibility};
 pub use types::{
     ApiToken, Batch, CallCommon, CallFilter, ClientDropRow, ClientDrops, ClientInfo, CostBy,
-    CostGroup, Deleted, LlmCall, ParseStreamCursorError, PricedCall, QuarantineRow, Quarantined,
-    Role, RunKind, RunSummary, Selection, SeriesPoint, SessionSummary, StoreStats, Stored,
-    StreamCursor, StreamItem, StreamPage, Subject, ToolCall, Written,
+    CostGroup, Deleted, ForwardState, LlmCall, ParseStreamCursorError, PricedCall, QuarantineRow,
+    Quarantined, Role, RunKind, RunSummary, Selection, SeriesPoint, SessionSummary, StoreStats,
+    Stored, StreamCursor, StreamItem, StreamPage, Subject, ToolCall, Written,
 };
 
 /// The reading side of a store: safe to share between threads and to call from many
@@ -182,6 +182,9 @@ pub trait StoreReader: Send + Sync {
 
     /// Emit-to-commit latency of records committed at or after `since`.
     fn latency(&self, since: Timestamp) -> Result<latency::Histogram, StoreError>;
+
+    /// The progress kept for forwarding destination `name`, if any.
+    fn forward_state(&self, name: &str) -> Result<Option<ForwardState>, StoreError>;
 
     /// Every API token, revoked ones included, oldest first.
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;

@@ -13,8 +13,9 @@ use logbook_proto::{Level, Record, RecordId, ScopeKey, Timestamp, TraceId};
 
 use super::latency::Histogram;
 use super::{
-    ApiToken, CallFilter, CostBy, CostGroup, LlmCall, QuarantineRow, RunSummary, SeriesPoint,
-    SessionSummary, StoreError, StoreReader, StoreStats, StreamCursor, StreamPage, ToolCall,
+    ApiToken, CallFilter, CostBy, CostGroup, ForwardState, LlmCall, QuarantineRow, RunSummary,
+    SeriesPoint, SessionSummary, StoreError, StoreReader, StoreStats, StreamCursor, StreamPage,
+    ToolCall,
 };
 use crate::audit::AuditSource;
 use crate::query::{Page, RecordFilter, RunFilter};
@@ -372,6 +373,10 @@ impl StoreReader for Scoped {
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
         Err(not_visible("the token list"))
+    }
+
+    fn forward_state(&self, _name: &str) -> Result<Option<ForwardState>, StoreError> {
+        Err(not_visible("forwarding"))
     }
 
     fn token(&self, _id: &str) -> Result<Option<ApiToken>, StoreError> {

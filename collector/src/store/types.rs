@@ -56,6 +56,32 @@ pub struct Batch<'a> {
     pub redactions: &'a [(String, u64)],
     /// What the limits did, by name (`crate::admission::limit`), to add to the counts.
     pub limits: &'a [(String, u64)],
+    /// Forwarding destinations' progress to keep (`crate::forward`), replacing what
+    /// was kept for the same name.
+    pub forwards: &'a [ForwardState],
+}
+
+/// How far forwarding to one destination has come: kept in the store, so that it
+/// resumes where it was after a restart (the store is its queue).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ForwardState {
+    /// The destination's name (`[[forward]] name`).
+    pub name: String,
+    /// Everything before it was sent (or refused by the destination).
+    pub cursor: StreamCursor,
+    /// Records the destination accepted, in all.
+    pub sent: u64,
+    /// Records the destination refused as malformed (HTTP 400), skipped.
+    pub refused: u64,
+    /// Requests that failed (and were retried), in all.
+    pub failures: u64,
+    /// The last failure, if the last request failed.
+    pub last_error: Option<String>,
+    /// When this was kept.
+    pub updated: Timestamp,
+    /// Records committed after the cursor, when read with the store's stats (matching
+    /// the destination's filter or not).
+    pub behind: u64,
 }
 
 /// A position in the stream of committed records, as the store that issued it
@@ -82,6 +108,13 @@ impl StreamCursor {
     /// The backend's own position (for the backend that made it).
     pub fn backend_position(self) -> u64 {
         self.0
+    }
+}
+
+impl serde::Serialize for StreamCursor {
+    /// Its text form.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -497,6 +530,8 @@ pub struct StoreStats {
     /// What the limits did, by name (`crate::admission::limit`): values cut, batches
     /// and connections refused, failed authentications.
     pub limits: std::collections::BTreeMap<String, u64>,
+    /// Forwarding destinations' progress.
+    pub forwards: Vec<ForwardState>,
 }
 
 impl StoreStats {

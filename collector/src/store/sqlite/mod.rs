@@ -24,9 +24,10 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::latency::{Histogram, PendingLatency};
 use super::{
-    ApiToken, Batch, CallFilter, CostBy, CostGroup, Deleted, Durability, LlmCall, PricedCall,
-    QuarantineRow, RunSummary, Selection, SeriesPoint, SessionSummary, StoreError, StoreOptions,
-    StoreReader, StoreStats, StoreWriter, StreamCursor, StreamPage, Subject, ToolCall, Written,
+    ApiToken, Batch, CallFilter, CostBy, CostGroup, Deleted, Durability, ForwardState, LlmCall,
+    PricedCall, QuarantineRow, RunSummary, Selection, SeriesPoint, SessionSummary, StoreError,
+    StoreOptions, StoreReader, StoreStats, StoreWriter, StreamCursor, StreamPage, Subject,
+    ToolCall, Written,
 };
 use crate::audit::{
     default_checkpoint_file, default_key_dir, AuditRules, AuditSource, Checkpoint, CheckpointKind,
@@ -578,6 +579,10 @@ impl StoreReader for SqliteReader {
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
         self.with(read::tokens)
+    }
+
+    fn forward_state(&self, name: &str) -> Result<Option<ForwardState>, StoreError> {
+        self.with(|c| read::forward_state(c, name))
     }
 
     fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {

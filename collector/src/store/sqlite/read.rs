@@ -17,8 +17,8 @@ use super::write::{load_next_seq, saturate};
 use crate::query::{Page, RecordFilter, RunFilter};
 use crate::store::latency::Histogram;
 use crate::store::{
-    ApiToken, ClientDropRow, QuarantineRow, RunKind, RunSummary, SeriesPoint, SessionSummary,
-    StoreError, StoreStats, StreamCursor, StreamItem, StreamPage,
+    ApiToken, ClientDropRow, ForwardState, QuarantineRow, RunKind, RunSummary, SeriesPoint,
+    SessionSummary, StoreError, StoreStats, StreamCursor, StreamItem, StreamPage,
 };
 use crate::views::call::usd;
 
@@ -1194,7 +1194,46 @@ pub(super) fn stats(conn: &Connection, path: &Path) -> Result<StoreStats, StoreE
     s.limits = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
         .collect::<Result<_, _>>()?;
+    let end = stream_end(conn)?.backend_position();
+    let mut stmt = conn.prepare_cached(&format!("{FORWARD_SELECT} ORDER BY name"))?;
+    s.forwards = stmt
+        .query_map([], forward_row)?
+        .map(|f| {
+            f.map(|mut f| {
+                f.behind = end.saturating_sub(f.cursor.backend_position());
+                f
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(s)
+}
+
+const FORWARD_SELECT: &str =
+    "SELECT name, cursor, sent, refused, failures, last_error, updated FROM forwards";
+
+fn forward_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ForwardState> {
+    let n = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+    Ok(ForwardState {
+        name: r.get(0)?,
+        cursor: StreamCursor::from_backend(n(1)?),
+        sent: n(2)?,
+        refused: n(3)?,
+        failures: n(4)?,
+        last_error: r.get(5)?,
+        updated: Timestamp(r.get(6)?),
+        behind: 0,
+    })
+}
+
+/// The progress kept for forwarding destination `name`.
+pub(super) fn forward_state(
+    conn: &Connection,
+    name: &str,
+) -> Result<Option<ForwardState>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("{FORWARD_SELECT} WHERE name = ?"))?
+        .query_row([name], forward_row)
+        .optional()?)
 }
 
 /// Quarantined records, newest first.

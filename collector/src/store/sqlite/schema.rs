@@ -546,6 +546,18 @@ CREATE INDEX IF NOT EXISTS records_span_events ON records (trace_id, span_id, ts
 CREATE INDEX IF NOT EXISTS runs_session ON runs (session_id, first_ts)
     WHERE session_id IS NOT NULL;
 "#,
+    // 12: forwarding: how far each destination has come (see crate::forward).
+    r#"
+CREATE TABLE IF NOT EXISTS forwards (
+    name       TEXT PRIMARY KEY,
+    cursor     INTEGER NOT NULL,
+    sent       INTEGER NOT NULL,
+    refused    INTEGER NOT NULL,
+    failures   INTEGER NOT NULL,
+    last_error TEXT,
+    updated    INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The columns of `records`, in the order every statement of this backend reads and

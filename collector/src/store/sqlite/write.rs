@@ -281,6 +281,7 @@ pub(super) fn write(
         quarantined,
         redactions,
         limits,
+        forwards,
     } = *batch;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Latencies measured after earlier commits ride along with this one.
@@ -414,6 +415,27 @@ pub(super) fn write(
                 w,
                 e,
                 now
+            ])?;
+        }
+    }
+    if !forwards.is_empty() {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO forwards (name, cursor, sent, refused, failures, last_error, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (name) DO UPDATE SET
+                cursor = excluded.cursor, sent = excluded.sent, refused = excluded.refused,
+                failures = excluded.failures, last_error = excluded.last_error,
+                updated = excluded.updated",
+        )?;
+        for f in forwards {
+            upsert.execute(params![
+                f.name,
+                saturate(f.cursor.backend_position()),
+                saturate(f.sent),
+                saturate(f.refused),
+                saturate(f.failures),
+                f.last_error,
+                f.updated.as_nanos()
             ])?;
         }
     }
