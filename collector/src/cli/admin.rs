@@ -266,3 +266,33 @@ impl DsarArgs {
         }
     }
 }
+
+/// Arguments of `logbook backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the copy (a new file; an existing one is not overwritten).
+    dest: PathBuf,
+}
+
+impl BackupArgs {
+    pub(crate) fn run(&self, config: &Config) -> anyhow::Result<()> {
+        let crate::store::StoreAddress::Sqlite(db) = &config.db;
+        let report = crate::store::sqlite::backup(db, &self.dest)
+            .with_context(|| format!("backing up {} to {}", db.display(), self.dest.display()))?;
+        println!(
+            "Backed up {} records ({:.1} MiB) from {} to {}.",
+            report.records,
+            report.bytes as f64 / (1 << 20) as f64,
+            db.display(),
+            self.dest.display()
+        );
+        if let (Some(keys), Some(checkpoints)) = (config.key_dir(), config.checkpoint_file()) {
+            println!(
+                "Keep the key directory {} with it (without its keys the audit chain cannot be verified), and the checkpoint file {} off this host.",
+                keys.display(),
+                checkpoints.display()
+            );
+        }
+        Ok(())
+    }
+}

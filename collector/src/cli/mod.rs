@@ -81,6 +81,9 @@ pub enum Command {
     Dsar(admin::DsarArgs),
     /// Create, list and revoke API tokens (roles admin, viewer, ingest).
     Token(token::TokenArgs),
+    /// Copy the database, consistent, while the collector keeps writing (SQLite's
+    /// online backup). Restore by stopping the collector and putting the copy in place.
+    Backup(admin::BackupArgs),
 }
 
 impl Cli {
@@ -122,6 +125,7 @@ impl Cli {
             Command::Archive(a) => a.run(&self.config()?),
             Command::Dsar(a) => a.run(&self.config()?),
             Command::Token(a) => a.run(&self.config()?),
+            Command::Backup(a) => a.run(&self.config()?),
         }
     }
 }

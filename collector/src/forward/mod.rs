@@ -63,7 +63,7 @@ pub struct ForwardConfig {
     #[serde(default)]
     pub headers: BTreeMap<String, SensitiveString>,
     /// Which records: the records API's filter syntax, e.g. `kind=span_end` (spans
-    /// only) or `tenant=acme&min_level=warn` [default: every span and event].
+    /// only) or `tenant=acme&level=warn` [default: every span and event].
     #[serde(default)]
     pub filter: String,
     /// Records per request.
@@ -375,8 +375,7 @@ impl Destination {
 fn is_forwarded(item: &StreamItem) -> bool {
     let r = &item.record;
     r.kind != logbook_proto::Kind::SpanStart
-        && r
-            .origin
+        && r.origin
             .as_ref()
             .is_none_or(|o| o.transport != logbook_proto::transport::COLLECTOR)
 }

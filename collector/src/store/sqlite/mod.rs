@@ -8,6 +8,7 @@
 
 mod admin;
 mod audit;
+mod backup;
 mod calls;
 mod read;
 mod schema;
@@ -36,6 +37,7 @@ use crate::audit::{
 use crate::cost::PriceTable;
 use crate::query::{Cursor, Page, RecordFilter, RunFilter};
 
+pub use backup::{backup, BackupReport};
 pub use schema::RECORD_COLUMNS;
 pub use write::raw;
 
