@@ -519,26 +519,36 @@ pub struct Config {
 const SECRET_KEYS: &[&str] = &["token"];
 
 impl Config {
-    /// The key directory: configured, else `keys/` beside the database file.
+    /// The key directory: configured, else `keys/` beside the database file (for
+    /// PostgreSQL, beside the default database file: a fleet's collectors share one,
+    /// so configure it).
     pub fn key_dir(&self) -> Option<PathBuf> {
-        self.key_dir
-            .clone()
-            .or_else(|| self.db.file().map(crate::audit::default_key_dir))
+        self.key_dir.clone().or_else(|| {
+            Some(crate::audit::default_key_dir(
+                self.db.file().unwrap_or(&default_db_path()),
+            ))
+        })
     }
 
-    /// The checkpoint file: configured, else the database path with `.checkpoints`.
+    /// The checkpoint file: configured, else the database path with `.checkpoints`
+    /// (for PostgreSQL, `postgres.checkpoints` beside the default database file).
     pub fn checkpoint_file(&self) -> Option<PathBuf> {
-        self.checkpoint_file
-            .clone()
-            .or_else(|| self.db.file().map(crate::audit::default_checkpoint_file))
+        self.checkpoint_file.clone().or_else(|| {
+            Some(crate::audit::default_checkpoint_file(
+                &self.db.file().map_or_else(
+                    || default_db_path().with_file_name("postgres.db"),
+                    Path::to_path_buf,
+                ),
+            ))
+        })
     }
 
     /// The store options this configuration asks for.
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             durability: self.durability,
-            key_dir: self.key_dir.clone(),
-            checkpoint_file: self.checkpoint_file.clone(),
+            key_dir: self.key_dir(),
+            checkpoint_file: self.checkpoint_file(),
             checkpoint_records: self.checkpoint_records,
             checkpoint_interval: std::time::Duration::from_secs(self.checkpoint_interval_secs),
             audit: AuditRules {
@@ -814,6 +824,10 @@ impl Config {
                 *v = toml::Value::String("set".into());
             }
         }
+        // A database URL's password is a secret too.
+        if let Some(toml::Value::String(db)) = kept.get_mut("db") {
+            *db = crate::store::redact_password(db);
+        }
         // Forwarding headers carry API keys: their names are kept, not their values.
         if let Some(toml::Value::Array(forwards)) = kept.get_mut("forward") {
             for f in forwards {
@@ -842,6 +856,11 @@ impl Config {
         }
         if let Some(size) = self.max_db_size {
             check_bound("max_db_size", i128::from(size))?;
+            if matches!(self.db, StoreAddress::Postgres(_)) {
+                bail!(
+                    "configuration: max_db_size bounds a SQLite file; PostgreSQL reuses the space of deleted rows rather than giving it back, so bound it with retention by age (which drops whole days)"
+                );
+            }
         }
         match (self.listen_tls, &self.tls_cert, &self.tls_key) {
             (Some(_), Some(_), Some(_)) | (None, _, _) => {}

@@ -276,7 +276,12 @@ pub struct BackupArgs {
 
 impl BackupArgs {
     pub(crate) fn run(&self, config: &Config) -> anyhow::Result<()> {
-        let crate::store::StoreAddress::Sqlite(db) = &config.db;
+        let db = match &config.db {
+            crate::store::StoreAddress::Sqlite(db) => db,
+            crate::store::StoreAddress::Postgres(_) => bail!(
+                "logbook backup copies SQLite databases; for PostgreSQL use pg_dump (docs/fleet.md, Backup and restore)"
+            ),
+        };
         let report = crate::store::sqlite::backup(db, &self.dest)
             .with_context(|| format!("backing up {} to {}", db.display(), self.dest.display()))?;
         println!(

@@ -6,11 +6,25 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-/// A store's address: `sqlite:/path/to/logbook.db`, or a bare path (SQLite).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A store's address: `sqlite:/path/to/logbook.db`, or a bare path (SQLite);
+/// `postgres://user@host/db` (PostgreSQL, with the `postgres` feature).
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreAddress {
     /// A SQLite database file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database: its connection URL (`postgres://` or `postgresql://`,
+    /// with libpq's parameters).
+    Postgres(String),
+}
+
+impl fmt::Debug for StoreAddress {
+    /// Never a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            Self::Postgres(_) => f.debug_tuple("Postgres").field(&self.to_string()).finish(),
+        }
+    }
 }
 
 /// An address no backend of this build serves.
@@ -20,7 +34,7 @@ pub enum ParseStoreAddressError {
     #[error("empty store address: expected sqlite:/path/to/logbook.db or a path")]
     Empty,
     /// A scheme this build has no backend for.
-    #[error("store address {0:?}: this build stores in SQLite only (sqlite:/path/to/logbook.db or a path)")]
+    #[error("store address {0:?}: expected sqlite:/path/to/logbook.db, a path, or postgres://user@host/db (when built with the `postgres` feature)")]
     Unsupported(String),
 }
 
@@ -34,15 +48,17 @@ impl StoreAddress {
     pub fn file(&self) -> Option<&Path> {
         match self {
             Self::Sqlite(p) => Some(p),
+            Self::Postgres(_) => None,
         }
     }
 }
 
 impl fmt::Display for StoreAddress {
-    /// A path for SQLite (as users write it).
+    /// A path for SQLite (as users write it); PostgreSQL's URL without its password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite(p) => write!(f, "{}", p.display()),
+            Self::Postgres(url) => f.write_str(&redact_password(url)),
         }
     }
 }
@@ -52,6 +68,13 @@ impl FromStr for StoreAddress {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty() {
             return Err(ParseStoreAddressError::Empty);
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return if cfg!(feature = "postgres") {
+                Ok(Self::Postgres(s.to_owned()))
+            } else {
+                Err(ParseStoreAddressError::Unsupported(redact_password(s)))
+            };
         }
         if let Some(path) = s.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
@@ -68,10 +91,27 @@ impl FromStr for StoreAddress {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '+')
             {
-                return Err(ParseStoreAddressError::Unsupported(s.to_owned()));
+                return Err(ParseStoreAddressError::Unsupported(redact_password(s)));
             }
         }
         Ok(Self::Sqlite(s.into()))
+    }
+}
+
+/// A URL with its password, if any, replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((user, host)) if user.contains(':') => {
+                    let user = user.split_once(':').map_or(user, |(u, _)| u);
+                    format!("{scheme}://{user}:***@{host}{tail}")
+                }
+                _ => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -92,9 +132,17 @@ mod tests {
         assert_eq!("l.db".parse(), Ok(StoreAddress::sqlite("l.db")));
         assert_eq!("./a:b/l.db".parse(), Ok(StoreAddress::sqlite("./a:b/l.db")));
         assert!(matches!(
-            "postgres://u@h/db".parse::<StoreAddress>(),
+            "mysql://u@h/db".parse::<StoreAddress>(),
             Err(ParseStoreAddressError::Unsupported(_))
         ));
+        #[cfg(feature = "postgres")]
+        {
+            let a: StoreAddress = "postgres://u:secret@h:5432/db?sslmode=disable"
+                .parse()
+                .unwrap();
+            assert_eq!(a.to_string(), "postgres://u:***@h:5432/db?sslmode=disable");
+            assert!(!format!("{a:?}").contains("secret"));
+        }
         assert!("".parse::<StoreAddress>().is_err());
         assert!("sqlite:".parse::<StoreAddress>().is_err());
     }

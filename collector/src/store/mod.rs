@@ -19,6 +19,8 @@ mod address;
 mod error;
 pub mod latency;
 mod options;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod scope;
 pub mod sqlite;
 mod types;
@@ -31,7 +33,7 @@ use logbook_proto::{Record, RecordId, Timestamp, TraceId};
 use crate::audit::{AuditSource, Checkpoint, Keys};
 use crate::query::{Cursor, Page, RecordFilter, RunFilter};
 
-pub use address::{ParseStoreAddressError, StoreAddress};
+pub use address::{redact_password, ParseStoreAddressError, StoreAddress};
 pub use error::StoreError;
 pub use options::{defaults, Durability, ParseDurabilityError, StoreOptions};
 pub use scope::{scoped, Visibility};
@@ -361,6 +363,12 @@ pub fn open_writer(
 ) -> Result<Box<dyn StoreWriter>, StoreError> {
     match address {
         StoreAddress::Sqlite(path) => Ok(Box::new(sqlite::SqliteWriter::open(path, options)?)),
+        #[cfg(feature = "postgres")]
+        StoreAddress::Postgres(url) => Ok(Box::new(postgres::PgWriter::open(url, options)?)),
+        #[cfg(not(feature = "postgres"))]
+        StoreAddress::Postgres(_) => Err(StoreError::invalid_data(
+            "this build has no PostgreSQL backend (cargo feature `postgres`)",
+        )),
     }
 }
 
@@ -368,15 +376,17 @@ pub fn open_writer(
 /// when the process ends, however it ends).
 #[derive(Debug)]
 pub struct Claim {
-    _file: std::fs::File,
+    _file: Option<std::fs::File>,
 }
 
 /// Claims `address` for one serving collector: a second one on the same store is
 /// refused with a message naming the first one's pid. Admin commands and readers are
-/// not affected. (SQLite: an exclusive lock on `<db>.lock` beside the database.)
+/// not affected. (SQLite: an exclusive lock on `<db>.lock` beside the database.
+/// PostgreSQL is made for several collectors at once: nothing to claim.)
 pub fn claim(address: &StoreAddress) -> Result<Claim, StoreError> {
     match address {
-        StoreAddress::Sqlite(path) => sqlite::claim(path).map(|file| Claim { _file: file }),
+        StoreAddress::Sqlite(path) => sqlite::claim(path).map(|file| Claim { _file: Some(file) }),
+        StoreAddress::Postgres(_) => Ok(Claim { _file: None }),
     }
 }
 
@@ -384,5 +394,11 @@ pub fn claim(address: &StoreAddress) -> Result<Claim, StoreError> {
 pub fn open_reader(address: &StoreAddress) -> Result<Arc<dyn StoreReader>, StoreError> {
     match address {
         StoreAddress::Sqlite(path) => Ok(Arc::new(sqlite::SqliteReader::open(path)?)),
+        #[cfg(feature = "postgres")]
+        StoreAddress::Postgres(url) => Ok(Arc::new(postgres::PgReader::open(url)?)),
+        #[cfg(not(feature = "postgres"))]
+        StoreAddress::Postgres(_) => Err(StoreError::invalid_data(
+            "this build has no PostgreSQL backend (cargo feature `postgres`)",
+        )),
     }
 }

@@ -342,3 +342,274 @@ pub mod sqlite {
         }
     }
 }
+
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    //! PostgreSQL: a fresh database per story on the machine's server
+    //! (`LOGBOOK_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/postgres`,
+    //! names the server to make it on), dropped at the end; tampering over a
+    //! connection with triggers off (`session_replication_role = replica`), as anyone
+    //! with the database's superuser could.
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use ::postgres::{Client, NoTls};
+
+    use super::*;
+    use logbook_collector::audit::{chain_hash, record_digest, ChainFormat, StorageClass};
+
+    /// The server the stories make their databases on.
+    pub fn admin_url() -> String {
+        std::env::var("LOGBOOK_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    /// The URL of database `name` on that server.
+    pub fn url_of(name: &str) -> String {
+        let admin = admin_url();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        format!("{base}/{name}")
+    }
+
+    fn admin() -> Client {
+        Client::connect(&admin_url(), NoTls).unwrap()
+    }
+
+    /// Ends every other session on database `name`.
+    fn disconnect_all(c: &mut Client, name: &str) {
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .unwrap();
+    }
+
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+
+    /// A fresh database, its keys and checkpoints in a temporary directory.
+    pub struct Postgres {
+        name: String,
+        dir: tempfile::TempDir,
+        snapshots: AtomicU64,
+    }
+
+    impl Postgres {
+        /// A fresh one.
+        pub fn new() -> Self {
+            let name = format!(
+                "logbook_story_{}_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos()
+            );
+            admin()
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap();
+            Self {
+                name,
+                dir: tempfile::tempdir().unwrap(),
+                snapshots: AtomicU64::new(0),
+            }
+        }
+
+        fn open(&self) -> Client {
+            let mut c = Client::connect(&url_of(&self.name), NoTls).unwrap();
+            c.batch_execute("SET session_replication_role = replica")
+                .unwrap();
+            c
+        }
+
+        /// All columns of record `seq` but seq and id, for copies.
+        const COPY: &'static str = "ts, kind, level, name, target, message, trace_id, span_id,
+            parent_span_id, run_id, step_id, tenant, env, project, app, surface, user_id,
+            session_id, request_id, service, host, pid, file, line, category, status,
+            duration_ns, busy_ns, idle_ns, fields, class, origin";
+    }
+
+    impl Drop for Postgres {
+        fn drop(&mut self) {
+            let mut c = admin();
+            disconnect_all(&mut c, &self.name);
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {}", self.name));
+            for i in 0..self.snapshots.load(Ordering::Relaxed) {
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {}_snap{i}", self.name));
+            }
+        }
+    }
+
+    impl Backend for Postgres {
+        fn name(&self) -> &'static str {
+            "postgres"
+        }
+
+        fn address(&self) -> StoreAddress {
+            url_of(&self.name).parse().unwrap()
+        }
+
+        fn dir(&self) -> &Path {
+            self.dir.path()
+        }
+
+        fn tamper(&self, t: Tamper) {
+            let mut c = self.open();
+            let mut run = |sql: String| c.batch_execute(&sql).unwrap();
+            match t {
+                Tamper::EditNameAndFields { seq, name, fields } => {
+                    let mut c = self.open();
+                    c.execute(
+                        "UPDATE records SET name = $2, fields = $3::text::jsonb WHERE seq = $1",
+                        &[&seq, &name, &fields],
+                    )
+                    .unwrap();
+                }
+                Tamper::EditMessage { seq, message } => {
+                    let mut c = self.open();
+                    c.execute(
+                        "UPDATE records SET message = $2 WHERE seq = $1",
+                        &[&seq, &message],
+                    )
+                    .unwrap();
+                }
+                Tamper::SwapPayloads { a, b } => run(format!(
+                    "CREATE TEMP TABLE swap AS SELECT seq, ts, message, fields FROM records WHERE seq IN ({a}, {b});
+                     UPDATE records SET ts = (SELECT ts FROM swap WHERE seq = {b}),
+                        message = (SELECT message FROM swap WHERE seq = {b}),
+                        fields = (SELECT fields FROM swap WHERE seq = {b}) WHERE seq = {a};
+                     UPDATE records SET ts = (SELECT ts FROM swap WHERE seq = {a}),
+                        message = (SELECT message FROM swap WHERE seq = {a}),
+                        fields = (SELECT fields FROM swap WHERE seq = {a}) WHERE seq = {b};"
+                )),
+                Tamper::DeleteRecord { seq } => {
+                    run(format!("DELETE FROM records WHERE seq = {seq};"))
+                }
+                Tamper::DeleteChainRow { n } => run(format!(
+                    "DELETE FROM records WHERE seq = (SELECT record_seq FROM audit_chain WHERE n = {n});
+                     DELETE FROM audit_chain WHERE n = {n};"
+                )),
+                Tamper::SwapChainRecords { a, b } => run(format!(
+                    "CREATE TEMP TABLE s AS SELECT n, record_seq FROM audit_chain WHERE n IN ({a}, {b});
+                     UPDATE audit_chain SET record_seq = -1 WHERE n = {a};
+                     UPDATE audit_chain SET record_seq = (SELECT record_seq FROM s WHERE n = {a}) WHERE n = {b};
+                     UPDATE audit_chain SET record_seq = (SELECT record_seq FROM s WHERE n = {b}) WHERE n = {a};"
+                )),
+                Tamper::ForgeChainRow { seq, after } => run(format!(
+                    "INSERT INTO records (seq, id, {copy}) SELECT 100000, '\\x00112233445566778899aabbccddeeff'::bytea,
+                        {forged} FROM records WHERE seq = {seq};
+                     UPDATE audit_chain SET n = n + 1000000 WHERE n > {after};
+                     UPDATE audit_chain SET n = n - 999999 WHERE n > 1000000;
+                     INSERT INTO audit_chain (n, record_seq, content_hash, chain_hash, format)
+                     VALUES ({after} + 1, 100000, '\\x{zero}'::bytea, '\\x{zero}'::bytea, 2);",
+                    copy = Self::COPY,
+                    forged = Self::COPY.replacen("message", "'forged'", 1),
+                    zero = "00".repeat(32),
+                )),
+                Tamper::ForgeUnchained { seq } => run(format!(
+                    "INSERT INTO records (seq, id, {copy}) SELECT 100000, '\\x00112233445566778899aabbccddeeff'::bytea,
+                        {copy} FROM records WHERE seq = {seq};",
+                    copy = Self::COPY
+                )),
+                Tamper::Rechain { from, key } => {
+                    let reader = self.reader();
+                    let mut c = self.open();
+                    let mut prev: Vec<u8> = c
+                        .query_one(
+                            "SELECT chain_hash FROM audit_chain WHERE n = $1",
+                            &[&(from as i64 - 1)],
+                        )
+                        .unwrap()
+                        .get(0);
+                    let rows: Vec<(i64, i64)> = c
+                        .query(
+                            "SELECT n, record_seq FROM audit_chain WHERE n >= $1 ORDER BY n",
+                            &[&(from as i64)],
+                        )
+                        .unwrap()
+                        .iter()
+                        .map(|r| (r.get(0), r.get(1)))
+                        .collect();
+                    for (n, seq) in rows {
+                        let id: Vec<u8> = c
+                            .query_one("SELECT id FROM records WHERE seq = $1", &[&seq])
+                            .unwrap()
+                            .get(0);
+                        let record = reader
+                            .get(logbook_proto::RecordId(id.try_into().unwrap()))
+                            .unwrap()
+                            .unwrap();
+                        let content = record_digest(
+                            &record,
+                            seq as u64,
+                            StorageClass::Audit,
+                            ChainFormat::CURRENT,
+                        )
+                        .unwrap();
+                        let chain = chain_hash(
+                            ChainFormat::CURRENT,
+                            &key,
+                            &prev.clone().try_into().unwrap(),
+                            n as u64,
+                            &content,
+                        );
+                        c.execute(
+                            "UPDATE audit_chain SET content_hash = $1, chain_hash = $2 WHERE n = $3",
+                            &[&&content[..], &&chain[..], &n],
+                        )
+                        .unwrap();
+                        prev = chain.to_vec();
+                    }
+                }
+                Tamper::TruncateFrom { from } => run(format!(
+                    "DELETE FROM records WHERE seq IN (SELECT record_seq FROM audit_chain WHERE n >= {from});
+                     DELETE FROM audit_chain WHERE n >= {from};
+                     DELETE FROM audit_checkpoints WHERE n >= {from};"
+                )),
+                Tamper::MarkTombstone { n } => {
+                    run(format!("UPDATE audit_chain SET tombstone = 1 WHERE n = {n};"))
+                }
+                Tamper::FlipBytes { needle } => {
+                    // No file to flip a bit in: the same change, made in the rows
+                    // holding the needle.
+                    let mut flipped = needle.clone().into_bytes();
+                    let last = flipped.len() - 1;
+                    flipped[last] ^= 0x01;
+                    let flipped = String::from_utf8(flipped).unwrap();
+                    let mut c = self.open();
+                    let n = c
+                        .execute(
+                            "UPDATE records SET message = replace(message, $1, $2),
+                                    fields = replace(fields::text, $1, $2)::jsonb
+                              WHERE strpos(coalesce(message, ''), $1) > 0
+                                 OR strpos(fields::text, $1) > 0",
+                            &[&needle, &flipped],
+                        )
+                        .unwrap();
+                    assert!(n > 0, "no copy of the needle in the database");
+                }
+            }
+        }
+
+        fn snapshot(&self) -> Vec<u8> {
+            let i = self.snapshots.fetch_add(1, Ordering::Relaxed);
+            let snap = format!("{}_snap{i}", self.name);
+            let mut c = admin();
+            disconnect_all(&mut c, &self.name);
+            c.batch_execute(&format!("CREATE DATABASE {snap} TEMPLATE {}", self.name))
+                .unwrap();
+            snap.into_bytes()
+        }
+
+        fn restore(&self, snapshot: &[u8]) {
+            let snap = std::str::from_utf8(snapshot).unwrap();
+            let mut c = admin();
+            disconnect_all(&mut c, &self.name);
+            c.batch_execute(&format!("DROP DATABASE {}", self.name))
+                .unwrap();
+            c.batch_execute(&format!("CREATE DATABASE {} TEMPLATE {snap}", self.name))
+                .unwrap();
+        }
+    }
+}

@@ -156,3 +156,40 @@ stories! {
         a_scoped_reader_sees_only_its_tenant_and_no_shared_run,
     ],
 }
+
+#[cfg(feature = "postgres")]
+stories! {
+    postgres: crate::backend::postgres::Postgres => [
+        writes_filters_pages_and_counters,
+        reopening_keeps_the_sequence_growing,
+        latency_is_kept_including_the_last_commit,
+        field_filters_match_every_value_type_exactly,
+        the_stream_resumes_with_no_gap_and_no_duplicate,
+        runs_and_their_trees,
+        traces_without_run_ids_are_runs,
+        calls_runs_and_cost_are_kept_at_ingest,
+        a_run_is_its_roots_even_when_other_processes_records_come_first,
+        purge_by_age_archives_anchors_and_restores,
+        purge_by_count_and_tenant_rule,
+        dsar_export_and_delete_keep_the_chain_verifiable,
+        an_untouched_chain_verifies_with_its_checkpoints,
+        a_changed_payload_is_detected,
+        an_edited_payload_is_detected,
+        deleted_rows_are_detected,
+        swapped_payloads_are_detected,
+        swapped_chain_rows_are_detected,
+        a_forged_chain_row_is_detected,
+        a_forged_unchained_audit_record_is_detected,
+        a_chain_recomputed_without_the_key_is_detected,
+        a_truncated_tail_is_detected,
+        an_older_copy_of_the_store_is_detected,
+        an_edited_checkpoint_file_is_detected,
+        a_tombstone_without_a_dsar_record_is_detected,
+        a_dsar_record_from_a_client_vouches_for_nothing,
+        a_dsar_record_cannot_vouch_for_itself,
+        // Not on PostgreSQL: space freed by deleting rows is reused by the database,
+        // not given back, so the store's size does not fall below the budget; retention
+        // by age there drops whole days' partitions instead (README, PostgreSQL).
+        a_scoped_reader_sees_only_its_tenant_and_no_shared_run,
+    ],
+}
