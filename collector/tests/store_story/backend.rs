@@ -416,6 +416,11 @@ pub mod postgres {
             }
         }
 
+        /// The database's name.
+        pub fn db_name(&self) -> &str {
+            &self.name
+        }
+
         fn open(&self) -> Client {
             let mut c = Client::connect(&url_of(&self.name), NoTls).unwrap();
             c.batch_execute("SET session_replication_role = replica")

