@@ -38,7 +38,6 @@ use crate::audit::{AuditRules, AuditSource, Checkpoint, CheckpointKind, Checkpoi
 use crate::cost::PriceTable;
 use crate::query::{Cursor, Page, RecordFilter, RunFilter};
 
-pub(crate) use schema::SCHEMA_VERSION;
 
 /// The advisory lock every commit that hands out sequence numbers or appends to the
 /// audit chain holds until it commits.
