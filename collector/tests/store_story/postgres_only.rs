@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier};
 
 use logbook_collector::audit::Keys;
 use logbook_collector::query::{RecordFilter, RunFilter};
-use logbook_collector::store::{open_writer, StoreReader, StreamCursor};
+use logbook_collector::store::{open_writer, StreamCursor};
 use logbook_proto::{Kind, Level, Record, Scope, ScopeKey, TraceId};
 
 use crate::backend::postgres::{url_of, Postgres};
