@@ -125,7 +125,7 @@ pub const MAX_RECORD_BYTES: i64 = 2 << 20;
 pub const KEYS: &[Key] = &[
     Key {
         name: "db",
-        help: "where records are stored: a SQLite database file (sqlite:PATH or a path)",
+        help: "where records are stored: a SQLite database file (sqlite:PATH or a path), or PostgreSQL (postgres://user@host/db)",
         default: DefaultValue::Path(default_db_path),
         bounds: None,
     },

@@ -23,8 +23,10 @@ pub struct Collector {
     child: Option<Child>,
     /// Its socket.
     pub socket: PathBuf,
-    /// Its database.
+    /// Its database (its file; see `store` for where it stores).
     pub db: PathBuf,
+    /// Where it stores, as `--db` takes it: the file, or a `postgres://` URL.
+    pub store: String,
     /// Its stderr, captured to a file.
     pub log: PathBuf,
     extra: Vec<String>,
@@ -40,12 +42,37 @@ impl Collector {
 
     /// Like [`Collector::start`], with extra `serve` flags.
     pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        let db = dir.join("logbook.db");
         let mut c = Self {
             child: None,
             socket: dir.join("logbook.sock"),
-            db: dir.join("logbook.db"),
+            store: db.display().to_string(),
+            db,
             log: dir.join("collector.log"),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            log_from: 0,
+        };
+        c.restart();
+        c
+    }
+
+    /// A collector storing at `store` (a `postgres://` URL), with its socket and
+    /// configuration `toml` in `dir`, and `extra` flags.
+    pub fn start_on(dir: &Path, store: &str, toml: &str, extra: &[&str]) -> Self {
+        let config = dir.join("logbook.toml");
+        std::fs::write(&config, toml).unwrap();
+        let db = dir.join("logbook.db");
+        let mut c = Self {
+            child: None,
+            socket: dir.join("logbook.sock"),
+            db,
+            store: store.to_owned(),
+            log: dir.join("collector.log"),
+            extra: ["--config", config.to_str().unwrap()]
+                .iter()
+                .chain(extra)
+                .map(|s| (*s).to_owned())
+                .collect(),
             log_from: 0,
         };
         c.restart();
@@ -73,7 +100,7 @@ impl Collector {
             .arg("--socket")
             .arg(&self.socket)
             .arg("--db")
-            .arg(&self.db)
+            .arg(&self.store)
             .args(&self.extra)
             .env_remove("LOGBOOK_CONFIG")
             // Tests run at once: HTTP only where a test asks for it (`--http`).
@@ -170,7 +197,7 @@ impl Collector {
 
     /// Runs a CLI command against this collector's database.
     pub fn cli(&self, args: &[&str]) -> Output {
-        cli(&[&["--db", self.db.to_str().unwrap()], args].concat())
+        cli(&[&["--db", self.store.as_str()], args].concat())
     }
 
     /// `logbook query --format jsonl` with `args`, parsed.

@@ -38,7 +38,6 @@ use crate::audit::{AuditRules, AuditSource, Checkpoint, CheckpointKind, Checkpoi
 use crate::cost::PriceTable;
 use crate::query::{Cursor, Page, RecordFilter, RunFilter};
 
-
 /// The advisory lock every commit that hands out sequence numbers or appends to the
 /// audit chain holds until it commits.
 pub(crate) const WRITE_LOCK: i64 = 0x6c6f_6762_6f6f_6b02;
