@@ -11,6 +11,7 @@ mod http;
 mod ingest;
 mod instructions;
 mod otlp;
+mod postgres;
 mod purge;
 mod queries;
 mod records;
@@ -123,6 +124,16 @@ enum Cmd {
         /// ceiling, measured first].
         #[arg(long)]
         rate: Option<f64>,
+    },
+    /// PostgreSQL: ingest against a plain binary COPY loop, three writers at once
+    /// against one, a day's retention against DELETE.
+    Postgres {
+        /// A run of seconds (CI).
+        #[arg(long)]
+        quick: bool,
+        /// Records [default: 500,000; 30,000 with --quick].
+        #[arg(long)]
+        records: Option<u64>,
     },
     /// The ingest ceiling alone.
     Ceiling {
@@ -353,6 +364,13 @@ fn main() -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let _ = std::fs::remove_dir_all(&dir);
             println!("{}", purge::markdown(&d, rate, ceiling, &runs));
+            Ok(())
+        }
+        Cmd::Postgres { quick, records } => {
+            let n = records.unwrap_or(if quick { 30_000 } else { 500_000 });
+            let r = postgres::run(n, if quick { 1 } else { 3 })?;
+            println!("{}", postgres::markdown(&r));
+            eprintln!("{}", serde_json::to_string_pretty(&r)?);
             Ok(())
         }
         Cmd::Ceiling { records } => {

@@ -90,7 +90,11 @@ fn three_collectors_write_to_one_postgres_and_each_reads_all_of_it() {
     };
     let collectors: Vec<Collector> = (0..3)
         .map(|i| {
-            let http: &[&str] = if i == 1 { &[] } else { &["--http", "127.0.0.1:0"] };
+            let http: &[&str] = if i == 1 {
+                &[]
+            } else {
+                &["--http", "127.0.0.1:0"]
+            };
             Collector::start_on(dirs[i].path(), &url, &config(i), http)
         })
         .collect();

@@ -20,6 +20,8 @@ mod read;
 mod schema;
 mod write;
 
+pub use write::raw;
+
 use std::collections::BTreeSet;
 use std::io;
 use std::sync::{Arc, Mutex};

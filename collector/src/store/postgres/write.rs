@@ -73,7 +73,7 @@ const STAGED_TYPES: [Type; 34] = [
     Type::INT8,
     Type::INT8,
     Type::INT8,
-    Type::TEXT,
+    Type::JSONB,
     Type::INT2,
     Type::TEXT,
 ];
@@ -85,8 +85,32 @@ const CREATE_STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS logbook_staging (
     step_id text, tenant text, env text, project text, app text, surface text, user_id text,
     session_id text, request_id text, service text, host text, pid bigint, file text,
     line bigint, category text, status smallint, duration_ns bigint, busy_ns bigint,
-    idle_ns bigint, fields text, class smallint, origin text
+    idle_ns bigint, fields jsonb, class smallint, origin text
 ) ON COMMIT DELETE ROWS";
+
+/// JSON text sent as `jsonb` in binary form: a version byte, then the text (which the
+/// server parses once, as it would the text form).
+#[derive(Debug)]
+struct Jsonb<'a>(&'a str);
+
+impl ToSql for Jsonb<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use bytes::BufMut as _;
+        out.put_u8(1);
+        out.put_slice(self.0.as_bytes());
+        Ok(postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+
+    postgres::types::to_sql_checked!();
+}
 
 /// The stored code of a storage class.
 pub(super) fn class_code(class: StorageClass) -> i16 {
@@ -117,70 +141,88 @@ fn stage(
     classes: &[StorageClass],
 ) -> Result<(), StoreError> {
     tx.batch_execute(CREATE_STAGING)?;
-    let sink = tx.copy_in(&format!(
-        "COPY logbook_staging ({STAGED}) FROM STDIN (FORMAT binary)"
-    ))?;
-    let mut w = BinaryCopyInWriter::new(sink, &STAGED_TYPES);
-    let mut fields_json = Vec::with_capacity(512);
-    for (i, r) in records.iter().enumerate() {
-        fields_json.clear();
-        // Serializing our own Fields cannot fail, and yields UTF-8.
-        let _ = serde_json::to_writer(&mut fields_json, &r.fields);
-        let fields = std::str::from_utf8(&fields_json).unwrap_or("{}");
-        let s = &r.scope;
-        let seq = first + i as i64;
-        let kind = i16::from(r.kind.code());
-        let level = i16::from(r.level.code());
-        let pid = i64::from(r.resource.pid);
-        let line = r.line.map(i64::from);
-        let status = r.status.map(|s| i16::from(Status::code(s)));
-        let duration = r.duration_ns.map(saturate);
-        let busy = r.busy_ns.map(saturate);
-        let idle = r.idle_ns.map(saturate);
-        let class = class_code(classes[i]);
-        let origin = r.origin.as_ref().map(|o| o.to_json());
-        let span = r.span_id.map(|s| s.0.to_vec());
-        let parent = r.parent_span_id.map(|s| s.0.to_vec());
-        let row: [&(dyn ToSql + Sync); 34] = [
-            &seq,
-            &&r.id.0[..],
-            &r.ts.as_nanos(),
-            &kind,
-            &level,
-            &r.name.as_ref(),
-            &r.target.as_ref(),
-            &r.message.as_deref(),
-            &&r.trace_id.0[..],
-            &span,
-            &parent,
-            &s.get(ScopeKey::RunId),
-            &s.get(ScopeKey::StepId),
-            &s.get(ScopeKey::Tenant),
-            &s.get(ScopeKey::Env),
-            &s.get(ScopeKey::Project),
-            &s.get(ScopeKey::App),
-            &s.get(ScopeKey::Surface),
-            &s.get(ScopeKey::UserId),
-            &s.get(ScopeKey::SessionId),
-            &s.get(ScopeKey::RequestId),
-            &r.resource.service.as_str(),
-            &r.resource.host.as_str(),
-            &pid,
-            &r.file.as_deref(),
-            &line,
-            &r.category.as_deref(),
-            &status,
-            &duration,
-            &busy,
-            &idle,
-            &fields,
-            &class,
-            &origin,
-        ];
-        w.write(&row)?;
+    raw::copy(tx, "logbook_staging", records, first, classes)
+}
+
+/// Binding records for binary `COPY`: shared with the ingest benchmark, so that its
+/// plain loop copies exactly the columns the store does.
+pub mod raw {
+    use super::*;
+
+    /// Copies `records` into `table` (with the records table's columns) as sequence
+    /// numbers `first..`, in `classes`.
+    pub fn copy(
+        tx: &mut Transaction<'_>,
+        table: &str,
+        records: &[Record],
+        first: i64,
+        classes: &[StorageClass],
+    ) -> Result<(), StoreError> {
+        let sink = tx.copy_in(&format!(
+            "COPY {table} ({STAGED}) FROM STDIN (FORMAT binary)"
+        ))?;
+        let mut w = BinaryCopyInWriter::new(sink, &STAGED_TYPES);
+        let mut fields_json = Vec::with_capacity(512);
+        for (i, r) in records.iter().enumerate() {
+            fields_json.clear();
+            // Serializing our own Fields cannot fail, and yields UTF-8.
+            let _ = serde_json::to_writer(&mut fields_json, &r.fields);
+            let fields = std::str::from_utf8(&fields_json).unwrap_or("{}");
+            let s = &r.scope;
+            let seq = first + i as i64;
+            let kind = i16::from(r.kind.code());
+            let level = i16::from(r.level.code());
+            let pid = i64::from(r.resource.pid);
+            let line = r.line.map(i64::from);
+            let status = r.status.map(|s| i16::from(Status::code(s)));
+            let duration = r.duration_ns.map(saturate);
+            let busy = r.busy_ns.map(saturate);
+            let idle = r.idle_ns.map(saturate);
+            let class = class_code(classes[i]);
+            let origin = r.origin.as_ref().map(|o| o.to_json());
+            let span = r.span_id.map(|s| s.0.to_vec());
+            let parent = r.parent_span_id.map(|s| s.0.to_vec());
+            let row: [&(dyn ToSql + Sync); 34] = [
+                &seq,
+                &&r.id.0[..],
+                &r.ts.as_nanos(),
+                &kind,
+                &level,
+                &r.name.as_ref(),
+                &r.target.as_ref(),
+                &r.message.as_deref(),
+                &&r.trace_id.0[..],
+                &span,
+                &parent,
+                &s.get(ScopeKey::RunId),
+                &s.get(ScopeKey::StepId),
+                &s.get(ScopeKey::Tenant),
+                &s.get(ScopeKey::Env),
+                &s.get(ScopeKey::Project),
+                &s.get(ScopeKey::App),
+                &s.get(ScopeKey::Surface),
+                &s.get(ScopeKey::UserId),
+                &s.get(ScopeKey::SessionId),
+                &s.get(ScopeKey::RequestId),
+                &r.resource.service.as_str(),
+                &r.resource.host.as_str(),
+                &pid,
+                &r.file.as_deref(),
+                &line,
+                &r.category.as_deref(),
+                &status,
+                &duration,
+                &busy,
+                &idle,
+                &Jsonb(fields),
+                &class,
+                &origin,
+            ];
+            w.write(&row)?;
+        }
+        w.finish()?;
+        Ok(())
     }
-    w.finish()?;
-    Ok(())
 }
 
 /// Merges a run delta into its row (see `crate::views::run`: every column merges
@@ -385,9 +427,8 @@ pub(super) fn write(
         let new: HashSet<i64> = tx
             .query(
                 &format!(
-                    "INSERT INTO records ({STAGED}) SELECT {} FROM logbook_staging ORDER BY seq
-                     ON CONFLICT (id, class, ts) DO NOTHING RETURNING seq",
-                    STAGED.replace("fields,", "fields::jsonb,")
+                    "INSERT INTO records ({STAGED}) SELECT {STAGED} FROM logbook_staging ORDER BY seq
+                     ON CONFLICT (id, class, ts) DO NOTHING RETURNING seq"
                 ),
                 &[],
             )?
