@@ -254,6 +254,19 @@ struct Generator {
 }
 
 pub(crate) fn generate(db: &Path, total: u64) -> anyhow::Result<Dataset> {
+    generate_into(
+        &StoreAddress::sqlite(db),
+        &StoreOptions::with_durability(Durability::Normal),
+        total,
+    )
+}
+
+/// [`generate`] into any store.
+pub(crate) fn generate_into(
+    address: &StoreAddress,
+    options: &StoreOptions,
+    total: u64,
+) -> anyhow::Result<Dataset> {
     let started = Instant::now();
     let t0 = Timestamp::now().as_nanos() - SPAN_NS - END_BEFORE_NOW_NS;
     let scale = total.max(100_000);
@@ -262,11 +275,7 @@ pub(crate) fn generate(db: &Path, total: u64) -> anyhow::Result<Dataset> {
         vocab: vocabulary(),
         pipeline: Pipeline::default(),
         redactor: logbook_redact::Redactor::builtin(),
-        store: open_writer(
-            &StoreAddress::sqlite(db),
-            &StoreOptions::with_durability(Durability::Normal),
-        )
-        .context("creating the query store")?,
+        store: open_writer(address, options).context("creating the query store")?,
         batch: Vec::with_capacity(BATCH),
         instance: InstanceId::from_random(0xbe0c),
         counter: 0,

@@ -134,6 +134,10 @@ enum Cmd {
         /// Records [default: 500,000; 30,000 with --quick].
         #[arg(long)]
         records: Option<u64>,
+        /// Instead: the query table on a generated store of this many records, in
+        /// PostgreSQL and in SQLite.
+        #[arg(long)]
+        queries: Option<u64>,
     },
     /// The ingest ceiling alone.
     Ceiling {
@@ -366,7 +370,16 @@ fn main() -> anyhow::Result<()> {
             println!("{}", purge::markdown(&d, rate, ceiling, &runs));
             Ok(())
         }
-        Cmd::Postgres { quick, records } => {
+        Cmd::Postgres {
+            queries: Some(n),
+            quick,
+            ..
+        } => {
+            let table = postgres::queries(&bench_cache()?, n, if quick { 10 } else { 100 })?;
+            println!("{table}");
+            Ok(())
+        }
+        Cmd::Postgres { quick, records, .. } => {
             let n = records.unwrap_or(if quick { 30_000 } else { 500_000 });
             let r = postgres::run(n, if quick { 1 } else { 3 })?;
             println!("{}", postgres::markdown(&r));

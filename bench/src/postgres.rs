@@ -7,6 +7,7 @@
 //!   thread) against one, and that nothing is lost;
 //! - retention of a day: logbook's purge through the store contract (which drops the
 //!   day's partition) against `DELETE` of the same rows.
+//!
 //! Databases `logbook_bench_*` on `LOGBOOK_BENCH_POSTGRES` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), made fresh and dropped.
 
@@ -85,7 +86,8 @@ fn options(dir: &std::path::Path) -> StoreOptions {
 
 /// `n` records of instance `k`, a day before `at` on, a microsecond apart.
 fn sample(n: u64, k: u64, at: i64) -> Vec<Record> {
-    let instance = InstanceId::from_random(0x9a00 + k);
+    // Distinct in more than the lowest bit, which an instance id always sets.
+    let instance = InstanceId::from_random(0x9a00_0000 + (k << 8));
     let scope = records::run_scope(&format!("pg-{k}"));
     let resource = records::resource();
     (0..n)
@@ -104,10 +106,17 @@ fn sample(n: u64, k: u64, at: i64) -> Vec<Record> {
 fn store_loop(db: &Db, dir: &std::path::Path, rs: &[Record]) -> anyhow::Result<f64> {
     let mut w = open_writer(&db.address(), &options(dir))?;
     let t = Instant::now();
+    let mut new = 0;
     for chunk in rs.chunks(TX_RECORDS) {
-        w.write(chunk)?;
+        new += w.write(chunk)?.iter().filter(|n| **n).count();
     }
-    Ok(rs.len() as f64 / t.elapsed().as_secs_f64())
+    let rate = rs.len() as f64 / t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        new == rs.len(),
+        "the store took {new} of {} as new",
+        rs.len()
+    );
+    Ok(rate)
 }
 
 fn plain_loop(db: &Db, dir: &std::path::Path, rs: &[Record]) -> anyhow::Result<f64> {
@@ -244,7 +253,12 @@ fn writers(records: u64, dir: &std::path::Path) -> anyhow::Result<(f64, f64, u64
             Ok(std::thread::spawn(move || -> anyhow::Result<()> {
                 barrier.wait();
                 for chunk in rs.chunks(TX_RECORDS) {
-                    w.write(chunk)?;
+                    let new = w.write(chunk)?.iter().filter(|n| **n).count();
+                    anyhow::ensure!(
+                        new == chunk.len(),
+                        "writer {k}: {new} of {} new",
+                        chunk.len()
+                    );
                 }
                 Ok(())
             }))
@@ -288,4 +302,48 @@ pub(crate) fn markdown(r: &PgRun) -> String {
         r.delete_ms / r.purge_ms.max(0.001),
         rounds = r.rounds,
     )
+}
+
+/// The query table on the same generated data in PostgreSQL and in SQLite, side by side.
+pub(crate) fn queries(
+    cache: &std::path::Path,
+    records: u64,
+    choices: usize,
+) -> anyhow::Result<String> {
+    use logbook_collector::store::open_reader;
+    let dir = tempfile::tempdir()?;
+    let db = Db::fresh("logbook_bench_queries")?;
+    let t = Instant::now();
+    let d = crate::dataset::generate_into(&db.address(), &options(dir.path()), records)?;
+    let pg_generate = t.elapsed().as_secs_f64();
+    // Fresh statistics for the planner, as autovacuum would give it soon after.
+    db.client()?.batch_execute("ANALYZE")?;
+    let pg = crate::queries::timings(open_reader(&db.address())?.as_ref(), &d, choices)?;
+    let (file, sd) = crate::dataset::ensure(cache, records)?;
+    let sqlite = crate::queries::timings(
+        open_reader(&StoreAddress::sqlite(&file))?.as_ref(),
+        &sd,
+        choices,
+    )?;
+    let mut s = format!(
+        "{records} records (PostgreSQL generated through the store in {pg_generate:.0} s); p50 / p99 ms, {choices} choices each:\n\n\
+         | query | PostgreSQL p50 | PostgreSQL p99 | SQLite p50 | SQLite p99 | target p99 | PostgreSQL met |\n|---|---|---|---|---|---|---|\n"
+    );
+    for (p, q) in pg.iter().zip(&sqlite) {
+        s.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} |\n",
+            p.query,
+            p.p50_ms,
+            p.p99_ms,
+            q.p50_ms,
+            q.p99_ms,
+            p.target_ms,
+            if p.p99_ms <= p.target_ms {
+                "yes"
+            } else {
+                "**no**"
+            }
+        ));
+    }
+    Ok(s)
 }

@@ -176,6 +176,25 @@ fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(f64, T)> {
 pub(crate) fn run(cache: &Path, records: u64, choices: usize) -> anyhow::Result<QueryRun> {
     let (db, d) = dataset::ensure(cache, records)?;
     let store = open_reader(&StoreAddress::sqlite(&db))?;
+    let timings = timings(store.as_ref(), &d, choices)?;
+    let db_mib = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    drop(store);
+    let export = export(&db, d.records)?;
+    Ok(QueryRun {
+        dataset: d,
+        db_mib,
+        timings,
+        export,
+    })
+}
+
+/// Every query of the table on `store`, which holds `d`.
+pub(crate) fn timings(
+    store: &dyn logbook_collector::store::StoreReader,
+    d: &dataset::Dataset,
+    choices: usize,
+) -> anyhow::Result<Vec<Timing>> {
+    let d = d.clone();
     let vocab = dataset::vocabulary();
     let mut rng = Rng::new(0x9e7);
     let mut timings = Vec::new();
@@ -233,15 +252,7 @@ pub(crate) fn run(cache: &Path, records: u64, choices: usize) -> anyhow::Result<
             samples,
         ));
     }
-    let db_mib = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / (1024.0 * 1024.0);
-    drop(store);
-    let export = export(&db, d.records)?;
-    Ok(QueryRun {
-        dataset: d,
-        db_mib,
-        timings,
-        export,
-    })
+    Ok(timings)
 }
 
 /// Runs `logbook ARGS…` (this binary's copy of it) with its output discarded; returns

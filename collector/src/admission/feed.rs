@@ -95,6 +95,9 @@ impl Feed {
     }
 }
 
+/// How often a waiting follower reads the store again although no commit was announced.
+const OTHER_WRITERS: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Follows the record stream: each call returns the records committed after the last
 /// it returned (matching a filter), waiting for a commit when there are none. Reads
 /// come from the store, so a filter means there exactly what it means to every reader;
@@ -129,11 +132,13 @@ impl Follower {
             if !page.items.is_empty() {
                 return Ok(Some(page));
             }
-            // Nothing after the cursor: wait for the next commit. A lag only means
-            // commits are waiting, which the next read returns.
-            match self.rx.recv().await {
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return Ok(None),
+            // Nothing after the cursor: wait for the next commit, or a second: other
+            // writers (another collector on the same PostgreSQL, an admin command
+            // restoring an archive) commit without this feed hearing of it. A lag only
+            // means commits are waiting, which the next read returns.
+            match tokio::time::timeout(OTHER_WRITERS, self.rx.recv()).await {
+                Ok(Ok(_) | Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => {}
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(None),
             }
         }
     }

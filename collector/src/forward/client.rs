@@ -198,8 +198,9 @@ impl Client {
                 .await
                 .map_err(|e| failed(format!("{}: {e}", self.endpoint)))?;
             let status = response.status();
-            let body = response
-                .into_body()
+            // Only as much of the answer as a message keeps: a destination cannot make
+            // the collector hold a large body.
+            let body = http_body_util::Limited::new(response.into_body(), 64 << 10)
                 .collect()
                 .await
                 .map(|b| b.to_bytes())

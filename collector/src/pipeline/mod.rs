@@ -16,7 +16,7 @@ use logbook_proto::wire::record_memory;
 use logbook_proto::{Fields, Record, RecordId, ScopeKey};
 use logbook_redact::{Counts, Redactor};
 
-pub use bound::{approx_size, check_identity, cut_values};
+pub use bound::{approx_size, check_identity, cut_values, scrub_nul};
 pub use category::{
     derive_category, CATEGORY_AGENT, CATEGORY_ARTIFACT, CATEGORY_DECISION, CATEGORY_ERROR,
     CATEGORY_FEEDBACK, CATEGORY_LLM_CALL, CATEGORY_LOG, CATEGORY_RUN, CATEGORY_SPAN,
@@ -136,8 +136,9 @@ impl Pipeline {
         let mut rejected = Vec::new();
         let counts = &mut tally.redactions;
         for (i, mut r) in records.into_iter().enumerate() {
-            // First, so that nothing else reads a value larger than the limit.
+            // First, so that nothing else reads a value larger than the limit, or a NUL.
             tally.values_cut += cut_values(&mut r, self.limits.max_value_bytes);
+            scrub_nul(&mut r);
             self.redactor.redact_record(&mut r, counts);
             // After redaction, so that copies and scope come from redacted values (and a
             // dropped field is not copied); the copies then meet the rules for their

@@ -98,8 +98,23 @@ impl FromStr for StoreAddress {
     }
 }
 
-/// A URL with its password, if any, replaced by `***`.
+/// A URL with its password, if any (`user:password@` or a `password=` parameter),
+/// replaced by `***`.
 pub fn redact_password(url: &str) -> String {
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url.to_owned(),
+    };
+    let url = url.as_str();
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -142,6 +157,13 @@ mod tests {
                 .unwrap();
             assert_eq!(a.to_string(), "postgres://u:***@h:5432/db?sslmode=disable");
             assert!(!format!("{a:?}").contains("secret"));
+            let b: StoreAddress = "postgres://u@h/db?password=secret&application_name=x"
+                .parse()
+                .unwrap();
+            assert_eq!(
+                b.to_string(),
+                "postgres://u@h/db?password=***&application_name=x"
+            );
         }
         assert!("".parse::<StoreAddress>().is_err());
         assert!("sqlite:".parse::<StoreAddress>().is_err());

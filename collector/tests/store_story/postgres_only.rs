@@ -274,3 +274,27 @@ fn a_schema_newer_than_this_collector_is_refused_unless_it_stays_compatible() {
         .to_string();
     assert!(err.contains("newer than this logbook"), "{err}");
 }
+
+#[test]
+fn a_collector_with_other_keys_is_refused() {
+    let b = Postgres::new();
+    drop(b.writer(1000));
+    let other = tempfile::tempdir().unwrap();
+    let err = open_writer(
+        &b.address(),
+        &logbook_collector::store::StoreOptions {
+            key_dir: Some(other.path().join("keys")),
+            checkpoint_file: Some(other.path().join("c.checkpoints")),
+            ..logbook_collector::store::StoreOptions::default()
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("not the ones this database's audit chain"),
+        "{err}"
+    );
+    // The fleet's keys still open it.
+    drop(b.writer(1000));
+}

@@ -130,6 +130,7 @@ impl PgWriter {
             StoreError::invalid_data("a PostgreSQL store needs checkpoint_file: where this collector appends the checkpoints it signs")
         })?;
         let keys = Arc::new(Keys::load_or_create(&key_dir)?);
+        same_keys_as_the_fleet(&mut client, &keys, &key_dir)?;
         let mut w = Self {
             reader: Arc::new(PgReader::open(url)?),
             client,
@@ -195,16 +196,23 @@ impl StoreWriter for PgWriter {
                 .into_iter()
                 .collect();
             self.ensure_days(&days)?;
-            let written = write::write(
-                &mut self.client,
-                batch,
-                &mut self.latency,
-                &write::Context {
-                    rules: &self.trust.rules,
-                    key: self.trust.keys.chain_key(),
-                    prices: &self.trust.prices,
-                },
-            )?;
+            let cx = write::Context {
+                rules: &self.trust.rules,
+                key: self.trust.keys.chain_key(),
+                prices: &self.trust.prices,
+            };
+            let written = match write::write(&mut self.client, batch, &mut self.latency, &cx) {
+                // A day retention dropped since this writer made it (a late record):
+                // made again, and the batch written again.
+                Err(e) if e.to_string().contains("no partition of relation") => {
+                    self.days.clear();
+                    let mut tx = self.client.transaction()?;
+                    schema::ensure_partitions(&mut tx, &days)?;
+                    tx.commit()?;
+                    write::write(&mut self.client, batch, &mut self.latency, &cx)?
+                }
+                other => other?,
+            };
             self.trust.since += written.chained;
             if self.trust.since >= self.trust.policy.every_records {
                 if let Err(e) = self.checkpoint() {
@@ -346,7 +354,15 @@ impl Drop for PgWriter {
     /// records came since the last checkpoint.
     fn drop(&mut self) {
         if !self.latency.is_empty() {
-            let _ = write::persist_latency(&mut self.client, &self.latency);
+            let latency = &self.latency;
+            let client = &mut self.client;
+            let _ = blocking(|| -> Result<(), StoreError> {
+                let mut tx = client.transaction()?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+                write::persist_latency(&mut tx, latency)?;
+                tx.commit()?;
+                Ok(())
+            });
         }
         if self.trust.since > 0 {
             if let Err(e) = self.checkpoint() {
@@ -354,6 +370,42 @@ impl Drop for PgWriter {
             }
         }
     }
+}
+
+/// Refuses keys other than those the database's chain was made with: the first writer
+/// records a fingerprint of its chain key (a digest that reveals nothing of it); a
+/// collector of the fleet whose key directory was not copied from the others would
+/// otherwise sign a chain nobody can verify.
+fn same_keys_as_the_fleet(
+    client: &mut Client,
+    keys: &Keys,
+    key_dir: &std::path::Path,
+) -> Result<(), StoreError> {
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"logbook chain key fingerprint v1\0")
+        .chain_update(keys.chain_key())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let fingerprint = i64::from_be_bytes(first);
+    client.execute(
+        "INSERT INTO logbook_meta (key, value) VALUES ('chain_key', $1) ON CONFLICT DO NOTHING",
+        &[&fingerprint],
+    )?;
+    let kept: i64 = client
+        .query_one(
+            "SELECT value FROM logbook_meta WHERE key = 'chain_key'",
+            &[],
+        )?
+        .get(0);
+    if kept != fingerprint {
+        return Err(StoreError::invalid_data(format!(
+            "the keys in {} are not the ones this database's audit chain was made with: copy the key directory of the fleet's other collectors here (every collector writing to one database shares one)",
+            key_dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Connections kept open for reuse.

@@ -355,7 +355,7 @@ pub(super) fn top_values(
         }
     };
     let sql = format!(
-        "SELECT v, count(*), sum(count(*)) OVER () FROM
+        "SELECT v, count(*), (sum(count(*)) OVER ())::bigint FROM
            (SELECT {expr} AS v FROM records{} ORDER BY ts DESC, seq DESC LIMIT {sample}) s
           GROUP BY v ORDER BY count(*) DESC, v LIMIT {limit}",
         w.sql()
@@ -369,12 +369,7 @@ pub(super) fn top_values(
             v.unwrap_or_else(|| "(none)".into()),
             u64::try_from(n).unwrap_or(0),
         ));
-        let all: postgres::types::Type = row.columns()[2].type_().clone();
-        looked = if all == postgres::types::Type::NUMERIC {
-            0
-        } else {
-            u64::try_from(row.try_get::<_, i64>(2)?).unwrap_or(0)
-        };
+        looked = u64::try_from(row.try_get::<_, i64>(2)?).unwrap_or(0);
     }
     Ok((out, looked))
 }
@@ -481,10 +476,12 @@ pub(super) fn stream_after(
     f: &RecordFilter,
     limit: usize,
 ) -> Result<StreamPage, StoreError> {
-    // The end first, settled; then the records up to it, read by a later statement
-    // (READ COMMITTED: a snapshot of its own, which holds every commit up to the end).
+    // The end first, settled (the lock released at once: every number at or below it
+    // is committed or never used); then the records up to it, read by a later
+    // statement, whose snapshot holds every commit up to the end. No writer waits for
+    // the read itself.
+    let end = stream_end(c)?;
     let mut tx = c.transaction()?;
-    let end = settled_end(&mut tx)?;
     let mut w = Where::from_filter(f);
     w.push("seq > ?", vec![p(saturate(cursor.backend_position()))]);
     w.push("seq <= ?", vec![p(saturate(end.backend_position()))]);

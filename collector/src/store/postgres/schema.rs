@@ -78,9 +78,11 @@ CREATE TABLE IF NOT EXISTS records (
     fields         jsonb NOT NULL DEFAULT '{}',
     class          smallint NOT NULL,
     origin         text COLLATE "C",
+    -- The text index's words: the message and the fields' text, the first 100,000
+    -- characters of it (a tsvector holds at most 1 MiB, and a record too large for it
+    -- must still be stored).
     tsv            tsvector GENERATED ALWAYS AS (
-                       to_tsvector('simple', coalesce(message, ''))
-                       || jsonb_to_tsvector('simple', fields, '["string"]')) STORED
+                       to_tsvector('simple', left(coalesce(message, '') || ' ' || fields::text, 100000))) STORED
 ) PARTITION BY LIST (class);
 
 CREATE TABLE IF NOT EXISTS records_ops PARTITION OF records FOR VALUES IN (0)

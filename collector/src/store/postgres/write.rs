@@ -544,9 +544,11 @@ pub(super) fn write(
             "INSERT INTO forwards (name, cursor, sent, refused, failures, last_error, updated)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (name) DO UPDATE SET
-                cursor = excluded.cursor, sent = excluded.sent, refused = excluded.refused,
-                failures = excluded.failures, last_error = excluded.last_error,
-                updated = excluded.updated",
+                cursor = GREATEST(forwards.cursor, excluded.cursor),
+                sent = GREATEST(forwards.sent, excluded.sent),
+                refused = GREATEST(forwards.refused, excluded.refused),
+                failures = GREATEST(forwards.failures, excluded.failures),
+                last_error = excluded.last_error, updated = excluded.updated",
             &[
                 &f.name,
                 &saturate(f.cursor.backend_position()),

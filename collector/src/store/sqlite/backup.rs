@@ -32,9 +32,8 @@ pub fn backup(src: &Path, dest: &Path) -> Result<BackupReport, StoreError> {
         });
     }
     let mut name = dest.as_os_str().to_owned();
-    name.push(".partial");
+    name.push(format!(".partial-{}", std::process::id()));
     let partial = std::path::PathBuf::from(name);
-    let _ = std::fs::remove_file(&partial);
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -74,11 +73,17 @@ pub fn backup(src: &Path, dest: &Path) -> Result<BackupReport, StoreError> {
             return Err(e);
         }
     };
-    std::fs::rename(&partial, dest).map_err(StoreError::io(format!(
-        "renaming {} to {}",
-        partial.display(),
+    // Linked into place, which fails rather than replace a file made meanwhile; then
+    // the directory synced, so the name survives a crash.
+    let linked = std::fs::hard_link(&partial, dest);
+    let _ = std::fs::remove_file(&partial);
+    linked.map_err(StoreError::io(format!(
+        "moving the backup to {}",
         dest.display()
     )))?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
     let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
     Ok(BackupReport { records, bytes })
 }
