@@ -101,6 +101,9 @@ CREATE INDEX IF NOT EXISTS records_span    ON records (trace_id, span_id) WHERE 
 CREATE INDEX IF NOT EXISTS records_tenant  ON records (tenant, ts) WHERE tenant IS NOT NULL;
 CREATE INDEX IF NOT EXISTS records_user    ON records (user_id, ts) WHERE user_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS records_name    ON records (name, ts);
+CREATE INDEX IF NOT EXISTS records_category ON records (category, ts) WHERE category IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_project ON records (project, ts) WHERE project IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_app     ON records (app, ts) WHERE app IS NOT NULL;
 CREATE INDEX IF NOT EXISTS records_severe  ON records (ts, seq) WHERE level >= 4;
 CREATE INDEX IF NOT EXISTS records_fields  ON records USING gin (fields jsonb_path_ops);
 CREATE INDEX IF NOT EXISTS records_text    ON records USING gin (tsv);
