@@ -52,8 +52,32 @@ const INSERT_TOOL: &str = "INSERT INTO tool_calls (seq, ts, end_ts, run_id, trac
     error = excluded.error";
 
 /// Writes the row of `call`, ended by the record stored as `seq`.
+/// The call inserts of one transaction, each prepared once: a statement given as text
+/// costs a round trip to prepare at every use.
+#[derive(Default)]
+pub(super) struct Inserts {
+    tool: Option<postgres::Statement>,
+    llm: Option<postgres::Statement>,
+}
+
+impl Inserts {
+    fn get(
+        slot: &mut Option<postgres::Statement>,
+        tx: &mut Transaction<'_>,
+        sql: &str,
+    ) -> Result<postgres::Statement, StoreError> {
+        if slot.is_none() {
+            *slot = Some(tx.prepare(sql)?);
+        }
+        Ok(slot
+            .clone()
+            .unwrap_or_else(|| unreachable!("prepared above")))
+    }
+}
+
 pub(super) fn insert(
     tx: &mut Transaction<'_>,
+    inserts: &mut Inserts,
     seq: i64,
     call: &CallRow<'_>,
 ) -> Result<(), StoreError> {
@@ -74,7 +98,8 @@ pub(super) fn insert(
             let own: [&(dyn ToSql + Sync); 4] = [&c.tool_name, &c.call_id, &c.arguments, &c.result];
             let values: Vec<&(dyn ToSql + Sync)> =
                 head.into_iter().chain(own).chain(tail).collect();
-            tx.execute(INSERT_TOOL, &values)?;
+            let stmt = Inserts::get(&mut inserts.tool, tx, INSERT_TOOL)?;
+            tx.execute(&stmt, &values)?;
         }
         CallRow::Llm(c) => {
             let tokens = [
@@ -100,7 +125,8 @@ pub(super) fn insert(
             ];
             let values: Vec<&(dyn ToSql + Sync)> =
                 head.into_iter().chain(own).chain(tail).collect();
-            tx.execute(INSERT_LLM, &values)?;
+            let stmt = Inserts::get(&mut inserts.llm, tx, INSERT_LLM)?;
+            tx.execute(&stmt, &values)?;
         }
     }
     Ok(())

@@ -317,7 +317,11 @@ fn upsert_run_sql() -> String {
 
 static UPSERT_RUN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(upsert_run_sql);
 
-fn upsert_run(tx: &mut Transaction<'_>, d: &RunDelta<'_>) -> Result<(), StoreError> {
+fn upsert_run(
+    tx: &mut Transaction<'_>,
+    upsert: &postgres::Statement,
+    d: &RunDelta<'_>,
+) -> Result<(), StoreError> {
     let root = d.root.as_ref();
     let models = (!d.calls.models.is_empty())
         .then(|| serde_json::to_string(&d.calls.models).unwrap_or_default());
@@ -344,7 +348,7 @@ fn upsert_run(tx: &mut Transaction<'_>, d: &RunDelta<'_>) -> Result<(), StoreErr
         n(c.cache_read_tokens),
     );
     tx.execute(
-        UPSERT_RUN_SQL.as_str(),
+        upsert,
         &[
             &key.as_ref(),
             &kind,
@@ -440,6 +444,7 @@ pub(super) fn write(
         let mut counts = [[0i64; logbook_proto::Level::COUNT]; 3];
         // Spans whose GenAI events may fold into their LLM call (see calls.rs).
         let mut fold: BTreeSet<([u8; 16], [u8; 8])> = BTreeSet::new();
+        let mut inserts = calls::Inserts::default();
         for (i, r) in records.iter().enumerate() {
             let seq = first + i as i64;
             if !new.contains(&seq) {
@@ -460,7 +465,7 @@ pub(super) fn write(
             counts[r.kind.code() as usize - 1][r.level.index()] += 1;
             let call = CallRow::of(r, cx.prices);
             if let Some(c) = &call {
-                calls::insert(&mut tx, seq, c)?;
+                calls::insert(&mut tx, &mut inserts, seq, c)?;
             }
             if let Some(span) = r.span_id {
                 let genai_event = r.kind == Kind::Event
@@ -488,8 +493,11 @@ pub(super) fn write(
         // In key order: concurrent transactions lock run rows in one order.
         let mut deltas: Vec<&RunDelta<'_>> = runs.values().collect();
         deltas.sort_by(|a, b| a.key.text().cmp(&b.key.text()));
-        for d in deltas {
-            upsert_run(&mut tx, d)?;
+        if !deltas.is_empty() {
+            let upsert = tx.prepare(UPSERT_RUN_SQL.as_str())?;
+            for d in deltas {
+                upsert_run(&mut tx, &upsert, d)?;
+            }
         }
         for (k, by_level) in counts.iter().enumerate() {
             for (l, n) in by_level.iter().enumerate().filter(|(_, n)| **n > 0) {
