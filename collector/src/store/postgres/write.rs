@@ -2,9 +2,9 @@
 //! staged with binary `COPY`, inserted once by id; the call and run views, the
 //! counters and the audit chain kept current in the same transaction.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 
-use logbook_proto::{Kind, Record, ScopeKey, Status, Timestamp};
+use logbook_proto::{Record, ScopeKey, Status, Timestamp};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, Transaction};
@@ -15,8 +15,8 @@ use crate::audit::{record_digest, AuditRules, ChainFormat, StorageClass};
 use crate::cost::PriceTable;
 use crate::store::latency::{Histogram, PendingLatency};
 use crate::store::{Batch, StoreError, Stored, StreamCursor, Written};
-use crate::views::call::{genai_message_event, CallRow, GENAI_CONTENT_EVENTS};
-use crate::views::run::{RunDelta, RunKey, STATUS_RUNNING};
+use crate::views::call::CallRow;
+use crate::views::run::{RunDelta, STATUS_RUNNING};
 
 /// What the write path needs besides the batch.
 pub(super) struct Context<'a> {
@@ -440,10 +440,7 @@ pub(super) fn write(
             .map(|row| row.get::<_, i64>(0))
             .collect();
         let mut audit_rows = Vec::new();
-        let mut runs: HashMap<RunKey<'_>, RunDelta<'_>> = HashMap::new();
-        let mut counts = [[0i64; logbook_proto::Level::COUNT]; 3];
-        // Spans whose GenAI events may fold into their LLM call (see calls.rs).
-        let mut fold: BTreeSet<([u8; 16], [u8; 8])> = BTreeSet::new();
+        let mut views = crate::views::BatchViews::default();
         let mut inserts = calls::Inserts::default();
         for (i, r) in records.iter().enumerate() {
             let seq = first + i as i64;
@@ -462,36 +459,17 @@ pub(super) fn write(
                         .unwrap_or_default(),
                 ));
             }
-            counts[r.kind.code() as usize - 1][r.level.index()] += 1;
             let call = CallRow::of(r, cx.prices);
             if let Some(c) = &call {
                 calls::insert(&mut tx, &mut inserts, seq, c)?;
             }
-            if let Some(span) = r.span_id {
-                let genai_event = r.kind == Kind::Event
-                    && (genai_message_event(&r.name).is_some()
-                        || GENAI_CONTENT_EVENTS.contains(&&*r.name));
-                let wants_messages = matches!(&call, Some(CallRow::Llm(c))
-                    if c.input_messages.is_none() || c.output_messages.is_none());
-                if genai_event || wants_messages {
-                    fold.insert((r.trace_id.0, span.0));
-                }
-            }
-            if let Some(key) = crate::views::run_key(r) {
-                let delta = RunDelta::of(r, key, call.as_ref());
-                match runs.get_mut(&key) {
-                    Some(d) => d.merge(delta),
-                    None => {
-                        runs.insert(key, delta);
-                    }
-                }
-            }
+            views.add(r, call.as_ref());
         }
-        for (trace, span) in &fold {
+        for (trace, span) in &views.fold {
             calls::fold_event_messages(&mut tx, trace, span)?;
         }
         // In key order: concurrent transactions lock run rows in one order.
-        let mut deltas: Vec<&RunDelta<'_>> = runs.values().collect();
+        let mut deltas: Vec<&RunDelta<'_>> = views.runs.values().collect();
         deltas.sort_by(|a, b| a.key.text().cmp(&b.key.text()));
         if !deltas.is_empty() {
             let upsert = tx.prepare(UPSERT_RUN_SQL.as_str())?;
@@ -499,7 +477,7 @@ pub(super) fn write(
                 upsert_run(&mut tx, &upsert, d)?;
             }
         }
-        for (k, by_level) in counts.iter().enumerate() {
+        for (k, by_level) in views.counts.iter().enumerate() {
             for (l, n) in by_level.iter().enumerate().filter(|(_, n)| **n > 0) {
                 tx.execute(
                     "INSERT INTO record_counts (kind, level, n) VALUES ($1, $2, $3)

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use logbook_proto::{Kind, Origin, Record, ScopeKey, Status, Timestamp};
+use logbook_proto::{Origin, Record, ScopeKey, Status, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, Statement, TransactionBehavior};
 
 use super::schema::RECORD_COLUMNS;
@@ -14,8 +14,8 @@ use crate::audit::{record_digest, AuditRules, ChainFormat, StorageClass};
 use crate::cost::PriceTable;
 use crate::store::latency::{Histogram, PendingLatency};
 use crate::store::{Batch, StoreError, Stored, StreamCursor, Written};
-use crate::views::call::{genai_message_event, CallRow, GENAI_CONTENT_EVENTS};
-use crate::views::run::{RunDelta, RunKey, STATUS_RUNNING};
+use crate::views::call::CallRow;
+use crate::views::run::{RunDelta, STATUS_RUNNING};
 
 /// `INSERT OR IGNORE INTO records (…every column…) VALUES (?1, …)`.
 static INSERT_RECORD: LazyLock<String> = LazyLock::new(|| {
@@ -292,10 +292,7 @@ pub(super) fn write(
     let from = StreamCursor::from_backend(u64::try_from(seq - 1).unwrap_or(0));
     let mut audit_rows = Vec::new();
     let mut stored = Vec::with_capacity(records.len());
-    let mut runs: HashMap<RunKey<'_>, RunDelta<'_>> = HashMap::new();
-    let mut counts = [[0i64; logbook_proto::Level::COUNT]; 3];
-    // Spans whose GenAI events may fold into their LLM call (see calls.rs).
-    let mut fold: std::collections::BTreeSet<([u8; 16], [u8; 8])> = Default::default();
+    let mut views = crate::views::BatchViews::default();
     {
         let mut insert = tx.prepare_cached(&INSERT_RECORD)?;
         let mut text = tx.prepare_cached(INSERT_TEXT)?;
@@ -331,49 +328,28 @@ pub(super) fn write(
             if r.message.is_some() || !field_text.is_empty() {
                 text.execute(params![seq, r.message.as_deref(), field_text.as_str()])?;
             }
-            counts[r.kind.code() as usize - 1][r.level.index()] += 1;
             let call = CallRow::of(r, cx.prices);
             if let Some(c) = &call {
                 calls::insert(&tx, seq, c)?;
             }
-            // Prompts and responses sent apart from their span, as GenAI events, and
-            // calls that could take them.
-            if let Some(span) = r.span_id {
-                let genai_event = r.kind == Kind::Event
-                    && (genai_message_event(&r.name).is_some()
-                        || GENAI_CONTENT_EVENTS.contains(&&*r.name));
-                let wants_messages = matches!(&call, Some(CallRow::Llm(c))
-                    if c.input_messages.is_none() || c.output_messages.is_none());
-                if genai_event || wants_messages {
-                    fold.insert((r.trace_id.0, span.0));
-                }
-            }
-            if let Some(key) = crate::views::run_key(r) {
-                let delta = RunDelta::of(r, key, call.as_ref());
-                match runs.get_mut(&key) {
-                    Some(d) => d.merge(delta),
-                    None => {
-                        runs.insert(key, delta);
-                    }
-                }
-            }
+            views.add(r, call.as_ref());
             seq += 1;
         }
     }
-    for (trace, span) in &fold {
+    for (trace, span) in &views.fold {
         calls::fold_event_messages(&tx, trace, span)?;
     }
     let inserted = stored.iter().filter(|s| s.is_some()).count() as i64;
     if inserted > 0 {
         let mut upsert = tx.prepare_cached(&UPSERT_RUN_SQL)?;
-        for d in runs.values() {
+        for d in views.runs.values() {
             upsert_run(&mut upsert, d)?;
         }
         let mut count = tx.prepare_cached(
             "INSERT INTO record_counts (kind, level, n) VALUES (?1, ?2, ?3)
              ON CONFLICT (kind, level) DO UPDATE SET n = n + excluded.n",
         )?;
-        for (k, by_level) in counts.iter().enumerate() {
+        for (k, by_level) in views.counts.iter().enumerate() {
             for (l, n) in by_level.iter().enumerate().filter(|(_, n)| **n > 0) {
                 count.execute(params![k as i64 + 1, l as i64 + 1, n])?;
             }
