@@ -66,6 +66,11 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
+        // Kept for a look at its plans and sizes when asked.
+        if std::env::var_os("LOGBOOK_BENCH_KEEP_DB").is_some() {
+            eprintln!("kept database {}", self.name);
+            return;
+        }
         if let Ok(mut c) = Client::connect(&admin_url(), NoTls) {
             let _ = c.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cost;
 pub mod embedded;
 pub mod log_limit;
+pub mod monitor;
 pub mod pipeline;
 pub mod query;
 pub mod retention;

@@ -238,6 +238,24 @@ impl Visit for FieldVisitor<'_> {
         }
         t.finish(false, self.max_bytes);
         self.wrote(field);
+        // The types in the chain, for grouping: what each error's `Debug` form starts
+        // with, when that is a type or variant name (`NotFound`, `Os { .. }`).
+        let mut types = String::new();
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(value);
+        for _ in 0..8 {
+            let Some(e) = next else { break };
+            if let Some(name) = debug_type_name(e) {
+                if !types.is_empty() {
+                    types.push(',');
+                }
+                types.push_str(name.as_str());
+            }
+            next = e.source();
+        }
+        if !types.is_empty() {
+            self.out
+                .push_str(&format!("{}.types", field.name()), &types, self.max_bytes);
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -260,9 +278,81 @@ impl Visit for FieldVisitor<'_> {
     }
 }
 
+/// The type or variant name a value's `Debug` form starts with (`NotFound`,
+/// `Os { code: 2, .. }`, `ParseIntError { .. }`), if it starts with one; formatting
+/// stops after 64 bytes.
+fn debug_type_name(e: &dyn fmt::Debug) -> Option<TypeName> {
+    struct Head(TypeName);
+    impl fmt::Write for Head {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let room = self.0.buf.len() - self.0.len;
+            let take = s.len().min(room);
+            self.0.buf[self.0.len..self.0.len + take].copy_from_slice(&s.as_bytes()[..take]);
+            self.0.len += take;
+            if take < s.len() {
+                Err(fmt::Error)
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let mut head = Head(TypeName {
+        buf: [0; 64],
+        len: 0,
+    });
+    let _ = write!(head, "{e:?}");
+    let bytes = &head.0.buf[..head.0.len];
+    let end = bytes
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+        .unwrap_or(bytes.len());
+    let rest = &bytes[end..];
+    let named = end > 0
+        && bytes[0].is_ascii_uppercase()
+        && (rest.is_empty() || rest[0] == b'(' || rest.starts_with(b" {"));
+    named.then_some(TypeName { len: end, ..head.0 })
+}
+
+/// A short name on the stack.
+struct TypeName {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl TypeName {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_forms_name_error_types() {
+        #[derive(Debug)]
+        struct ParseIntError {
+            _kind: u8,
+        }
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        enum Io {
+            NotFound,
+            Os(i32),
+        }
+        let name = |e: &dyn fmt::Debug| debug_type_name(e).map(|t| t.as_str().to_owned());
+        assert_eq!(
+            name(&ParseIntError { _kind: 1 }).as_deref(),
+            Some("ParseIntError")
+        );
+        assert_eq!(name(&Io::NotFound).as_deref(), Some("NotFound"));
+        assert_eq!(name(&Io::Os(2)).as_deref(), Some("Os"));
+        // Messages are not types (an anyhow error's Debug form is its message).
+        assert_eq!(name(&"Connection refused"), None);
+        assert_eq!(name(&format_args!("Connection refused")), None);
+        assert_eq!(name(&format_args!("failed to open")), None);
+    }
 
     #[test]
     fn roles_cover_every_scope_key() {

@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::{http_get, run_app, run_example, Collector};
@@ -60,20 +60,6 @@ impl Drop for Database {
     }
 }
 
-/// The venv's Python with the OpenTelemetry SDK (see python_otel.rs).
-fn python() -> PathBuf {
-    let path = std::env::var_os("LOGBOOK_TEST_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "no Python at {}: run scripts/test",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn three_collectors_write_to_one_postgres_and_each_reads_all_of_it() {
     let db = Database::new();
@@ -109,7 +95,7 @@ fn three_collectors_write_to_one_postgres_and_each_reads_all_of_it() {
     );
     assert_eq!(report.delivered, report.emitted);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otel_agent.py");
-    let py = Command::new(python())
+    let py = Command::new(common::python())
         .arg(script)
         .arg("2")
         .env(

@@ -8,25 +8,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::Collector;
-
-/// The venv's Python: `LOGBOOK_TEST_PYTHON` (set by `scripts/test`), else
-/// `target/py/bin/python`.
-fn python() -> PathBuf {
-    let path = std::env::var_os("LOGBOOK_TEST_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "no Python with the OpenTelemetry SDK at {}: run scripts/test, which installs it",
-        path.display()
-    );
-    path
-}
 
 /// Runs the agent for `runs` runs against `endpoint` with `env`; returns its trace ids.
 fn run_agent(endpoint: &str, runs: u32, env: &[(&str, &str)]) -> Vec<String> {
@@ -36,7 +21,7 @@ fn run_agent(endpoint: &str, runs: u32, env: &[(&str, &str)]) -> Vec<String> {
 /// Runs the agent with `args`.
 fn run_agent_with(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otel_agent.py");
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .arg(script)
         .args(args)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
@@ -155,7 +140,7 @@ fn a_python_agent_with_the_opentelemetry_sdk_reads_like_a_rust_one() {
 
     // Without the token, the exporter is refused and says so.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otel_agent.py");
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .arg(script)
         .arg("1")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)

@@ -5,6 +5,7 @@ mod admin;
 pub(crate) mod args;
 mod audit;
 pub(crate) mod calls;
+mod errors;
 pub(crate) mod output;
 mod records;
 mod runs;
@@ -84,6 +85,9 @@ pub enum Command {
     /// Copy the database, consistent, while the collector keeps writing (SQLite's
     /// online backup). Restore by stopping the collector and putting the copy in place.
     Backup(admin::BackupArgs),
+    /// Exceptions grouped by fingerprint: list them (unresolved and regressed first),
+    /// `show` one, `resolve`, `ignore`, `reopen`, `note`. Changes are audited.
+    Errors(errors::ErrorsArgs),
 }
 
 impl Cli {
@@ -126,6 +130,7 @@ impl Cli {
             Command::Dsar(a) => a.run(&self.config()?),
             Command::Token(a) => a.run(&self.config()?),
             Command::Backup(a) => a.run(&self.config()?),
+            Command::Errors(a) => a.run(&self.config()?),
         }
     }
 }

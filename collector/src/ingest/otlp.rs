@@ -526,6 +526,12 @@ fn event_record(
         (kv.key.clone(), v)
     });
     set_fields(&mut r, fields);
+    // The service's version, on every record (the span has the resource's attributes).
+    if let Some(v) = span.fields.get("service.version").cloned() {
+        if r.fields.get("service.version").is_none() {
+            r.fields.set("service.version", v);
+        }
+    }
     if exception {
         if let Some(Value::Str(m)) = r.fields.get("exception.message") {
             r.message = Some(m.clone());

@@ -22,6 +22,8 @@ pub struct DsarReport {
     pub tombstoned: u64,
     /// Quarantined records deleted.
     pub quarantined: u64,
+    /// Exception groups the subject was taken out of (affected users, messages).
+    pub exception_groups: u64,
 }
 
 fn subject_filter(subject: &Subject) -> RecordFilter {
@@ -132,6 +134,7 @@ pub fn dsar_delete(
         report.tombstoned += store.tombstone(chunk, subject)?;
     }
     report.quarantined = store.delete_quarantined(subject)?;
+    report.exception_groups = store.forget_in_exceptions(subject)?;
     store.compact()?;
     Ok(report)
 }

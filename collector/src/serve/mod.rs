@@ -197,6 +197,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &stop.subscribe(),
     )?;
 
+    // Monitoring: exception groups, derived from the stream on a connection of its
+    // own.
+    let monitor = crate::monitor::spawn(
+        config.db.clone(),
+        config.store_options(),
+        Arc::clone(&reader),
+        feed.clone(),
+        stop.subscribe(),
+    );
+
     // Until a signal, or the writer's death (a panic): nothing could be stored then,
     // and clients must hear of it rather than wait.
     let writer_died = tokio::select! {
@@ -231,6 +241,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for f in forwards {
         let _ = f.await;
     }
+    let _ = monitor.await;
     ticker.abort();
     let _ = ticker.await;
     // The failed authentications not yet in the trail, then the last handle on

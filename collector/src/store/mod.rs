@@ -17,6 +17,7 @@
 
 mod address;
 mod error;
+pub mod exceptions;
 pub mod latency;
 mod options;
 #[cfg(feature = "postgres")]
@@ -35,6 +36,10 @@ use crate::query::{Cursor, Page, RecordFilter, RunFilter};
 
 pub use address::{redact_password, ParseStoreAddressError, StoreAddress};
 pub use error::StoreError;
+pub use exceptions::{
+    ExceptionChange, ExceptionDetail, ExceptionFilter, ExceptionGroup, ExceptionSort,
+    ExceptionState, MonitorUpdate,
+};
 pub use options::{defaults, Durability, ParseDurabilityError, StoreOptions};
 pub use scope::{scoped, Visibility};
 pub use types::{
@@ -188,6 +193,16 @@ pub trait StoreReader: Send + Sync {
     /// The progress kept for forwarding destination `name`, if any.
     fn forward_state(&self, name: &str) -> Result<Option<ForwardState>, StoreError>;
 
+    /// Where the monitor has read the stream to, once it has started.
+    fn monitor_cursor(&self) -> Result<Option<StreamCursor>, StoreError>;
+
+    /// Exception groups matching `filter`.
+    fn exception_groups(&self, filter: &ExceptionFilter)
+        -> Result<Vec<ExceptionGroup>, StoreError>;
+
+    /// One exception group with its trend, tags and notes.
+    fn exception_group(&self, fingerprint: &str) -> Result<Option<ExceptionDetail>, StoreError>;
+
     /// Every API token, revoked ones included, oldest first.
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
 
@@ -287,6 +302,23 @@ pub trait StoreWriter: Send {
 
     /// Deletes `subject`'s quarantined records.
     fn delete_quarantined(&mut self, subject: &Subject) -> Result<u64, StoreError>;
+
+    /// Takes `subject` out of the exception groups: a user from their affected users,
+    /// and a group's first message that names the subject; the groups changed.
+    fn forget_in_exceptions(&mut self, subject: &Subject) -> Result<u64, StoreError>;
+
+    /// Applies what the monitor derived from a page of the stream with the move of its
+    /// cursor, in one transaction; `false`, applying nothing, when the cursor kept is
+    /// no longer `update.from` (another collector of the fleet took the page).
+    fn apply_monitor(&mut self, update: &MonitorUpdate) -> Result<bool, StoreError>;
+
+    /// A person's change to an exception group: the group after it, `None` when there
+    /// is no such group.
+    fn change_exception(
+        &mut self,
+        fingerprint: &str,
+        change: &ExceptionChange,
+    ) -> Result<Option<ExceptionGroup>, StoreError>;
 
     /// Gives space freed by deletions back to the system.
     fn compact(&mut self) -> Result<(), StoreError>;

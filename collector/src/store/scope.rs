@@ -13,9 +13,9 @@ use logbook_proto::{Level, Record, RecordId, ScopeKey, Timestamp, TraceId};
 
 use super::latency::Histogram;
 use super::{
-    ApiToken, CallFilter, CostBy, CostGroup, ForwardState, LlmCall, QuarantineRow, RunSummary,
-    SeriesPoint, SessionSummary, StoreError, StoreReader, StoreStats, StreamCursor, StreamPage,
-    ToolCall,
+    ApiToken, CallFilter, CostBy, CostGroup, ExceptionDetail, ExceptionFilter, ExceptionGroup,
+    ForwardState, LlmCall, QuarantineRow, RunSummary, SeriesPoint, SessionSummary, StoreError,
+    StoreReader, StoreStats, StreamCursor, StreamPage, ToolCall,
 };
 use crate::audit::AuditSource;
 use crate::query::{Page, RecordFilter, RunFilter};
@@ -377,6 +377,22 @@ impl StoreReader for Scoped {
 
     fn forward_state(&self, _name: &str) -> Result<Option<ForwardState>, StoreError> {
         Err(not_visible("forwarding"))
+    }
+
+    fn monitor_cursor(&self) -> Result<Option<StreamCursor>, StoreError> {
+        Err(not_visible("the monitor"))
+    }
+
+    // Groups gather every tenant's occurrences: a scoped viewer sees none of them.
+    fn exception_groups(
+        &self,
+        _filter: &ExceptionFilter,
+    ) -> Result<Vec<ExceptionGroup>, StoreError> {
+        Err(not_visible("exception groups"))
+    }
+
+    fn exception_group(&self, _fingerprint: &str) -> Result<Option<ExceptionDetail>, StoreError> {
+        Err(not_visible("exception groups"))
     }
 
     fn token(&self, _id: &str) -> Result<Option<ApiToken>, StoreError> {

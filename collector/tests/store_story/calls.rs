@@ -412,3 +412,100 @@ pub fn a_run_is_its_roots_even_when_other_processes_records_come_first(backend: 
     assert_eq!(run.agent.as_deref(), Some("orchestrator"));
     assert_eq!(run.root_name.as_deref(), Some("run"));
 }
+
+/// GenAI events fold into their LLM call's prompt and response, whichever arrives first
+/// and whether they share a batch: per-message events before the call, a choice after
+/// it, both in one batch with it; a prompt the call's attributes gave stays.
+pub fn genai_events_fold_into_their_calls(backend: &dyn Backend) {
+    let mut store = store(backend, Vec::new());
+    let reader = store.reader();
+    let mut b = Builder {
+        n: 0,
+        trace: TraceId::from_random(9, 9),
+    };
+    let event = |b: &mut Builder, of: &Record, name: &'static str, content: &str| {
+        b.n += 1;
+        let mut r = Record::new(
+            RecordId::new(InstanceId::from_random(3), b.n),
+            Timestamp(of.ts.as_nanos() - 100_000),
+            Kind::Event,
+            Level::Info,
+            name,
+        );
+        r.trace_id = of.trace_id;
+        r.span_id = of.span_id;
+        r.scope = of.scope.clone();
+        r.resource = of.resource.clone();
+        r.fields.set("content", s(content));
+        r
+    };
+    // Calls whose attributes carry no messages.
+    let mut bare = chat("gpt-4o", 10, 5, 0);
+    bare.retain(|(k, _)| ![genai::INPUT_MESSAGES, genai::OUTPUT_MESSAGES].contains(k));
+    let mut given = bare.clone();
+    given.push((
+        genai::INPUT_MESSAGES,
+        json(r#"[{"role":"user","content":"given"}]"#),
+    ));
+    let before = b.span_end("chat", "run-fold", "u-1", &bare);
+    let after = b.span_end("chat", "run-fold", "u-1", &bare);
+    let together = b.span_end("chat", "run-fold", "u-1", &bare);
+    let kept = b.span_end("chat", "run-fold", "u-1", &given);
+    // Span ids of their own (the builder's repeat every other number).
+    let mut own = 101;
+    let [before, after, together, kept] = [before, after, together, kept].map(|mut r| {
+        own += 2;
+        r.span_id = Some(SpanId::from_random(own));
+        r
+    });
+    let first = vec![
+        event(&mut b, &before, "gen_ai.system.message", "be brief"),
+        event(&mut b, &before, "gen_ai.user.message", "hello"),
+        after.clone(),
+    ];
+    store.write(&Pipeline::default().process(first).0).unwrap();
+    let second = vec![
+        before.clone(),
+        event(&mut b, &after, "gen_ai.choice", "bye"),
+        event(&mut b, &together, "gen_ai.user.message", "one batch"),
+        together.clone(),
+        event(&mut b, &kept, "gen_ai.user.message", "not this"),
+        kept.clone(),
+    ];
+    store.write(&Pipeline::default().process(second).0).unwrap();
+    let calls = reader
+        .llm_calls(&CallFilter {
+            run_id: Some("run-fold".into()),
+            limit: 10,
+            ..CallFilter::default()
+        })
+        .unwrap();
+    assert_eq!(calls.len(), 4);
+    let of = |r: &Record| {
+        calls
+            .iter()
+            .find(|c| c.call.span_id == r.span_id.map(|s| s.to_string()))
+            .unwrap_or_else(|| panic!("no call for {:?}", r.span_id))
+    };
+    assert_eq!(
+        of(&before).input_messages,
+        Some(serde_json::json!([
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "hello"}
+        ]))
+    );
+    assert_eq!(of(&before).output_messages, None);
+    assert_eq!(of(&after).input_messages, None);
+    assert_eq!(
+        of(&after).output_messages,
+        Some(serde_json::json!([{"role": "assistant", "content": "bye"}]))
+    );
+    assert_eq!(
+        of(&together).input_messages,
+        Some(serde_json::json!([{"role": "user", "content": "one batch"}]))
+    );
+    assert_eq!(
+        of(&kept).input_messages,
+        Some(serde_json::json!([{"role": "user", "content": "given"}]))
+    );
+}

@@ -14,6 +14,7 @@
 mod audit;
 mod backend;
 mod calls;
+mod exceptions;
 #[cfg(feature = "postgres")]
 mod postgres_only;
 mod records;
@@ -120,6 +121,7 @@ macro_rules! stories {
 
 use audit::*;
 use calls::*;
+use exceptions::*;
 use records::*;
 use retention::*;
 use runs::*;
@@ -135,6 +137,8 @@ stories! {
         runs_and_their_trees,
         traces_without_run_ids_are_runs,
         calls_runs_and_cost_are_kept_at_ingest,
+        genai_events_fold_into_their_calls,
+        exception_groups_count_once_and_follow_their_state,
         a_run_is_its_roots_even_when_other_processes_records_come_first,
         purge_by_age_archives_anchors_and_restores,
         purge_by_count_and_tenant_rule,
@@ -170,6 +174,8 @@ stories! {
         runs_and_their_trees,
         traces_without_run_ids_are_runs,
         calls_runs_and_cost_are_kept_at_ingest,
+        genai_events_fold_into_their_calls,
+        exception_groups_count_once_and_follow_their_state,
         a_run_is_its_roots_even_when_other_processes_records_come_first,
         purge_by_age_archives_anchors_and_restores,
         purge_by_count_and_tenant_rule,

@@ -298,3 +298,53 @@ fn a_collector_with_other_keys_is_refused() {
     // The fleet's keys still open it.
     drop(b.writer(1000));
 }
+
+#[test]
+fn three_monitors_on_one_database_count_each_exception_once() {
+    let b = Postgres::new();
+    // 6,000 errors of three kinds, in batches as collectors commit them.
+    let mut w = b.writer(1000);
+    for chunk in 0..6 {
+        let batch: Vec<Record> = (1..=1000)
+            .map(|i| {
+                let n = chunk * 1000 + i;
+                let mut r = event(n, T0 + n as i64, Level::Error, "errs");
+                r.fields.set(
+                    "error",
+                    logbook_proto::Value::Str(format!("kind {} failed at step {n}", n % 3)),
+                );
+                r.fields.set(
+                    "error.types",
+                    logbook_proto::Value::Str(format!("Kind{}", n % 3)),
+                );
+                r
+            })
+            .collect();
+        w.write(&batch).unwrap();
+    }
+    let reader = b.reader();
+    // Three monitors (three collectors' tasks) read and apply the same stream at once.
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let (reader, writer) = (b.reader(), b.writer(1000));
+            std::thread::spawn(move || {
+                logbook_collector::monitor::catch_up(reader.as_ref(), writer).unwrap()
+            })
+        })
+        .collect();
+    let read: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(read >= 6000, "together they read the stream ({read})");
+    let groups = reader
+        .exception_groups(&logbook_collector::store::ExceptionFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(groups.len(), 3, "{groups:#?}");
+    assert_eq!(
+        groups.iter().map(|g| g.count).sum::<u64>(),
+        6000,
+        "each error once"
+    );
+    assert!(groups.iter().all(|g| g.count == 2000));
+}

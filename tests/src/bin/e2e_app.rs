@@ -7,6 +7,10 @@
 //! logbook-e2e-app stream RUN_ID COUNT US  COUNT events, one every US microseconds, in one span
 //! logbook-e2e-app burst COUNT             COUNT events as fast as possible, outside any span
 //! logbook-e2e-app panic RUN_ID            panics inside a run with the panic hook installed
+//! logbook-e2e-app errors RUN_ID COUNT     COUNT times: an order lookup failing (`NotFound`, a
+//!                                         different id each time) and a profile fetch failing
+//!                                         with an I/O time-out as its source, as ERROR events
+//!                                         with the error as a `dyn Error` field
 //! logbook-e2e-app pressure COUNT US       COUNT events in bursts of 1,000 every US microseconds,
 //!                                         timing each call and watching the layer's buffer
 //! logbook-e2e-app tool-server SOCKET      serves one HTTP request on the Unix socket SOCKET: a
@@ -102,6 +106,58 @@ fn panic_in_run(run_id: String) -> ! {
     info!("about to fail");
     let items: Vec<u32> = Vec::new();
     panic!("index out of range: {} items", items.len());
+}
+
+/// An order that is not there.
+#[derive(Debug)]
+struct NotFound {
+    order: u64,
+}
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "order {} not found", self.order)
+    }
+}
+
+impl std::error::Error for NotFound {}
+
+/// A failure with a cause.
+#[derive(Debug)]
+enum ProfileError {
+    Fetch(std::io::Error),
+}
+
+impl std::fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fetching the profile failed")
+    }
+}
+
+impl std::error::Error for ProfileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Fetch(e) => Some(e),
+        }
+    }
+}
+
+async fn errors(run_id: String, count: u64) -> u64 {
+    let root = info_span!("checkout", run_id = %run_id, user_id = "u-errors");
+    async {
+        for i in 0..count {
+            let e = NotFound { order: 1000 + i };
+            error!(error = &e as &dyn std::error::Error, "lookup failed");
+            let e = ProfileError::Fetch(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("read timed out after {} ms", 100 + i),
+            ));
+            error!(error = &e as &dyn std::error::Error, "profile failed");
+        }
+    }
+    .instrument(root)
+    .await;
+    2 + 2 * count
 }
 
 /// What `pressure` saw: the slowest single call and the fullest the buffer got.
@@ -284,6 +340,7 @@ async fn main() {
             n
         }
         "panic" => panic_in_run(arg(2)),
+        "errors" => errors(arg(2), num(3)).await,
         "roundtrip" => roundtrip(arg(2)).await,
         "stream" => stream(arg(2), num(3), Duration::from_micros(num(4))).await,
         "burst" => burst(num(2)),

@@ -122,6 +122,17 @@ impl Collector {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The HTTP listener binds after the socket's: wait for it too, when asked for.
+        if self.extra.iter().any(|a| a == "--http") {
+            while !self.log_text()[self.log_from..].contains("HTTP listening") {
+                assert!(
+                    Instant::now() < deadline,
+                    "HTTP did not start: {}",
+                    self.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     /// The process id.
@@ -726,4 +737,20 @@ pub fn agent_runs(tenant: &str, runs: u32, age: Duration, seed: u32) -> Vec<u8> 
         {"key": "service.name", "value": {"stringValue": format!("{tenant}-svc")}}]},
         "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}]}]});
     serde_json::to_vec(&body).unwrap()
+}
+
+/// The venv's Python with the OpenTelemetry SDK: `LOGBOOK_TEST_PYTHON` (set by
+/// `scripts/test`), else `target/py/bin/python`.
+#[allow(dead_code)]
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("LOGBOOK_TEST_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "no Python with the OpenTelemetry SDK at {}: run scripts/test, which installs it",
+        path.display()
+    );
+    path
 }

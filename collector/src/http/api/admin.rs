@@ -26,7 +26,7 @@ pub(super) async fn stats(access: Access) -> Result<Response, ApiError> {
     Ok(json(&stats))
 }
 
-fn admin(access: &Access, what: &str) -> Result<(), ApiError> {
+pub(super) fn require_admin(access: &Access, what: &str) -> Result<(), ApiError> {
     if access.caller.is_admin() {
         Ok(())
     } else {
@@ -48,7 +48,7 @@ pub(super) async fn verify(
     State(cx): State<Arc<HttpContext>>,
     access: Access,
 ) -> Result<Response, ApiError> {
-    admin(&access, "verify")?;
+    require_admin(&access, "verify")?;
     let report = verify_report(&cx, access.reader).await?;
     let mut body = serde_json::to_value(&report).unwrap_or_default();
     body["ok"] = serde_json::Value::Bool(report.ok());
@@ -116,7 +116,7 @@ pub(super) async fn purge(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    admin(&access, "purge")?;
+    require_admin(&access, "purge")?;
     super::require_json(&headers, "a purge request")?;
     let request: PurgeRequest = if body.is_empty() {
         return Err(ApiError::bad_request(

@@ -9,6 +9,7 @@
 //! generated from the handlers' types).
 
 mod admin;
+mod errors;
 mod feedback;
 mod openapi;
 mod params;
@@ -32,6 +33,7 @@ use crate::admission::auth::Caller;
 use crate::store::{scoped, StoreError, StoreReader};
 
 pub(crate) use admin::{execute_purge, verify_report, PurgeRequest};
+pub(crate) use errors::{apply_change, error_filter, ErrorChange, ERROR_KEYS};
 pub use params::Params;
 pub(crate) use records::record_filter;
 pub(crate) use runs::{next_runs, run_filter, RUN_KEYS};
@@ -53,6 +55,11 @@ pub fn routes() -> Router<Arc<HttpContext>> {
         .route("/api/v1/calls", get(runs::calls))
         .route("/api/v1/cost", get(runs::cost))
         .route("/api/v1/feedback", post(feedback::post))
+        .route("/api/v1/errors", get(errors::list))
+        .route(
+            "/api/v1/errors/{fingerprint}",
+            get(errors::one).post(errors::change),
+        )
         .route("/api/v1/stats", get(admin::stats))
         .route("/api/v1/audit/verify", get(admin::verify))
         .route("/api/v1/openapi.json", get(openapi::document))

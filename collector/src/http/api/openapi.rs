@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
-use super::{admin, feedback, records, runs, stream, ErrorBody, ErrorDetail};
+use super::{admin, errors, feedback, records, runs, stream, ErrorBody, ErrorDetail};
 
 /// The document.
 #[derive(OpenApi)]
@@ -28,6 +28,9 @@ use super::{admin, feedback, records, runs, stream, ErrorBody, ErrorDetail};
         runs::calls,
         runs::cost,
         feedback::post,
+        errors::list,
+        errors::one,
+        errors::change,
         admin::stats,
         admin::verify,
         admin::purge,
@@ -47,12 +50,15 @@ use super::{admin, feedback, records, runs, stream, ErrorBody, ErrorDetail};
         admin::PurgeRequest,
         crate::http::feedback::Feedback,
         feedback::FeedbackGiven,
+        errors::ErrorList,
+        errors::ErrorChange,
         stream::SseEvent,
     )),
     modifiers(&Bearer),
     tags(
         (name = "records", description = "Records: filtered pages, one record, export, live stream"),
         (name = "runs", description = "Runs, their span trees, LLM and tool calls, cost, feedback"),
+        (name = "errors", description = "Exception groups: list, one group, resolve, ignore, reopen, note"),
         (name = "admin", description = "Stats, audit verification, purge"),
     )
 )]

@@ -20,6 +20,7 @@ mod calls;
 mod chart;
 mod compare;
 mod detail;
+mod errors;
 mod records;
 mod runs;
 pub mod session;
@@ -55,6 +56,11 @@ pub fn routes() -> Router<Arc<HttpContext>> {
         .route("/charts/runs", get(chart::runs))
         .route("/charts/records", get(chart::records))
         .route("/charts/calls", get(chart::calls))
+        .route("/errors", get(errors::list))
+        .route(
+            "/errors/{fingerprint}",
+            get(errors::one).post(errors::change),
+        )
         .route("/sessions", get(sessions::list))
         .route("/sessions/{id}", get(sessions::one))
         .route("/records", get(records::list))

@@ -132,75 +132,123 @@ pub(super) fn insert(
     Ok(())
 }
 
-/// Folds the GenAI events of span `(trace, span)` (stored so far) into its LLM call,
-/// if it has one: its prompt and response from them, where its attributes gave none.
+/// How far from its call's start and end a GenAI event of the call is looked for: a
+/// bound that lets the database skip the days' partitions that cannot hold it.
+const EVENT_MARGIN_NS: i64 = 86_400_000_000_000;
+
+/// Folds the GenAI events of the spans `pairs` into their LLM calls' messages, for
+/// every span of a batch at once (three statements, whatever the number of spans): the
+/// calls, the events of those that may take messages, the updates.
 pub(super) fn fold_event_messages(
     tx: &mut Transaction<'_>,
-    trace: &[u8; 16],
-    span: &[u8; 8],
+    pairs: &BTreeSet<([u8; 16], [u8; 8])>,
 ) -> Result<(), StoreError> {
-    let (trace, span) = (&trace[..], &span[..]);
-    let call = tx.query_opt(
-        "SELECT seq, input_messages IS NULL, output_messages IS NULL, messages_from_events
-           FROM llm_calls WHERE trace_id = $1 AND span_id = $2 ORDER BY seq LIMIT 1",
-        &[&trace, &span],
-    )?;
-    let Some(call) = call else {
-        return Ok(());
-    };
-    let seq: i64 = call.try_get(0)?;
-    let no_input: bool = call.try_get(1)?;
-    let no_output: bool = call.try_get(2)?;
-    let from_events: i32 = call.try_get(3)?;
-    // What events may set: a message the attributes did not give, or one they set.
-    let (take_input, take_output) = (
-        no_input || from_events & 1 != 0,
-        no_output || from_events & 2 != 0,
-    );
-    if !(take_input || take_output) {
+    if pairs.is_empty() {
         return Ok(());
     }
-    let events: Vec<(String, serde_json::Value)> = tx
-        .query(
-            "SELECT name, fields::text FROM records
-              WHERE trace_id = $1 AND span_id = $2 AND kind = 1 AND span_id IS NOT NULL
-                AND substr(name, 1, 7) = 'gen_ai.'
-              ORDER BY ts, seq",
-            &[&trace, &span],
-        )?
-        .iter()
-        .map(|r| {
-            let fields: Option<String> = r.try_get(1)?;
-            Ok((
-                r.try_get(0)?,
+    let traces: Vec<&[u8]> = pairs.iter().map(|(t, _)| &t[..]).collect();
+    let spans: Vec<&[u8]> = pairs.iter().map(|(_, s)| &s[..]).collect();
+    // Each span's first call, and what events may set on it: a message the attributes
+    // did not give, or one they set.
+    struct Call {
+        seq: i64,
+        from_events: i32,
+        take_input: bool,
+        take_output: bool,
+    }
+    let mut calls: HashMap<(Vec<u8>, Vec<u8>), Call> = HashMap::new();
+    let (mut lo, mut hi) = (Vec::new(), Vec::new());
+    let (mut want_traces, mut want_spans) = (Vec::new(), Vec::new());
+    for row in tx.query(
+        "SELECT DISTINCT ON (c.trace_id, c.span_id) c.trace_id, c.span_id, c.seq,
+                c.input_messages IS NULL, c.output_messages IS NULL, c.messages_from_events,
+                c.ts, c.end_ts
+           FROM unnest($1::bytea[], $2::bytea[]) AS k(t, s)
+           JOIN llm_calls c ON c.trace_id = k.t AND c.span_id = k.s
+          ORDER BY c.trace_id, c.span_id, c.seq",
+        &[&traces, &spans],
+    )? {
+        let from_events: i32 = row.try_get(5)?;
+        let call = Call {
+            seq: row.try_get(2)?,
+            from_events,
+            take_input: row.try_get::<_, bool>(3)? || from_events & 1 != 0,
+            take_output: row.try_get::<_, bool>(4)? || from_events & 2 != 0,
+        };
+        if !(call.take_input || call.take_output) {
+            continue;
+        }
+        let (trace, span): (Vec<u8>, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?);
+        lo.push(row.try_get::<_, i64>(6)?.saturating_sub(EVENT_MARGIN_NS));
+        hi.push(row.try_get::<_, i64>(7)?.saturating_add(EVENT_MARGIN_NS));
+        want_traces.push(trace.clone());
+        want_spans.push(span.clone());
+        calls.insert((trace, span), call);
+    }
+    if calls.is_empty() {
+        return Ok(());
+    }
+    // Each span's events, `(name, attributes)`, in their order.
+    type Events = Vec<(String, serde_json::Value)>;
+    let mut events: HashMap<(Vec<u8>, Vec<u8>), Events> = HashMap::new();
+    for row in tx.query(
+        "SELECT r.trace_id, r.span_id, r.name, r.fields::text
+           FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[]) AS k(t, s, lo, hi)
+           JOIN records r ON r.trace_id = k.t AND r.span_id = k.s
+                         AND r.ts >= k.lo AND r.ts <= k.hi
+          WHERE r.kind = 1 AND substr(r.name, 1, 7) = 'gen_ai.'
+          ORDER BY r.trace_id, r.span_id, r.ts, r.seq",
+        &[&want_traces, &want_spans, &lo, &hi],
+    )? {
+        let fields: Option<String> = row.try_get(3)?;
+        events
+            .entry((row.try_get(0)?, row.try_get(1)?))
+            .or_default()
+            .push((
+                row.try_get(2)?,
                 fields
                     .and_then(|f| serde_json::from_str(&f).ok())
                     .unwrap_or(serde_json::Value::Null),
-            ))
-        })
-        .collect::<Result<_, postgres::Error>>()?;
-    let (input, output) = crate::views::call::messages_from_events(
-        events.iter().map(|(n, f)| (n.as_str(), f.clone())),
-    );
+            ));
+    }
     let text = |v: Option<logbook_proto::Value>| match v {
         Some(logbook_proto::Value::Json(j)) => Some(j.as_str().to_owned()),
         Some(logbook_proto::Value::Str(s)) => Some(s),
         _ => None,
     };
-    let input = text(input).filter(|_| take_input);
-    let output = text(output).filter(|_| take_output);
-    if input.is_none() && output.is_none() {
-        return Ok(());
+    let (mut seqs, mut inputs, mut outputs, mut flags) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (key, evs) in events {
+        let Some(call) = calls.get(&key) else {
+            continue;
+        };
+        let (names, values): (Vec<String>, Vec<serde_json::Value>) = evs.into_iter().unzip();
+        let (input, output) =
+            crate::views::call::messages_from_events(names.iter().map(String::as_str).zip(values));
+        let input = text(input).filter(|_| call.take_input);
+        let output = text(output).filter(|_| call.take_output);
+        if input.is_none() && output.is_none() {
+            continue;
+        }
+        flags.push(
+            call.from_events | i32::from(input.is_some()) | (i32::from(output.is_some()) << 1),
+        );
+        seqs.push(call.seq);
+        inputs.push(input);
+        outputs.push(output);
     }
-    let flags = from_events | i32::from(input.is_some()) | (i32::from(output.is_some()) << 1);
-    tx.execute(
-        "UPDATE llm_calls SET
-            input_messages = coalesce($2::text, input_messages),
-            output_messages = coalesce($3::text, output_messages),
-            messages_from_events = $4::integer
-          WHERE seq = $1::bigint",
-        &[&seq, &input, &output, &flags],
-    )?;
+    if !seqs.is_empty() {
+        tx.execute(
+            "UPDATE llm_calls c SET
+                input_messages = coalesce(u.input, c.input_messages),
+                output_messages = coalesce(u.output, c.output_messages),
+                messages_from_events = u.flags
+               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::integer[])
+                    AS u(seq, input, output, flags)
+              WHERE c.seq = u.seq",
+            &[&seqs, &inputs, &outputs, &flags],
+        )?;
+    }
     Ok(())
 }
 

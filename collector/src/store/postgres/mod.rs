@@ -16,6 +16,7 @@
 mod admin;
 mod audit;
 mod calls;
+mod exceptions;
 mod read;
 mod schema;
 mod write;
@@ -32,7 +33,8 @@ use postgres::{Client, NoTls};
 
 use super::latency::{Histogram, PendingLatency};
 use super::{
-    ApiToken, Batch, CallFilter, CostBy, CostGroup, Deleted, ForwardState, LlmCall, PricedCall,
+    ApiToken, Batch, CallFilter, CostBy, CostGroup, Deleted, ExceptionChange, ExceptionDetail,
+    ExceptionFilter, ExceptionGroup, ForwardState, LlmCall, MonitorUpdate, PricedCall,
     QuarantineRow, RunSummary, Selection, SeriesPoint, SessionSummary, StoreError, StoreOptions,
     StoreReader, StoreStats, StoreWriter, StreamCursor, StreamPage, Subject, ToolCall, Written,
 };
@@ -324,6 +326,22 @@ impl StoreWriter for PgWriter {
         blocking(|| admin::delete_quarantined(&mut self.client, subject))
     }
 
+    fn forget_in_exceptions(&mut self, subject: &Subject) -> Result<u64, StoreError> {
+        blocking(|| exceptions::forget(&mut self.client, subject))
+    }
+
+    fn apply_monitor(&mut self, update: &MonitorUpdate) -> Result<bool, StoreError> {
+        blocking(|| exceptions::apply(&mut self.client, update))
+    }
+
+    fn change_exception(
+        &mut self,
+        fingerprint: &str,
+        change: &ExceptionChange,
+    ) -> Result<Option<ExceptionGroup>, StoreError> {
+        blocking(|| exceptions::change(&mut self.client, fingerprint, change))
+    }
+
     fn compact(&mut self) -> Result<(), StoreError> {
         blocking(|| admin::vacuum(&mut self.client))
     }
@@ -607,6 +625,21 @@ impl StoreReader for PgReader {
 
     fn forward_state(&self, name: &str) -> Result<Option<ForwardState>, StoreError> {
         self.with(|c| read::forward_state(c, name))
+    }
+
+    fn monitor_cursor(&self) -> Result<Option<StreamCursor>, StoreError> {
+        self.with(exceptions::monitor_cursor)
+    }
+
+    fn exception_groups(
+        &self,
+        filter: &ExceptionFilter,
+    ) -> Result<Vec<ExceptionGroup>, StoreError> {
+        self.with(|c| exceptions::groups(c, filter))
+    }
+
+    fn exception_group(&self, fingerprint: &str) -> Result<Option<ExceptionDetail>, StoreError> {
+        self.with(|c| exceptions::detail(c, fingerprint))
     }
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {

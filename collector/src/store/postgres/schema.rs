@@ -30,7 +30,7 @@ const MIGRATION_LOCK: i64 = 0x6c6f_6762_6f6f_6b01;
 /// (index: version - 1): a migration that only adds (tables, nullable columns,
 /// indexes) keeps the previous release writing while a fleet upgrades; one that changes
 /// what writers must do raises it.
-const COMPATIBLE: &[i64] = &[1];
+const COMPATIBLE: &[i64] = &[1, 1];
 
 /// Migrations in order; the schema version is how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -337,6 +337,60 @@ CREATE TABLE IF NOT EXISTS forwards (
     last_error text COLLATE "C",
     updated    bigint NOT NULL
 );
+"#,
+    // 2: monitoring: how far the monitor has read the stream, and exception groups
+    // (see crate::monitor and crate::store::exceptions). Only adds: the previous
+    // release keeps writing.
+    r#"
+CREATE TABLE IF NOT EXISTS monitor_state (
+    name    text COLLATE "C" PRIMARY KEY,
+    cursor  bigint NOT NULL,
+    updated bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS exception_groups (
+    fingerprint        text COLLATE "C" PRIMARY KEY,
+    basis              text COLLATE "C" NOT NULL,
+    kind               text COLLATE "C" NOT NULL,
+    message            text COLLATE "C" NOT NULL,
+    culprit            text COLLATE "C" NOT NULL,
+    first_seen         bigint NOT NULL,
+    last_seen          bigint NOT NULL,
+    count              bigint NOT NULL,
+    first_id           text COLLATE "C" NOT NULL,
+    last_id            text COLLATE "C" NOT NULL,
+    last_run           text COLLATE "C",
+    last_trace         text COLLATE "C",
+    state              text COLLATE "C" NOT NULL,
+    resolved_in        text COLLATE "C",
+    changed            bigint,
+    ignore_until       bigint,
+    ignore_until_count bigint
+);
+CREATE INDEX IF NOT EXISTS exception_groups_last ON exception_groups (last_seen);
+CREATE TABLE IF NOT EXISTS exception_hours (
+    fingerprint text COLLATE "C" NOT NULL,
+    hour        bigint NOT NULL,
+    n           bigint NOT NULL,
+    PRIMARY KEY (fingerprint, hour)
+);
+CREATE TABLE IF NOT EXISTS exception_tags (
+    fingerprint text COLLATE "C" NOT NULL,
+    kind        text COLLATE "C" NOT NULL,
+    value       text COLLATE "C" NOT NULL,
+    n           bigint NOT NULL,
+    first_seen  bigint NOT NULL,
+    last_seen   bigint NOT NULL,
+    PRIMARY KEY (fingerprint, kind, value)
+);
+CREATE INDEX IF NOT EXISTS exception_tags_value ON exception_tags (kind, value);
+CREATE TABLE IF NOT EXISTS exception_notes (
+    id          bigserial PRIMARY KEY,
+    fingerprint text COLLATE "C" NOT NULL,
+    ts          bigint NOT NULL,
+    author      text COLLATE "C" NOT NULL,
+    text        text COLLATE "C" NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exception_notes_group ON exception_notes (fingerprint, ts);
 "#,
 ];
 

@@ -465,9 +465,7 @@ pub(super) fn write(
             }
             views.add(r, call.as_ref());
         }
-        for (trace, span) in &views.fold {
-            calls::fold_event_messages(&mut tx, trace, span)?;
-        }
+        calls::fold_event_messages(&mut tx, &views.fold)?;
         // In key order: concurrent transactions lock run rows in one order.
         let mut deltas: Vec<&RunDelta<'_>> = views.runs.values().collect();
         deltas.sort_by(|a, b| a.key.text().cmp(&b.key.text()));

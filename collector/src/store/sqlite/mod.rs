@@ -10,6 +10,7 @@ mod admin;
 mod audit;
 mod backup;
 mod calls;
+mod exceptions;
 mod read;
 mod schema;
 mod write;
@@ -25,7 +26,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::latency::{Histogram, PendingLatency};
 use super::{
-    ApiToken, Batch, CallFilter, CostBy, CostGroup, Deleted, Durability, ForwardState, LlmCall,
+    ApiToken, Batch, CallFilter, CostBy, CostGroup, Deleted, Durability, ExceptionChange,
+    ExceptionDetail, ExceptionFilter, ExceptionGroup, ForwardState, LlmCall, MonitorUpdate,
     PricedCall, QuarantineRow, RunSummary, Selection, SeriesPoint, SessionSummary, StoreError,
     StoreOptions, StoreReader, StoreStats, StoreWriter, StreamCursor, StreamPage, Subject,
     ToolCall, Written,
@@ -289,6 +291,22 @@ impl StoreWriter for SqliteWriter {
 
     fn delete_quarantined(&mut self, subject: &Subject) -> Result<u64, StoreError> {
         admin::delete_quarantined(&self.conn, subject)
+    }
+
+    fn forget_in_exceptions(&mut self, subject: &Subject) -> Result<u64, StoreError> {
+        exceptions::forget(&mut self.conn, subject)
+    }
+
+    fn apply_monitor(&mut self, update: &MonitorUpdate) -> Result<bool, StoreError> {
+        exceptions::apply(&mut self.conn, update)
+    }
+
+    fn change_exception(
+        &mut self,
+        fingerprint: &str,
+        change: &ExceptionChange,
+    ) -> Result<Option<ExceptionGroup>, StoreError> {
+        exceptions::change(&mut self.conn, fingerprint, change)
     }
 
     fn compact(&mut self) -> Result<(), StoreError> {
@@ -585,6 +603,21 @@ impl StoreReader for SqliteReader {
 
     fn forward_state(&self, name: &str) -> Result<Option<ForwardState>, StoreError> {
         self.with(|c| read::forward_state(c, name))
+    }
+
+    fn monitor_cursor(&self) -> Result<Option<StreamCursor>, StoreError> {
+        self.with(exceptions::monitor_cursor)
+    }
+
+    fn exception_groups(
+        &self,
+        filter: &ExceptionFilter,
+    ) -> Result<Vec<ExceptionGroup>, StoreError> {
+        self.with(|c| exceptions::groups(c, filter))
+    }
+
+    fn exception_group(&self, fingerprint: &str) -> Result<Option<ExceptionDetail>, StoreError> {
+        self.with(|c| exceptions::detail(c, fingerprint))
     }
 
     fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {

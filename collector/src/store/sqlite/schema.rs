@@ -558,6 +558,58 @@ CREATE TABLE IF NOT EXISTS forwards (
     updated    INTEGER NOT NULL
 );
 "#,
+    // 13: monitoring: how far the monitor has read the stream, and exception groups
+    // (see crate::monitor and crate::store::exceptions).
+    r#"
+CREATE TABLE IF NOT EXISTS monitor_state (
+    name    TEXT PRIMARY KEY,
+    cursor  INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS exception_groups (
+    fingerprint        TEXT PRIMARY KEY,
+    basis              TEXT NOT NULL,
+    kind               TEXT NOT NULL,
+    message            TEXT NOT NULL,
+    culprit            TEXT NOT NULL,
+    first_seen         INTEGER NOT NULL,
+    last_seen          INTEGER NOT NULL,
+    count              INTEGER NOT NULL,
+    first_id           TEXT NOT NULL,
+    last_id            TEXT NOT NULL,
+    last_run           TEXT,
+    last_trace         TEXT,
+    state              TEXT NOT NULL,
+    resolved_in        TEXT,
+    changed            INTEGER,
+    ignore_until       INTEGER,
+    ignore_until_count INTEGER
+);
+CREATE INDEX IF NOT EXISTS exception_groups_last ON exception_groups (last_seen);
+CREATE TABLE IF NOT EXISTS exception_hours (
+    fingerprint TEXT NOT NULL,
+    hour        INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    PRIMARY KEY (fingerprint, hour)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS exception_tags (
+    fingerprint TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    first_seen  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL,
+    PRIMARY KEY (fingerprint, kind, value)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS exception_tags_value ON exception_tags (kind, value);
+CREATE TABLE IF NOT EXISTS exception_notes (
+    fingerprint TEXT NOT NULL,
+    ts          INTEGER NOT NULL,
+    author      TEXT NOT NULL,
+    text        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exception_notes_group ON exception_notes (fingerprint, ts);
+"#,
 ];
 
 /// The columns of `records`, in the order every statement of this backend reads and

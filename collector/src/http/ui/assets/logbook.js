@@ -478,7 +478,15 @@
     });
   }
 
+  // Exception trends: each hour's bar as tall as its share of the busiest hour.
+  function bars() {
+    document.querySelectorAll(".bars .bar[data-h]").forEach(function (b) {
+      b.style.height = Math.min(Number(b.dataset.h) || 0, 100) + "%";
+    });
+  }
+
   function ready() {
+    bars();
     waterfall();
     liveTail();
     charts();

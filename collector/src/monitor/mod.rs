@@ -1,0 +1,405 @@
+//! Monitoring derived from what is stored, off the writer's path: a task follows the
+//! record stream from a cursor kept in the store and turns each page into exception
+//! group deltas (`exception`), applied with the cursor's move in one transaction of
+//! its own connection. So every stored record counts once, across restarts, and with
+//! several collectors on one PostgreSQL the page goes to whichever applies it first
+//! (the others find the cursor moved and read on from there).
+//!
+//! A new store's monitor starts at the beginning of the stream: an existing store is
+//! read through once.
+
+pub mod exception;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use logbook_proto::Record;
+
+use crate::store::exceptions::{ExceptionDelta, TagDelta, TagKind};
+use crate::store::{MonitorUpdate, StoreError, StreamCursor, StreamItem};
+use exception::Occurrence;
+
+/// Records read per page.
+pub const PAGE: usize = 2_000;
+/// A page without exceptions moves the kept cursor only when this many records or
+/// this long have passed since it was last kept (re-reading them after a restart
+/// finds nothing to count).
+const KEEP_EVERY_RECORDS: u64 = 50_000;
+const KEEP_EVERY: Duration = Duration::from_secs(10);
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+/// The exception deltas of a page of the stream, one per fingerprint, in the order
+/// first seen.
+pub fn exception_deltas(items: &[StreamItem]) -> Vec<ExceptionDelta> {
+    let mut out: Vec<ExceptionDelta> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for item in items {
+        let r = &item.record;
+        if is_own(r) {
+            continue;
+        }
+        let Some(o) = Occurrence::of(r) else { continue };
+        let i = *at.entry(o.fingerprint.clone()).or_insert_with(|| {
+            out.push(ExceptionDelta {
+                fingerprint: o.fingerprint.clone(),
+                basis: o.basis.as_str().to_owned(),
+                kind: o.kind.clone(),
+                message: o.message.clone(),
+                culprit: o.culprit.clone(),
+                first_ts: r.ts,
+                first_id: r.id.to_string(),
+                last_ts: r.ts,
+                last_id: r.id.to_string(),
+                ..ExceptionDelta::default()
+            });
+            out.len() - 1
+        });
+        add(&mut out[i], r);
+    }
+    out
+}
+
+/// One occurrence in `r` added to its group's delta.
+fn add(d: &mut ExceptionDelta, r: &Record) {
+    d.count += 1;
+    if r.ts < d.first_ts {
+        (d.first_ts, d.first_id) = (r.ts, r.id.to_string());
+    }
+    if r.ts >= d.last_ts {
+        (d.last_ts, d.last_id) = (r.ts, r.id.to_string());
+        d.last_run = crate::views::run::run_key(r).map(|k| k.text().into_owned());
+        d.last_trace = Some(r.trace_id.to_string());
+    }
+    *d.hours
+        .entry(r.ts.as_nanos().div_euclid(HOUR_NS))
+        .or_default() += 1;
+    let mut tag = |kind: TagKind, value: &str| {
+        if value.is_empty() {
+            return;
+        }
+        let t = d
+            .tags
+            .entry((kind, value.chars().take(200).collect()))
+            .or_insert(TagDelta {
+                count: 0,
+                first_ts: r.ts,
+                last_ts: r.ts,
+            });
+        t.count += 1;
+        t.first_ts = t.first_ts.min(r.ts);
+        t.last_ts = t.last_ts.max(r.ts);
+    };
+    tag(TagKind::Service, &r.resource.service);
+    if let Some(v) = r.fields.get("service.version").and_then(|v| v.as_str()) {
+        tag(TagKind::Version, v);
+    }
+    if let Some(u) = r.scope.get(logbook_proto::ScopeKey::UserId) {
+        tag(TagKind::User, u);
+    }
+}
+
+/// The collector's own records (configuration loads, failed sign-ins): not the
+/// application's exceptions.
+fn is_own(r: &Record) -> bool {
+    r.origin
+        .as_ref()
+        .is_some_and(|o| o.transport == logbook_proto::transport::COLLECTOR)
+}
+
+/// Where the monitor is, between pages.
+pub struct Progress {
+    /// The cursor the store keeps.
+    pub kept: StreamCursor,
+    /// Where reading goes on (past `kept` by pages without exceptions).
+    pub read: StreamCursor,
+    /// Records read since `kept`, and when it was kept.
+    pub unkept: u64,
+    pub since: Instant,
+}
+
+/// What one step of the monitor did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// It read and applied (or skipped) this many records.
+    Read(usize),
+    /// Nothing new.
+    Idle,
+    /// Another collector had moved the cursor: it reads on from there.
+    Moved,
+}
+
+/// Reads one page after `p.read` and applies what it derives. Blocking.
+pub fn step(
+    reader: &dyn crate::store::StoreReader,
+    writer: &Mutex<Box<dyn crate::store::StoreWriter>>,
+    p: &mut Progress,
+) -> Result<Step, StoreError> {
+    let page = reader.stream_after(p.read, &crate::query::RecordFilter::default(), PAGE)?;
+    let read = page.items.len();
+    if page.cursor == p.read {
+        return Ok(Step::Idle);
+    }
+    let exceptions = exception_deltas(&page.items);
+    p.unkept += read as u64;
+    let due = p.unkept >= KEEP_EVERY_RECORDS || p.since.elapsed() >= KEEP_EVERY;
+    if exceptions.is_empty() && !due {
+        p.read = page.cursor;
+        return Ok(Step::Read(read));
+    }
+    let update = MonitorUpdate {
+        from: p.kept,
+        to: page.cursor,
+        exceptions,
+    };
+    let applied = writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .apply_monitor(&update)?;
+    if !applied {
+        let kept = reader.monitor_cursor()?.unwrap_or(StreamCursor::START);
+        *p = Progress::at(kept);
+        return Ok(Step::Moved);
+    }
+    *p = Progress::at(page.cursor);
+    Ok(Step::Read(read))
+}
+
+impl Progress {
+    /// At a kept cursor.
+    pub fn at(kept: StreamCursor) -> Self {
+        Self {
+            kept,
+            read: kept,
+            unkept: 0,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// Runs the monitor until it reads nothing new: what the CLI and tests use to bring
+/// the groups up to date without a running collector. Returns the records read.
+pub fn catch_up(
+    reader: &dyn crate::store::StoreReader,
+    writer: Box<dyn crate::store::StoreWriter>,
+) -> Result<u64, StoreError> {
+    let writer = Mutex::new(writer);
+    let mut p = Progress::at(reader.monitor_cursor()?.unwrap_or(StreamCursor::START));
+    let mut total = 0u64;
+    loop {
+        match step(reader, &writer, &mut p)? {
+            Step::Read(n) => total += n as u64,
+            Step::Moved => {}
+            Step::Idle => break,
+        }
+    }
+    // Whatever was read past the kept cursor, kept.
+    if p.read != p.kept {
+        writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .apply_monitor(&MonitorUpdate {
+                from: p.kept,
+                to: p.read,
+                exceptions: Vec::new(),
+            })?;
+    }
+    Ok(total)
+}
+
+/// Why a group could not be found by what a person gave.
+#[derive(Debug)]
+pub enum FindError {
+    /// No group.
+    None,
+    /// Several groups start so.
+    Several,
+    /// The store failed.
+    Store(StoreError),
+}
+
+/// The fingerprint a person's argument names: whole, or a unique beginning (with or
+/// without the version prefix).
+pub fn find_group(
+    reader: &dyn crate::store::StoreReader,
+    given: &str,
+) -> Result<String, FindError> {
+    let given = given.trim();
+    if given.is_empty() {
+        return Err(FindError::None);
+    }
+    let prefix = if given.contains(':') {
+        given.to_owned()
+    } else {
+        format!("{}:{given}", exception::FINGERPRINT_VERSION)
+    };
+    let found = reader
+        .exception_groups(&crate::store::ExceptionFilter {
+            fingerprint_prefix: Some(prefix),
+            limit: 2,
+            ..crate::store::ExceptionFilter::default()
+        })
+        .map_err(FindError::Store)?;
+    match found.as_slice() {
+        [one] => Ok(one.fingerprint.clone()),
+        [] => Err(FindError::None),
+        _ => Err(FindError::Several),
+    }
+}
+
+/// A fingerprint as lists show it: 10 hex digits, without the version.
+pub fn short(fingerprint: &str) -> &str {
+    let hex = fingerprint.split_once(':').map_or(fingerprint, |(_, h)| h);
+    &hex[..hex.len().min(10)]
+}
+
+/// The audit record of a change to a group by `actor`.
+pub fn change_record(
+    group: &crate::store::ExceptionGroup,
+    change: &crate::store::ExceptionChange,
+    actor: &str,
+) -> logbook_proto::Record {
+    let (action, detail) = match change {
+        crate::store::ExceptionChange::Resolve { in_version } => (
+            "resolve",
+            in_version
+                .as_ref()
+                .map(|v| format!(" in version {v}"))
+                .unwrap_or_default(),
+        ),
+        crate::store::ExceptionChange::Ignore { .. } => ("ignore", String::new()),
+        crate::store::ExceptionChange::Reopen => ("reopen", String::new()),
+        crate::store::ExceptionChange::Note { .. } => ("note", String::new()),
+    };
+    let mut fields = vec![
+        (
+            "fingerprint",
+            logbook_proto::Value::Str(group.fingerprint.clone()),
+        ),
+        ("action", logbook_proto::Value::Str(action.into())),
+        (
+            "state",
+            logbook_proto::Value::Str(group.status.state.as_str().into()),
+        ),
+        ("actor", logbook_proto::Value::Str(actor.into())),
+    ];
+    if let crate::store::ExceptionChange::Note { text, .. } = change {
+        fields.push(("note", logbook_proto::Value::Str(text.clone())));
+    }
+    crate::audit::admin_record(
+        "exception_group_change",
+        format!(
+            "Exception group {} ({}): {action}{detail} by {actor}.",
+            short(&group.fingerprint),
+            group.kind
+        ),
+        fields,
+    )
+}
+
+/// The state with what qualifies it.
+pub fn state_line(g: &crate::store::ExceptionGroup) -> String {
+    let s = &g.status;
+    let mut line = s.state.as_str().to_owned();
+    if let Some(v) = &s.resolved_in {
+        line.push_str(&format!(" in version {v}"));
+    }
+    if let Some(t) = s.ignore_until {
+        line.push_str(&format!(" until {}", seconds(t)));
+    }
+    if let Some(n) = s.ignore_until_count {
+        line.push_str(&format!(" until its count reaches {n}"));
+    }
+    if let Some(t) = s.changed {
+        line.push_str(&format!(" (since {})", seconds(t)));
+    }
+    line
+}
+
+/// A time to the second, UTC.
+fn seconds(t: logbook_proto::Timestamp) -> String {
+    let s = t.to_rfc3339();
+    match s.find('.') {
+        Some(dot) => format!("{}Z", &s[..dot]),
+        None => s,
+    }
+}
+
+#[cfg(feature = "server")]
+pub use task::spawn;
+
+#[cfg(feature = "server")]
+mod task {
+    use super::*;
+    use crate::admission::feed::Feed;
+    use crate::store::{open_writer, StoreAddress, StoreOptions, StoreReader};
+    use tokio::sync::watch;
+    use tokio::task::JoinHandle;
+    use tracing::{info, warn};
+
+    const IDLE_POLL: Duration = Duration::from_secs(1);
+
+    /// The monitor's own connection, moved to the blocking pool for each page.
+    type SharedWriter = Arc<Mutex<Box<dyn crate::store::StoreWriter>>>;
+    const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+    /// Starts the monitor's task; it stops when `shutdown` turns true.
+    pub fn spawn(
+        address: StoreAddress,
+        options: StoreOptions,
+        reader: Arc<dyn StoreReader>,
+        feed: Feed,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut commits = feed.subscribe();
+            let mut backoff = Duration::from_secs(1);
+            let mut state: Option<(SharedWriter, Progress)> = None;
+            loop {
+                if *shutdown.borrow() {
+                    return;
+                }
+                let r = Arc::clone(&reader);
+                let (address, options) = (address.clone(), options.clone());
+                let taken = state.take();
+                let result = tokio::task::spawn_blocking(move || {
+                    let (writer, mut p) = match taken {
+                        Some(s) => s,
+                        None => {
+                            let w = Arc::new(Mutex::new(open_writer(&address, &options)?));
+                            let kept = r.monitor_cursor()?.unwrap_or(StreamCursor::START);
+                            info!(cursor = %kept, "Monitoring exceptions from the stream.");
+                            (w, Progress::at(kept))
+                        }
+                    };
+                    let step = step(r.as_ref(), &writer, &mut p);
+                    Ok::<_, StoreError>((step, writer, p))
+                })
+                .await;
+                let Ok(result) = result else { return };
+                match result {
+                    Ok((Ok(step), writer, p)) => {
+                        backoff = Duration::from_secs(1);
+                        state = Some((writer, p));
+                        if step == Step::Idle {
+                            tokio::select! {
+                                _ = shutdown.changed() => return,
+                                _ = commits.recv() => {}
+                                () = tokio::time::sleep(IDLE_POLL) => {}
+                            }
+                        }
+                    }
+                    Ok((Err(e), _, _)) | Err(e) => {
+                        // Read again from what the store keeps.
+                        warn!(error = %e, retry_in_s = backoff.as_secs(), "Monitoring could not read or apply a page; retrying.");
+                        tokio::select! {
+                            _ = shutdown.changed() => return,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            }
+        })
+    }
+}
