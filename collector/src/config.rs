@@ -340,12 +340,28 @@ pub const KEYS: &[Key] = &[
         bounds: None,
     },
     Key {
+        name: "slow_spans",
+        help: "array of tables: slow-span thresholds by span name (name: a pattern with *, threshold: 2s, 250ms) [default: requests 1s, database queries 500ms]",
+        default: DefaultValue::Unset,
+        bounds: None,
+    },
+    Key {
         name: "prices",
         help: "array of tables: model prices in USD per million tokens, added to or replacing the built-in table (see README)",
         default: DefaultValue::Unset,
         bounds: None,
     },
 ];
+
+/// One `[[slow_spans]]` table: spans named like `name` are slow from `threshold` on.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlowSpan {
+    /// A span name, `*` matching any run of characters (`db.*`, `GET /search*`).
+    pub name: String,
+    /// A duration: `2s`, `250ms`, `1m`.
+    pub threshold: String,
+}
 
 /// The key called `name`.
 pub fn key(name: &str) -> Option<&'static Key> {
@@ -507,6 +523,9 @@ pub struct Config {
     /// Forwarding destinations.
     #[serde(default)]
     pub forward: Vec<crate::forward::ForwardConfig>,
+    /// Slow-span thresholds by span name, over the defaults.
+    #[serde(default)]
+    pub slow_spans: Vec<SlowSpan>,
     /// The configuration file read, if any.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -541,6 +560,26 @@ impl Config {
                 ),
             ))
         })
+    }
+
+    /// The slow-span thresholds: the `[[slow_spans]]` rules in order, then the
+    /// defaults.
+    pub fn slow_rules(&self) -> anyhow::Result<crate::monitor::SlowRules> {
+        let mut rules = crate::monitor::SlowRules::default();
+        for r in &self.slow_spans {
+            let ns = crate::query::parse_duration_ns(&r.threshold).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "configuration: slow_spans: threshold {:?} of {:?} is not a duration such as 2s or 250ms",
+                    r.threshold,
+                    r.name
+                )
+            })?;
+            if r.name.is_empty() {
+                anyhow::bail!("configuration: slow_spans: a rule has an empty name");
+            }
+            rules.rules.push((r.name.clone(), ns));
+        }
+        Ok(rules)
     }
 
     /// The store options this configuration asks for.
@@ -887,6 +926,7 @@ impl Config {
                 );
             }
         }
+        self.slow_rules()?;
         // Rules compile (patterns, names) before anything starts.
         self.redactor(&[0; 32])?;
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log.as_str()) {

@@ -55,6 +55,30 @@ struct Forwarding {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpanLabels {
+    service: String,
+    span: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpanQuantile {
+    service: String,
+    span: String,
+    quantile: &'static str,
+}
+
+/// The RED metrics of the busiest span names over the last five minutes.
+#[derive(Clone, Default)]
+struct Spans {
+    count: Family<SpanLabels, Gauge>,
+    errors: Family<SpanLabels, Gauge>,
+    duration: Family<SpanQuantile, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+/// Span names shown on `/metrics`, at most (the busiest).
+pub const MAX_SPAN_SERIES: usize = 20;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LevelLabel {
     level: &'static str,
 }
@@ -81,6 +105,7 @@ pub struct Metrics {
     limits: Family<Labeled, Gauge>,
     quarantined: Gauge,
     forwarding: Forwarding,
+    spans: Spans,
     routes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The last commit failed (the store cannot be written).
     failing: AtomicBool,
@@ -198,6 +223,22 @@ impl Default for Metrics {
         ] {
             registry.register(name, help, family.clone());
         }
+        let spans = Spans::default();
+        registry.register(
+            "span_count_5m",
+            "Spans ended in the last five minutes, by service and span name (the busiest 20)",
+            spans.count.clone(),
+        );
+        registry.register(
+            "span_errors_5m",
+            "Spans ended in error in the last five minutes, by service and span name (the busiest 20)",
+            spans.errors.clone(),
+        );
+        registry.register(
+            "span_duration_seconds_5m",
+            "Span duration quantiles (0.5, 0.95, 0.99; within 1 %) over the last five minutes, by service and span name (the busiest 20)",
+            spans.duration.clone(),
+        );
         Self {
             registry,
             records,
@@ -215,6 +256,7 @@ impl Default for Metrics {
             limits,
             quarantined,
             forwarding,
+            spans,
             routes: std::sync::Mutex::default(),
             failing: AtomicBool::new(false),
         }
@@ -299,8 +341,43 @@ impl Metrics {
 
     /// The metrics as OpenMetrics text, with the store's numbers and the queue's
     /// depth as they are now.
-    pub fn render(&self, stats: Option<&StoreStats>, queue: (u64, u64)) -> String {
+    pub fn render(
+        &self,
+        stats: Option<&StoreStats>,
+        queue: (u64, u64),
+        spans: Option<&[crate::store::metrics::SpanSummary]>,
+    ) -> String {
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        if let Some(spans) = spans {
+            let s = &self.spans;
+            // Only the busiest now: names that fell out go.
+            s.count.clear();
+            s.errors.clear();
+            s.duration.clear();
+            for span in spans.iter().take(MAX_SPAN_SERIES) {
+                let labels = SpanLabels {
+                    service: span.key.service.clone(),
+                    span: span.key.name.clone(),
+                };
+                s.count.get_or_create(&labels).set(gauge(span.count));
+                s.errors.get_or_create(&labels).set(gauge(span.errors));
+                for (quantile, v) in [
+                    ("0.5", span.p50_ns),
+                    ("0.95", span.p95_ns),
+                    ("0.99", span.p99_ns),
+                ] {
+                    if let Some(ns) = v {
+                        s.duration
+                            .get_or_create(&SpanQuantile {
+                                service: labels.service.clone(),
+                                span: labels.span.clone(),
+                                quantile,
+                            })
+                            .set(ns as f64 / 1e9);
+                    }
+                }
+            }
+        }
         self.queue_records.set(gauge(queue.0));
         self.queue_capacity.set(gauge(queue.1));
         if let Some(s) = stats {

@@ -161,9 +161,12 @@ fn a_viewer_sees_only_its_tenant_on_every_route() {
         let text = r.text();
         assert!(!text.contains("globex"), "{path} leaked: {text}");
         match path.as_str() {
-            // Exception groups gather every tenant's occurrences: none for a scoped
-            // viewer.
-            "/api/v1/audit/verify" | "/api/v1/errors" | "/api/v1/errors/{fingerprint}" => {
+            // Exception groups and span metrics gather every tenant's records: none
+            // for a scoped viewer.
+            "/api/v1/audit/verify"
+            | "/api/v1/errors"
+            | "/api/v1/errors/{fingerprint}"
+            | "/api/v1/metrics" => {
                 assert_eq!(r.status, 403, "{path}: {text}")
             }
             p if p.contains('{') => assert_eq!(r.status, 404, "{path}: {text}"),
@@ -176,7 +179,7 @@ fn a_viewer_sees_only_its_tenant_on_every_route() {
             }
         }
     }
-    assert_eq!(walked.len(), 12, "{walked:?}");
+    assert_eq!(walked.len(), 13, "{walked:?}");
 
     // Lists, counts and sums are the viewer's own.
     let mine = get_json(addr, "/api/v1/records?limit=1000", &viewer);

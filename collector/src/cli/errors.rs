@@ -145,11 +145,14 @@ impl ErrorsArgs {
 
 /// Brings the groups up to date when no collector is serving the store (a running
 /// one keeps them). Best effort: a store this user cannot write is read as it is.
-fn catch_up(config: &Config, reader: &dyn StoreReader) {
+pub(crate) fn catch_up(config: &Config, reader: &dyn StoreReader) {
     let Ok(held) = claim(&config.db) else {
         return;
     };
-    let result = write_store(config).and_then(|w| Ok(crate::monitor::catch_up(reader, w)?));
+    let result = config.slow_rules().and_then(|slow| {
+        let w = write_store(config)?;
+        Ok(crate::monitor::catch_up(reader, w, &slow)?)
+    });
     drop(held);
     if let Err(e) = result {
         eprintln!("logbook: warning: exception groups may be behind the records: {e:#}");

@@ -6,6 +6,7 @@ pub(crate) mod args;
 mod audit;
 pub(crate) mod calls;
 mod errors;
+mod metrics;
 pub(crate) mod output;
 mod records;
 mod runs;
@@ -88,6 +89,10 @@ pub enum Command {
     /// Exceptions grouped by fingerprint: list them (unresolved and regressed first),
     /// `show` one, `resolve`, `ignore`, `reopen`, `note`. Changes are audited.
     Errors(errors::ErrorsArgs),
+    /// Throughput, error rate and latency percentiles (p50/p95/p99, within 1 %) per
+    /// service and span name (`--by-model` for LLM calls), slow spans, `--series`
+    /// period by period, `--volume` records by level.
+    Metrics(metrics::MetricsArgs),
 }
 
 impl Cli {
@@ -131,6 +136,7 @@ impl Cli {
             Command::Token(a) => a.run(&self.config()?),
             Command::Backup(a) => a.run(&self.config()?),
             Command::Errors(a) => a.run(&self.config()?),
+            Command::Metrics(a) => a.run(&self.config()?),
         }
     }
 }

@@ -62,10 +62,26 @@ pub(super) async fn metrics(
     }
     let reader = Arc::clone(&cx.reader);
     let stats = blocking(move || reader.stats()).await.ok();
-    let text = cx
-        .admission
-        .metrics()
-        .render(stats.as_ref(), cx.admission.queue_depth());
+    let reader = Arc::clone(&cx.reader);
+    let spans = blocking(move || {
+        let now = logbook_proto::Timestamp::now();
+        let f = crate::store::metrics::MetricsFilter {
+            since: now.saturating_sub(std::time::Duration::from_secs(300)),
+            until: now,
+            ..Default::default()
+        };
+        Ok(crate::store::metrics::summaries(
+            &reader.span_rows(&f)?,
+            &f,
+            false,
+        ))
+    })
+    .await
+    .ok();
+    let text =
+        cx.admission
+            .metrics()
+            .render(stats.as_ref(), cx.admission.queue_depth(), spans.as_deref());
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -9,10 +9,10 @@
 //! read through once.
 
 pub mod exception;
+pub mod sketch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use logbook_proto::Record;
 
@@ -22,11 +22,9 @@ use exception::Occurrence;
 
 /// Records read per page.
 pub const PAGE: usize = 2_000;
-/// A page without exceptions moves the kept cursor only when this many records or
-/// this long have passed since it was last kept (re-reading them after a restart
-/// finds nothing to count).
-const KEEP_EVERY_RECORDS: u64 = 50_000;
-const KEEP_EVERY: Duration = Duration::from_secs(10);
+/// Minute rows of span metrics and log volume are kept this long; hour rows as long
+/// as ops records.
+pub const MINUTES_KEPT: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
 const HOUR_NS: i64 = 3_600_000_000_000;
 
 /// The exception deltas of a page of the stream, one per fingerprint, in the order
@@ -58,6 +56,124 @@ pub fn exception_deltas(items: &[StreamItem]) -> Vec<ExceptionDelta> {
         add(&mut out[i], r);
     }
     out
+}
+
+/// When a span is slow: over the first matching rule's threshold (rules by span name
+/// pattern, `*` matching any run of characters), else over the default for its kind:
+/// 1 s for requests (server spans, HTTP), 500 ms for database queries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlowRules {
+    /// `(name pattern, threshold in ns)`, first match wins.
+    pub rules: Vec<(String, u64)>,
+    pub request_ns: u64,
+    pub query_ns: u64,
+}
+
+impl Default for SlowRules {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            request_ns: 1_000_000_000,
+            query_ns: 500_000_000,
+        }
+    }
+}
+
+impl SlowRules {
+    /// The threshold of span end `r`, if it has one.
+    pub fn threshold(&self, r: &Record) -> Option<u64> {
+        if let Some((_, t)) = self.rules.iter().find(|(p, _)| glob(p, &r.name)) {
+            return Some(*t);
+        }
+        let has = |k: &str| r.fields.get(k).is_some();
+        if has("db.system") || has("db.system.name") || has("db.query.text") || has("db.statement")
+        {
+            return Some(self.query_ns);
+        }
+        let server = r
+            .fields
+            .get("otel.kind")
+            .and_then(|v| v.as_str())
+            .is_some_and(|k| k.eq_ignore_ascii_case("server"));
+        if server || has("http.request.method") || has("http.method") {
+            return Some(self.request_ns);
+        }
+        None
+    }
+}
+
+/// Whether `name` matches `pattern`, where `*` matches any run of characters.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The span metrics and log volume of a page: every span end with a duration, by
+/// minute and by hour; every record by level.
+pub fn metric_deltas(
+    items: &[StreamItem],
+    slow: &SlowRules,
+) -> (
+    crate::store::metrics::SpanDeltas,
+    crate::store::metrics::VolumeDeltas,
+) {
+    use crate::store::metrics::{SpanKey, HOUR_NS as H, MINUTE_NS as M};
+    let (mut spans, mut volume) = (
+        crate::store::metrics::SpanDeltas::new(),
+        crate::store::metrics::VolumeDeltas::new(),
+    );
+    for item in items {
+        let r = &item.record;
+        if is_own(r) {
+            continue;
+        }
+        let ts = r.ts.as_nanos();
+        for width in [M, H] {
+            let period = ts.div_euclid(width) * width;
+            *volume
+                .entry((width, period, r.resource.service.clone(), r.level.code()))
+                .or_default() += 1;
+        }
+        let (logbook_proto::Kind::SpanEnd, Some(d)) = (r.kind, r.duration_ns) else {
+            continue;
+        };
+        let error = r.status == Some(logbook_proto::Status::Error);
+        let is_slow = slow.threshold(r).is_some_and(|t| d >= t);
+        let model = [
+            logbook_proto::genai::RESPONSE_MODEL,
+            logbook_proto::genai::REQUEST_MODEL,
+        ]
+        .iter()
+        .find_map(|k| r.fields.get(k).and_then(|v| v.as_str()))
+        .unwrap_or_default();
+        let key = SpanKey {
+            service: r.resource.service.clone(),
+            name: r.name.chars().take(200).collect(),
+            model: model.chars().take(100).collect(),
+        };
+        for width in [M, H] {
+            let period = r.ts.as_nanos().div_euclid(width) * width;
+            spans
+                .entry((width, period, key.clone()))
+                .or_default()
+                .add(d, error, is_slow);
+        }
+    }
+    (spans, volume)
 }
 
 /// One occurrence in `r` added to its group's delta.
@@ -107,21 +223,10 @@ fn is_own(r: &Record) -> bool {
         .is_some_and(|o| o.transport == logbook_proto::transport::COLLECTOR)
 }
 
-/// Where the monitor is, between pages.
-pub struct Progress {
-    /// The cursor the store keeps.
-    pub kept: StreamCursor,
-    /// Where reading goes on (past `kept` by pages without exceptions).
-    pub read: StreamCursor,
-    /// Records read since `kept`, and when it was kept.
-    pub unkept: u64,
-    pub since: Instant,
-}
-
 /// What one step of the monitor did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
-    /// It read and applied (or skipped) this many records.
+    /// It read and applied this many records.
     Read(usize),
     /// Nothing new.
     Idle,
@@ -129,52 +234,36 @@ pub enum Step {
     Moved,
 }
 
-/// Reads one page after `p.read` and applies what it derives. Blocking.
+/// Reads one page after `*kept` and applies what it derives with the cursor's move;
+/// `*kept` is where the store's cursor is after it. Blocking.
 pub fn step(
     reader: &dyn crate::store::StoreReader,
     writer: &Mutex<Box<dyn crate::store::StoreWriter>>,
-    p: &mut Progress,
+    slow: &SlowRules,
+    kept: &mut StreamCursor,
 ) -> Result<Step, StoreError> {
-    let page = reader.stream_after(p.read, &crate::query::RecordFilter::default(), PAGE)?;
-    let read = page.items.len();
-    if page.cursor == p.read {
+    let page = reader.stream_after(*kept, &crate::query::RecordFilter::default(), PAGE)?;
+    if page.cursor == *kept {
         return Ok(Step::Idle);
     }
-    let exceptions = exception_deltas(&page.items);
-    p.unkept += read as u64;
-    let due = p.unkept >= KEEP_EVERY_RECORDS || p.since.elapsed() >= KEEP_EVERY;
-    if exceptions.is_empty() && !due {
-        p.read = page.cursor;
-        return Ok(Step::Read(read));
-    }
+    let (spans, volume) = metric_deltas(&page.items, slow);
     let update = MonitorUpdate {
-        from: p.kept,
+        from: *kept,
         to: page.cursor,
-        exceptions,
+        exceptions: exception_deltas(&page.items),
+        spans,
+        volume,
     };
     let applied = writer
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .apply_monitor(&update)?;
     if !applied {
-        let kept = reader.monitor_cursor()?.unwrap_or(StreamCursor::START);
-        *p = Progress::at(kept);
+        *kept = reader.monitor_cursor()?.unwrap_or(StreamCursor::START);
         return Ok(Step::Moved);
     }
-    *p = Progress::at(page.cursor);
-    Ok(Step::Read(read))
-}
-
-impl Progress {
-    /// At a kept cursor.
-    pub fn at(kept: StreamCursor) -> Self {
-        Self {
-            kept,
-            read: kept,
-            unkept: 0,
-            since: Instant::now(),
-        }
-    }
+    *kept = page.cursor;
+    Ok(Step::Read(page.items.len()))
 }
 
 /// Runs the monitor until it reads nothing new: what the CLI and tests use to bring
@@ -182,29 +271,18 @@ impl Progress {
 pub fn catch_up(
     reader: &dyn crate::store::StoreReader,
     writer: Box<dyn crate::store::StoreWriter>,
+    slow: &SlowRules,
 ) -> Result<u64, StoreError> {
     let writer = Mutex::new(writer);
-    let mut p = Progress::at(reader.monitor_cursor()?.unwrap_or(StreamCursor::START));
+    let mut kept = reader.monitor_cursor()?.unwrap_or(StreamCursor::START);
     let mut total = 0u64;
     loop {
-        match step(reader, &writer, &mut p)? {
+        match step(reader, &writer, slow, &mut kept)? {
             Step::Read(n) => total += n as u64,
             Step::Moved => {}
-            Step::Idle => break,
+            Step::Idle => return Ok(total),
         }
     }
-    // Whatever was read past the kept cursor, kept.
-    if p.read != p.kept {
-        writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .apply_monitor(&MonitorUpdate {
-                from: p.kept,
-                to: p.read,
-                exceptions: Vec::new(),
-            })?;
-    }
-    Ok(total)
 }
 
 /// Why a group could not be found by what a person gave.
@@ -333,6 +411,7 @@ mod task {
     use super::*;
     use crate::admission::feed::Feed;
     use crate::store::{open_writer, StoreAddress, StoreOptions, StoreReader};
+    use std::time::Duration;
     use tokio::sync::watch;
     use tokio::task::JoinHandle;
     use tracing::{info, warn};
@@ -342,37 +421,60 @@ mod task {
     /// The monitor's own connection, moved to the blocking pool for each page.
     type SharedWriter = Arc<Mutex<Box<dyn crate::store::StoreWriter>>>;
     const BACKOFF_MAX: Duration = Duration::from_secs(60);
+    /// How often old metric rows are pruned.
+    const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
     /// Starts the monitor's task; it stops when `shutdown` turns true.
     pub fn spawn(
         address: StoreAddress,
         options: StoreOptions,
+        slow: SlowRules,
+        hours_kept: Option<Duration>,
         reader: Arc<dyn StoreReader>,
         feed: Feed,
         mut shutdown: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
+        let slow = Arc::new(slow);
         tokio::spawn(async move {
             let mut commits = feed.subscribe();
+            let mut pruned: Option<std::time::Instant> = None;
             let mut backoff = Duration::from_secs(1);
-            let mut state: Option<(SharedWriter, Progress)> = None;
+            let mut state: Option<(SharedWriter, StreamCursor)> = None;
             loop {
                 if *shutdown.borrow() {
                     return;
                 }
                 let r = Arc::clone(&reader);
-                let (address, options) = (address.clone(), options.clone());
+                let (address, options, slow) =
+                    (address.clone(), options.clone(), Arc::clone(&slow));
                 let taken = state.take();
+                let due = pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
+                if due {
+                    pruned = Some(std::time::Instant::now());
+                }
                 let result = tokio::task::spawn_blocking(move || {
                     let (writer, mut p) = match taken {
                         Some(s) => s,
                         None => {
                             let w = Arc::new(Mutex::new(open_writer(&address, &options)?));
                             let kept = r.monitor_cursor()?.unwrap_or(StreamCursor::START);
-                            info!(cursor = %kept, "Monitoring exceptions from the stream.");
-                            (w, Progress::at(kept))
+                            info!(cursor = %kept, "Monitoring the stream: exceptions, span metrics, log volume.");
+                            (w, kept)
                         }
                     };
-                    let step = step(r.as_ref(), &writer, &mut p);
+                    let step = step(r.as_ref(), &writer, &slow, &mut p);
+                    if step.is_ok() && due {
+                        let now = logbook_proto::Timestamp::now().as_nanos();
+                        let ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+                        let minutes = now.saturating_sub(ns(MINUTES_KEPT));
+                        let hours = hours_kept.map_or(i64::MIN, |d| now.saturating_sub(ns(d)));
+                        let w = &mut *writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        match w.prune_metrics(logbook_proto::Timestamp(minutes), logbook_proto::Timestamp(hours)) {
+                            Ok(n) if n > 0 => info!(rows = n, "Pruned old span metrics and log volume."),
+                            Ok(_) => {}
+                            Err(e) => warn!(error = %e, "Could not prune old span metrics."),
+                        }
+                    }
                     Ok::<_, StoreError>((step, writer, p))
                 })
                 .await;

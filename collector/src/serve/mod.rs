@@ -202,6 +202,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let monitor = crate::monitor::spawn(
         config.db.clone(),
         config.store_options(),
+        config.slow_rules()?,
+        config.retention.ops.0,
         Arc::clone(&reader),
         feed.clone(),
         stop.subscribe(),

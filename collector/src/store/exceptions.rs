@@ -24,6 +24,10 @@ pub struct MonitorUpdate {
     pub to: StreamCursor,
     /// The page's exceptions, one delta per fingerprint.
     pub exceptions: Vec<ExceptionDelta>,
+    /// The page's span metrics, by minute and by hour.
+    pub spans: super::metrics::SpanDeltas,
+    /// The page's records by level, by minute and by hour.
+    pub volume: super::metrics::VolumeDeltas,
 }
 
 /// A page's occurrences of one exception group.

@@ -19,6 +19,7 @@ mod address;
 mod error;
 pub mod exceptions;
 pub mod latency;
+pub mod metrics;
 mod options;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -203,6 +204,18 @@ pub trait StoreReader: Send + Sync {
     /// One exception group with its trend, tags and notes.
     fn exception_group(&self, fingerprint: &str) -> Result<Option<ExceptionDetail>, StoreError>;
 
+    /// The span metric rows of `filter`'s range, at the width it calls for.
+    fn span_rows(
+        &self,
+        filter: &metrics::MetricsFilter,
+    ) -> Result<Vec<metrics::SpanRow>, StoreError>;
+
+    /// Records by `(period, level code, count)` over `filter`'s range.
+    fn log_volume(
+        &self,
+        filter: &metrics::MetricsFilter,
+    ) -> Result<Vec<(i64, u8, u64)>, StoreError>;
+
     /// Every API token, revoked ones included, oldest first.
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
 
@@ -306,6 +319,14 @@ pub trait StoreWriter: Send {
     /// Takes `subject` out of the exception groups: a user from their affected users,
     /// and a group's first message that names the subject; the groups changed.
     fn forget_in_exceptions(&mut self, subject: &Subject) -> Result<u64, StoreError>;
+
+    /// Deletes span metric and log volume rows of minutes before `minutes_before` and
+    /// of hours before `hours_before`; the rows deleted.
+    fn prune_metrics(
+        &mut self,
+        minutes_before: Timestamp,
+        hours_before: Timestamp,
+    ) -> Result<u64, StoreError>;
 
     /// Applies what the monitor derived from a page of the stream with the move of its
     /// cursor, in one transaction; `false`, applying nothing, when the cursor kept is

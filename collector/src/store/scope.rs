@@ -395,6 +395,21 @@ impl StoreReader for Scoped {
         Err(not_visible("exception groups"))
     }
 
+    // Metrics gather every tenant's spans.
+    fn span_rows(
+        &self,
+        _filter: &super::metrics::MetricsFilter,
+    ) -> Result<Vec<super::metrics::SpanRow>, StoreError> {
+        Err(not_visible("span metrics"))
+    }
+
+    fn log_volume(
+        &self,
+        _filter: &super::metrics::MetricsFilter,
+    ) -> Result<Vec<(i64, u8, u64)>, StoreError> {
+        Err(not_visible("log volume"))
+    }
+
     fn token(&self, _id: &str) -> Result<Option<ApiToken>, StoreError> {
         Err(not_visible("a token"))
     }

@@ -51,7 +51,8 @@ fn all(reader: &dyn StoreReader) -> Vec<ExceptionGroup> {
 pub fn exception_groups_count_once_and_follow_their_state(backend: &dyn Backend) {
     let mut store = backend.writer(1000);
     let reader = store.reader();
-    let catch_up = || monitor::catch_up(reader.as_ref(), backend.writer(1000)).unwrap();
+    let catch_up =
+        || monitor::catch_up(reader.as_ref(), backend.writer(1000), &Default::default()).unwrap();
     let mut batch = vec![
         failure(
             1,
@@ -116,6 +117,7 @@ pub fn exception_groups_count_once_and_follow_their_state(backend: &dyn Backend)
         from: StreamCursor::START,
         to: StreamCursor::from_backend(1),
         exceptions: monitor::exception_deltas(&[]),
+        ..MonitorUpdate::default()
     };
     assert!(!store.apply_monitor(&stale).unwrap());
     assert_eq!(all(reader.as_ref())[0].count, 3);

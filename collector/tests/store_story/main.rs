@@ -15,6 +15,7 @@ mod audit;
 mod backend;
 mod calls;
 mod exceptions;
+mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres_only;
 mod records;
@@ -122,6 +123,7 @@ macro_rules! stories {
 use audit::*;
 use calls::*;
 use exceptions::*;
+use metrics::*;
 use records::*;
 use retention::*;
 use runs::*;
@@ -139,6 +141,7 @@ stories! {
         calls_runs_and_cost_are_kept_at_ingest,
         genai_events_fold_into_their_calls,
         exception_groups_count_once_and_follow_their_state,
+        span_metrics_roll_up_by_minute_and_hour,
         a_run_is_its_roots_even_when_other_processes_records_come_first,
         purge_by_age_archives_anchors_and_restores,
         purge_by_count_and_tenant_rule,
@@ -176,6 +179,7 @@ stories! {
         calls_runs_and_cost_are_kept_at_ingest,
         genai_events_fold_into_their_calls,
         exception_groups_count_once_and_follow_their_state,
+        span_metrics_roll_up_by_minute_and_hour,
         a_run_is_its_roots_even_when_other_processes_records_come_first,
         purge_by_age_archives_anchors_and_restores,
         purge_by_count_and_tenant_rule,

@@ -328,7 +328,8 @@ fn three_monitors_on_one_database_count_each_exception_once() {
         .map(|_| {
             let (reader, writer) = (b.reader(), b.writer(1000));
             std::thread::spawn(move || {
-                logbook_collector::monitor::catch_up(reader.as_ref(), writer).unwrap()
+                logbook_collector::monitor::catch_up(reader.as_ref(), writer, &Default::default())
+                    .unwrap()
             })
         })
         .collect();

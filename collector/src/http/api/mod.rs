@@ -11,6 +11,7 @@
 mod admin;
 mod errors;
 mod feedback;
+mod metrics;
 mod openapi;
 mod params;
 mod records;
@@ -34,6 +35,7 @@ use crate::store::{scoped, StoreError, StoreReader};
 
 pub(crate) use admin::{execute_purge, verify_report, PurgeRequest};
 pub(crate) use errors::{apply_change, error_filter, ErrorChange, ERROR_KEYS};
+pub(crate) use metrics::{metrics_filter, report as metrics_report, METRICS_KEYS};
 pub use params::Params;
 pub(crate) use records::record_filter;
 pub(crate) use runs::{next_runs, run_filter, RUN_KEYS};
@@ -56,6 +58,7 @@ pub fn routes() -> Router<Arc<HttpContext>> {
         .route("/api/v1/cost", get(runs::cost))
         .route("/api/v1/feedback", post(feedback::post))
         .route("/api/v1/errors", get(errors::list))
+        .route("/api/v1/metrics", get(metrics::get))
         .route(
             "/api/v1/errors/{fingerprint}",
             get(errors::one).post(errors::change),

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
-use super::{admin, errors, feedback, records, runs, stream, ErrorBody, ErrorDetail};
+use super::{admin, errors, feedback, metrics, records, runs, stream, ErrorBody, ErrorDetail};
 
 /// The document.
 #[derive(OpenApi)]
@@ -31,6 +31,7 @@ use super::{admin, errors, feedback, records, runs, stream, ErrorBody, ErrorDeta
         errors::list,
         errors::one,
         errors::change,
+        metrics::get,
         admin::stats,
         admin::verify,
         admin::purge,
@@ -52,6 +53,7 @@ use super::{admin, errors, feedback, records, runs, stream, ErrorBody, ErrorDeta
         feedback::FeedbackGiven,
         errors::ErrorList,
         errors::ErrorChange,
+        metrics::MetricsReport,
         stream::SseEvent,
     )),
     modifiers(&Bearer),
@@ -59,6 +61,7 @@ use super::{admin, errors, feedback, records, runs, stream, ErrorBody, ErrorDeta
         (name = "records", description = "Records: filtered pages, one record, export, live stream"),
         (name = "runs", description = "Runs, their span trees, LLM and tool calls, cost, feedback"),
         (name = "errors", description = "Exception groups: list, one group, resolve, ignore, reopen, note"),
+        (name = "metrics", description = "Span metrics (throughput, errors, latency percentiles) and log volume"),
         (name = "admin", description = "Stats, audit verification, purge"),
     )
 )]

@@ -163,6 +163,83 @@ pub(super) async fn calls(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Respo
     ]))
 }
 
+/// `/charts/spans`: the performance page's spans (throughput, errors, latency) and
+/// records by level over time, from the monitor's rollups, with its filters.
+pub(super) async fn spans(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let mut p = Params::parse(q.as_deref());
+    let f = crate::http::api::metrics_filter(&mut p)?;
+    let _ = p.take("by_model")?;
+    p.finish(crate::http::api::METRICS_KEYS)?;
+    let reader = viewer.reader;
+    let width = f.width();
+    let range = (Timestamp(f.first_period()), f.until, width);
+    let r =
+        blocking(move || crate::http::api::metrics_report(reader.as_ref(), &f, false, 1)).await?;
+    let ms = |ns: Option<u64>| ns.map_or(0.0, |n| n as f64 / 1e6);
+    let spans: Vec<SeriesPoint> = r
+        .series
+        .iter()
+        .map(|p| SeriesPoint {
+            t: p.t,
+            values: vec![
+                p.count as f64,
+                p.errors as f64,
+                ms(p.p50_ns),
+                ms(p.p95_ns),
+                ms(p.p99_ns),
+            ],
+        })
+        .collect();
+    let mut volume: Vec<SeriesPoint> = Vec::new();
+    for v in &r.volume {
+        if volume.last().is_none_or(|l| l.t != v.t) {
+            volume.push(SeriesPoint {
+                t: v.t,
+                values: vec![0.0; 3],
+            });
+        }
+        let last = volume.len() - 1;
+        let at = match v.level {
+            "ERROR" => 2,
+            "WARN" => 1,
+            _ => 0,
+        };
+        volume[last].values[0] += v.count as f64;
+        if at > 0 {
+            volume[last].values[at] += v.count as f64;
+        }
+    }
+    Ok(json(&[
+        chart(
+            "spans-chart",
+            "Spans and errors",
+            &["spans", "errors"],
+            &[0, 1],
+            "spans",
+            &spans,
+            range,
+        ),
+        chart(
+            "latency-chart",
+            "Span latency (ms)",
+            &["p50", "p95", "p99"],
+            &[2, 3, 4],
+            "ms",
+            &spans,
+            range,
+        ),
+        chart(
+            "volume-chart",
+            "Records by level",
+            &["all", "warn", "error"],
+            &[0, 1, 2],
+            "records",
+            &volume,
+            range,
+        ),
+    ]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

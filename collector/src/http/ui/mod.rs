@@ -21,6 +21,7 @@ mod chart;
 mod compare;
 mod detail;
 mod errors;
+mod performance;
 mod records;
 mod runs;
 pub mod session;
@@ -56,6 +57,8 @@ pub fn routes() -> Router<Arc<HttpContext>> {
         .route("/charts/runs", get(chart::runs))
         .route("/charts/records", get(chart::records))
         .route("/charts/calls", get(chart::calls))
+        .route("/charts/spans", get(chart::spans))
+        .route("/performance", get(performance::show))
         .route("/errors", get(errors::list))
         .route(
             "/errors/{fingerprint}",

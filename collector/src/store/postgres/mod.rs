@@ -17,6 +17,7 @@ mod admin;
 mod audit;
 mod calls;
 mod exceptions;
+mod metrics;
 mod read;
 mod schema;
 mod write;
@@ -334,6 +335,20 @@ impl StoreWriter for PgWriter {
         blocking(|| exceptions::apply(&mut self.client, update))
     }
 
+    fn prune_metrics(
+        &mut self,
+        minutes_before: Timestamp,
+        hours_before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        blocking(|| {
+            metrics::prune(
+                &mut self.client,
+                minutes_before.as_nanos(),
+                hours_before.as_nanos(),
+            )
+        })
+    }
+
     fn change_exception(
         &mut self,
         fingerprint: &str,
@@ -640,6 +655,20 @@ impl StoreReader for PgReader {
 
     fn exception_group(&self, fingerprint: &str) -> Result<Option<ExceptionDetail>, StoreError> {
         self.with(|c| exceptions::detail(c, fingerprint))
+    }
+
+    fn span_rows(
+        &self,
+        filter: &super::metrics::MetricsFilter,
+    ) -> Result<Vec<super::metrics::SpanRow>, StoreError> {
+        self.with(|c| metrics::span_rows(c, filter))
+    }
+
+    fn log_volume(
+        &self,
+        filter: &super::metrics::MetricsFilter,
+    ) -> Result<Vec<(i64, u8, u64)>, StoreError> {
+        self.with(|c| metrics::volume(c, filter))
     }
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {

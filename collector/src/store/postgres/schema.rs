@@ -338,9 +338,9 @@ CREATE TABLE IF NOT EXISTS forwards (
     updated    bigint NOT NULL
 );
 "#,
-    // 2: monitoring: how far the monitor has read the stream, and exception groups
-    // (see crate::monitor and crate::store::exceptions). Only adds: the previous
-    // release keeps writing.
+    // 2: monitoring: how far the monitor has read the stream, exception groups, span
+    // metrics and log volume (see crate::monitor, crate::store::exceptions and
+    // crate::store::metrics). Only adds: the previous release keeps writing.
     r#"
 CREATE TABLE IF NOT EXISTS monitor_state (
     name    text COLLATE "C" PRIMARY KEY,
@@ -391,6 +391,27 @@ CREATE TABLE IF NOT EXISTS exception_notes (
     text        text COLLATE "C" NOT NULL
 );
 CREATE INDEX IF NOT EXISTS exception_notes_group ON exception_notes (fingerprint, ts);
+CREATE TABLE IF NOT EXISTS span_metrics (
+    width   bigint NOT NULL,
+    period  bigint NOT NULL,
+    service text COLLATE "C" NOT NULL,
+    name    text COLLATE "C" NOT NULL,
+    model   text COLLATE "C" NOT NULL,
+    count   bigint NOT NULL,
+    errors  bigint NOT NULL,
+    slow    bigint NOT NULL,
+    sum_ns  bigint NOT NULL,
+    sketch  bytea NOT NULL,
+    PRIMARY KEY (width, period, service, name, model)
+);
+CREATE TABLE IF NOT EXISTS log_volume (
+    width   bigint NOT NULL,
+    period  bigint NOT NULL,
+    service text COLLATE "C" NOT NULL,
+    level   bigint NOT NULL,
+    n       bigint NOT NULL,
+    PRIMARY KEY (width, period, service, level)
+);
 "#,
 ];
 

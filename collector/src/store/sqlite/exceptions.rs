@@ -119,6 +119,7 @@ pub(super) fn apply(conn: &mut Connection, u: &MonitorUpdate) -> Result<bool, St
             ])?;
         }
     }
+    super::metrics::apply(&tx, &u.spans, &u.volume)?;
     tx.execute(
         "INSERT INTO monitor_state (name, cursor, updated) VALUES (?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated",

@@ -11,6 +11,7 @@ mod audit;
 mod backup;
 mod calls;
 mod exceptions;
+mod metrics;
 mod read;
 mod schema;
 mod write;
@@ -299,6 +300,18 @@ impl StoreWriter for SqliteWriter {
 
     fn apply_monitor(&mut self, update: &MonitorUpdate) -> Result<bool, StoreError> {
         exceptions::apply(&mut self.conn, update)
+    }
+
+    fn prune_metrics(
+        &mut self,
+        minutes_before: Timestamp,
+        hours_before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        metrics::prune(
+            &self.conn,
+            minutes_before.as_nanos(),
+            hours_before.as_nanos(),
+        )
     }
 
     fn change_exception(
@@ -618,6 +631,20 @@ impl StoreReader for SqliteReader {
 
     fn exception_group(&self, fingerprint: &str) -> Result<Option<ExceptionDetail>, StoreError> {
         self.with(|c| exceptions::detail(c, fingerprint))
+    }
+
+    fn span_rows(
+        &self,
+        filter: &super::metrics::MetricsFilter,
+    ) -> Result<Vec<super::metrics::SpanRow>, StoreError> {
+        self.with(|c| metrics::span_rows(c, filter))
+    }
+
+    fn log_volume(
+        &self,
+        filter: &super::metrics::MetricsFilter,
+    ) -> Result<Vec<(i64, u8, u64)>, StoreError> {
+        self.with(|c| metrics::volume(c, filter))
     }
 
     fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {

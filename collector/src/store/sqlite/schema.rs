@@ -558,8 +558,9 @@ CREATE TABLE IF NOT EXISTS forwards (
     updated    INTEGER NOT NULL
 );
 "#,
-    // 13: monitoring: how far the monitor has read the stream, and exception groups
-    // (see crate::monitor and crate::store::exceptions).
+    // 13: monitoring: how far the monitor has read the stream, exception groups, span
+    // metrics and log volume by minute and hour (see crate::monitor,
+    // crate::store::exceptions and crate::store::metrics).
     r#"
 CREATE TABLE IF NOT EXISTS monitor_state (
     name    TEXT PRIMARY KEY,
@@ -609,6 +610,27 @@ CREATE TABLE IF NOT EXISTS exception_notes (
     text        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS exception_notes_group ON exception_notes (fingerprint, ts);
+CREATE TABLE IF NOT EXISTS span_metrics (
+    width   INTEGER NOT NULL,
+    period  INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    model   TEXT NOT NULL,
+    count   INTEGER NOT NULL,
+    errors  INTEGER NOT NULL,
+    slow    INTEGER NOT NULL,
+    sum_ns  INTEGER NOT NULL,
+    sketch  BLOB NOT NULL,
+    PRIMARY KEY (width, period, service, name, model)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_volume (
+    width   INTEGER NOT NULL,
+    period  INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    level   INTEGER NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (width, period, service, level)
+) WITHOUT ROWID;
 "#,
 ];
 

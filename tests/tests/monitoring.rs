@@ -1,9 +1,11 @@
-//! Exceptions grouped, end to end: a real `logbook serve`, the test application's Rust
+//! Monitoring end to end. Exceptions grouped: a real `logbook serve`, the test application's Rust
 //! errors (a `dyn Error` field, a source chain) and panics over the Unix socket, the
 //! Python OpenTelemetry SDK's recorded exceptions (stack traces) and `log.exception`
 //! lines over OTLP/HTTP; `logbook errors` lists them grouped; resolve in a version,
 //! an old version failing again, the new one regressing; ignore and notes through the
-//! API; every change in the audit trail; counts unchanged across a restart.
+//! API; every change in the audit trail; counts unchanged across a restart. Span
+//! metrics: the example agent's spans in `logbook metrics`, the API, `/metrics` and
+//! the Performance page.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,8 +15,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{app_command, run_app, Collector};
+use common::{app_command, http_get, run_app, run_example, Collector};
 use serde_json::Value;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_logbook-e2e-example-agent");
 
 /// `logbook errors --all --json` of `collector`'s store.
 fn groups(collector: &Collector) -> Vec<Value> {
@@ -270,4 +274,82 @@ fn groups_catch_up_without_a_running_collector() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no exception group"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn the_example_agents_spans_are_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start_with(dir.path(), &["--http", "127.0.0.1:0"]);
+    run_example(AGENT, &collector);
+    run_example(AGENT, &collector);
+    let metrics = |args: &[&str]| -> Vec<Value> {
+        let mut all = vec!["metrics", "--json", "--since", "1h"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&cli_ok(&collector, &all)).unwrap()
+    };
+    // The monitor runs beside ingest: wait for the agent's LLM calls.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        let spans = metrics(&[]);
+        if spans
+            .iter()
+            .any(|s| s["name"] == "chat" && s["count"].as_u64() >= Some(10))
+        {
+            break spans;
+        }
+        assert!(Instant::now() < deadline, "{spans:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let chat = spans.iter().find(|s| s["name"] == "chat").unwrap();
+    assert_eq!(chat["service"], "example-agent");
+    let (p50, p99) = (
+        chat["p50_ns"].as_u64().unwrap(),
+        chat["p99_ns"].as_u64().unwrap(),
+    );
+    assert!(p50 > 1_000_000 && p50 <= p99, "{chat}");
+    assert!(
+        chat["errors"].as_u64().unwrap() >= 1,
+        "the agent's rate-limited call: {chat}"
+    );
+    let by_model = metrics(&["--by-model", "--name", "chat"]);
+    assert!(by_model.iter().all(|s| s["name"] == "chat"));
+    assert!(
+        by_model
+            .iter()
+            .any(|s| s["model"].as_str().is_some_and(|m| m.starts_with("gpt-4o"))),
+        "{by_model:#?}"
+    );
+    // The table a person reads.
+    let table = cli_ok(&collector, &["metrics", "--since", "1h"]);
+    assert!(table.lines().next().unwrap().contains("P95"), "{table}");
+    assert!(table.contains("execute_tool"), "{table}");
+    let volume = cli_ok(&collector, &["metrics", "--volume", "--since", "1h"]);
+    assert!(volume.contains("INFO"), "{volume}");
+
+    // The API, /metrics and the Performance page.
+    let addr = collector.http_addr();
+    let api = http_get(addr, "/api/v1/metrics?since=1h&by_model=true", None);
+    assert_eq!(api.status, 200);
+    let report = api.json();
+    assert!(report["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "chat"));
+    assert!(!report["series"].as_array().unwrap().is_empty());
+    assert!(!report["volume"].as_array().unwrap().is_empty());
+    let bad = http_get(addr, "/api/v1/metrics?since=soon", None);
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let prom = http_get(addr, "/metrics", None).text();
+    assert!(
+        prom.contains("logbook_span_count_5m{service=\"example-agent\",span=\"chat\"}"),
+        "{prom}"
+    );
+    assert!(prom.contains("logbook_span_duration_seconds_5m{"), "{prom}");
+    let page = http_get(addr, "/performance?since=1h", None);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("execute_tool"));
+    let charts = http_get(addr, "/charts/spans?since=1h", None);
+    assert_eq!(charts.status, 200, "{}", charts.text());
+    assert_eq!(charts.json().as_array().unwrap().len(), 3);
 }
