@@ -520,9 +520,11 @@ pub(super) fn run_records(
     key: &str,
     limit: usize,
 ) -> Result<Vec<Record>, StoreError> {
-    let kind: Option<String> = c
-        .query_opt("SELECT kind FROM runs WHERE run_id = $1", &[&key])?
-        .map(|r| r.get(0));
+    let run = c.query_opt(
+        "SELECT kind, first_ts, last_ts FROM runs WHERE run_id = $1",
+        &[&key],
+    )?;
+    let kind: Option<String> = run.as_ref().map(|r| r.get(0));
     if kind.as_deref() == Some(crate::store::RunKind::Trace.as_str()) {
         if let Ok(trace) = key.parse::<TraceId>() {
             let sql = format!(
@@ -533,19 +535,28 @@ pub(super) fn run_records(
             return collect(c, &sql, &[&&trace.0[..]]);
         }
     }
+    // The run's time range (its rows only ever widen it) lets the planner skip the
+    // other days' partitions; events of its spans sent apart are looked for a day
+    // either side.
+    let (first, last): (i64, i64) = run.map_or((i64::MIN, i64::MAX), |r| (r.get(1), r.get(2)));
+    let (lo, hi) = (
+        first.saturating_sub(super::schema::DAY_NS),
+        last.saturating_add(super::schema::DAY_NS),
+    );
     // The run's records, and the events without a run id that happened in its spans
     // (log lines sent apart from their spans carry their trace and span only).
     let sql = format!(
-        "SELECT {COLUMNS} FROM records WHERE run_id = $1
+        "SELECT {COLUMNS} FROM records WHERE run_id = $1 AND ts BETWEEN $2 AND $3
          UNION ALL
          SELECT {COLUMNS} FROM records
-          WHERE kind = 1 AND span_id IS NOT NULL AND run_id IS NULL
+          WHERE kind = 1 AND span_id IS NOT NULL AND run_id IS NULL AND ts BETWEEN $4 AND $5
             AND (trace_id, span_id) IN
                 (SELECT DISTINCT trace_id, span_id FROM records
-                  WHERE run_id = $1 AND kind = 3 AND span_id IS NOT NULL)
+                  WHERE run_id = $1 AND kind = 3 AND span_id IS NOT NULL
+                    AND ts BETWEEN $2 AND $3)
          ORDER BY 3, 1 LIMIT {limit}"
     );
-    collect(c, &sql, &[&key])
+    collect(c, &sql, &[&key, &first, &last, &lo, &hi])
 }
 
 /// A run's columns: the root's trace, service and agent where it has them, else the
