@@ -10,6 +10,7 @@ mod hot_path;
 mod http;
 mod ingest;
 mod instructions;
+mod monitor;
 mod otlp;
 mod postgres;
 mod purge;
@@ -82,6 +83,13 @@ enum Cmd {
     /// loads, with emit-to-commit latency and memory; and the ingest ceiling.
     Sustained {
         /// A few seconds instead of minutes.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Ingest with the monitor (exception groups, span metrics, log volume) off and on,
+    /// alternating: the monitor's cost, and whether it keeps up.
+    Monitor {
+        /// One round of a few seconds.
         #[arg(long)]
         quick: bool,
     },
@@ -419,6 +427,17 @@ fn main() -> anyhow::Result<()> {
             }
             let _ = std::fs::remove_dir_all(&dir);
             println!("{}", sustained_markdown(&ceiling, &runs));
+            Ok(())
+        }
+        Cmd::Monitor { quick } => {
+            let dir = hot_path::scratch_dir();
+            let r = monitor::run(
+                &dir,
+                if quick { 2.0 } else { 10.0 },
+                if quick { 1 } else { 5 },
+            )?;
+            let _ = std::fs::remove_dir_all(&dir);
+            println!("{}", monitor::markdown(&r));
             Ok(())
         }
         Cmd::Queries {

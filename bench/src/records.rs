@@ -22,6 +22,32 @@ pub(crate) fn emit_events(span: &tracing::Span, from: u64, n: u64) {
     }
 }
 
+/// What the monitor works on, at the rate the emitter can make it: per ten records,
+/// a database query's span (its start and end), seven log lines, and every hundredth
+/// record an error with its cause. Returns the records emitted.
+pub(crate) fn emit_mixed(span: &tracing::Span, from: u64, n: u64) -> u64 {
+    let _e = span.enter();
+    let mut emitted = 0;
+    for i in from..from + n {
+        if i % 10 == 0 {
+            let q = tracing::info_span!("db.query", db.system = "postgresql", rows = i % 7);
+            q.in_scope(|| {});
+            emitted += 2;
+        } else if i % 100 == 1 {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("read timed out after {} ms", i % 1000),
+            );
+            tracing::error!(error = &e as &dyn std::error::Error, "fetch failed");
+            emitted += 1;
+        } else {
+            info!(n = i, status = "ok", latency_ms = 12.5, "request handled");
+            emitted += 1;
+        }
+    }
+    emitted
+}
+
 /// The span the emitter logs in.
 pub(crate) fn run_span(run: &str) -> tracing::Span {
     info_span!("bench.run", run_id = run, tenant = "acme", user_id = "u-42")

@@ -58,6 +58,9 @@ pub(crate) fn peak_rss_kib(pid: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Set for the emitting child: emit [`records::emit_mixed`]'s mix.
+pub(crate) const MIX_ENV: &str = "LOGBOOK_BENCH_MIX";
+
 /// The emitting child: logs for `seconds` at `rate` records/s (0: as fast as it can).
 pub(crate) fn emit_child(socket: &Path, rate: f64, seconds: f64) -> anyhow::Result<()> {
     let layer = logbook_layer::builder()
@@ -80,8 +83,12 @@ pub(crate) fn emit_child(socket: &Path, rate: f64, seconds: f64) -> anyhow::Resu
         } else {
             1000
         };
-        records::emit_events(&span, emitted, n);
-        emitted += n;
+        if std::env::var_os(MIX_ENV).is_some() {
+            emitted += records::emit_mixed(&span, emitted, n);
+        } else {
+            records::emit_events(&span, emitted, n);
+            emitted += n;
+        }
         max_buffered = max_buffered.max(handle.stats().buffered_bytes);
         if rate > 0.0 {
             next += tick;
@@ -140,8 +147,19 @@ impl Emitter {
         rate: f64,
         seconds: f64,
     ) -> anyhow::Result<Self> {
+        Self::start_with(collector, rate, seconds, &[])
+    }
+
+    /// [`Emitter::start`] with `env` set for the child.
+    pub(crate) fn start_with(
+        collector: &CollectorProcess,
+        rate: f64,
+        seconds: f64,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let started = Timestamp::now();
         let child = Command::new(std::env::current_exe()?)
+            .envs(env.iter().copied())
             .args(["emit-child", "--socket"])
             .arg(&collector.socket)
             .args([
@@ -171,6 +189,18 @@ impl Emitter {
         collector: CollectorProcess,
         others: u64,
     ) -> anyhow::Result<SustainedRun> {
+        self.finish_then(label, collector, others, |_| Ok(()))
+    }
+
+    /// [`Emitter::finish`], calling `before_stop` with the database once the emitter
+    /// is done and before the collector stops.
+    pub(crate) fn finish_then(
+        self,
+        label: &str,
+        collector: CollectorProcess,
+        others: u64,
+        before_stop: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<SustainedRun> {
         let out = self.child.wait_with_output()?;
         if !out.status.success() {
             bail!("emitter failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -179,6 +209,7 @@ impl Emitter {
             .with_context(|| format!("emitter output: {}", String::from_utf8_lossy(&out.stdout)))?;
         let collector_peak_rss_kib = peak_rss_kib(&collector.pid().to_string());
         let db = collector.db.clone();
+        before_stop(&db)?;
         // A graceful stop writes the last commit's latencies.
         drop(collector);
         let store = open_reader(&StoreAddress::sqlite(&db))?;

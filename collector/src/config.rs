@@ -340,6 +340,12 @@ pub const KEYS: &[Key] = &[
         bounds: None,
     },
     Key {
+        name: "monitor",
+        help: "on: derive exception groups, span metrics and log volume from what is stored; off: not on this collector (another of the fleet does)",
+        default: DefaultValue::Text("on"),
+        bounds: None,
+    },
+    Key {
         name: "slow_spans",
         help: "array of tables: slow-span thresholds by span name (name: a pattern with *, threshold: 2s, 250ms) [default: requests 1s, database queries 500ms]",
         default: DefaultValue::Unset,
@@ -493,6 +499,8 @@ pub struct Config {
     pub token: Option<SensitiveString>,
     /// The collector's own log level.
     pub log: String,
+    /// Whether this collector runs the monitor (`on` or `off`).
+    pub monitor: String,
     /// Scope fields every record must carry.
     #[serde(default)]
     pub required_scope: Vec<String>,
@@ -927,6 +935,12 @@ impl Config {
             }
         }
         self.slow_rules()?;
+        if !["on", "off"].contains(&self.monitor.as_str()) {
+            bail!(
+                "configuration: monitor must be on or off (got {:?})",
+                self.monitor
+            );
+        }
         // Rules compile (patterns, names) before anything starts.
         self.redactor(&[0; 32])?;
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log.as_str()) {

@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// The collector's own log level.
     #[arg(long, value_name = "LEVEL", help = key_help("log"))]
     log: Option<String>,
+    /// Whether this collector derives exception groups, span metrics and log volume.
+    #[arg(long, value_name = "on|off", help = key_help("monitor"))]
+    monitor: Option<String>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
@@ -102,6 +105,7 @@ impl ServeArgs {
         put("queue_records", self.queue_records.map(|v| v.to_string()));
         put("durability", self.durability.map(|d| d.as_str().to_owned()));
         put("log", self.log.clone());
+        put("monitor", self.monitor.clone());
         f
     }
 

@@ -197,17 +197,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &stop.subscribe(),
     )?;
 
-    // Monitoring: exception groups, derived from the stream on a connection of its
-    // own.
-    let monitor = crate::monitor::spawn(
-        config.db.clone(),
-        config.store_options(),
-        config.slow_rules()?,
-        config.retention.ops.0,
-        Arc::clone(&reader),
-        feed.clone(),
-        stop.subscribe(),
-    );
+    // Monitoring: exception groups, span metrics and log volume, derived from the
+    // stream on a connection of its own.
+    let monitor = if config.monitor == "on" {
+        Some(crate::monitor::spawn(
+            config.db.clone(),
+            config.store_options(),
+            config.slow_rules()?,
+            config.retention.ops.0,
+            Arc::clone(&reader),
+            feed.clone(),
+            stop.subscribe(),
+        ))
+    } else {
+        info!("Monitoring is off on this collector (monitor = \"off\").");
+        None
+    };
 
     // Until a signal, or the writer's death (a panic): nothing could be stored then,
     // and clients must hear of it rather than wait.
@@ -243,7 +248,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for f in forwards {
         let _ = f.await;
     }
-    let _ = monitor.await;
+    if let Some(monitor) = monitor {
+        let _ = monitor.await;
+    }
     ticker.abort();
     let _ = ticker.await;
     // The failed authentications not yet in the trail, then the last handle on
