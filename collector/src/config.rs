@@ -346,6 +346,12 @@ pub const KEYS: &[Key] = &[
         bounds: None,
     },
     Key {
+        name: "alerts",
+        help: "array of tables: alert rules (name, kind: loop | error_count | exception, threshold, window, service, for, repeat, send_resolved, webhook, secret; see README) [default: none]",
+        default: DefaultValue::Unset,
+        bounds: None,
+    },
+    Key {
         name: "slow_spans",
         help: "array of tables: slow-span thresholds by span name (name: a pattern with *, threshold: 2s, 250ms) [default: requests 1s, database queries 500ms]",
         default: DefaultValue::Unset,
@@ -534,6 +540,9 @@ pub struct Config {
     /// Slow-span thresholds by span name, over the defaults.
     #[serde(default)]
     pub slow_spans: Vec<SlowSpan>,
+    /// Alert rules.
+    #[serde(default)]
+    pub alerts: Vec<crate::alerts::AlertRule>,
     /// The configuration file read, if any.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -885,6 +894,14 @@ impl Config {
                 }
             }
         }
+        // An alert webhook's HMAC key likewise.
+        if let Some(toml::Value::Array(alerts)) = kept.get_mut("alerts") {
+            for a in alerts {
+                if let Some(secret) = a.get_mut("secret") {
+                    *secret = toml::Value::String("set".into());
+                }
+            }
+        }
         let mut config = Config::deserialize(toml::Value::Table(merged))
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         config.file = file;
@@ -935,6 +952,13 @@ impl Config {
             }
         }
         self.slow_rules()?;
+        let mut alert_names = std::collections::BTreeSet::new();
+        for a in &self.alerts {
+            a.check().context("configuration")?;
+            if !alert_names.insert(a.name.as_str()) {
+                bail!("configuration: two [[alerts]] rules are named {:?}", a.name);
+            }
+        }
         if !["on", "off"].contains(&self.monitor.as_str()) {
             bail!(
                 "configuration: monitor must be on or off (got {:?})",

@@ -18,6 +18,8 @@ pub mod store;
 pub mod views;
 
 #[cfg(feature = "server")]
+pub mod alerts;
+#[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "server")]
 pub mod config;

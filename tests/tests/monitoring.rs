@@ -353,3 +353,192 @@ fn the_example_agents_spans_are_measured() {
     assert_eq!(charts.status, 200, "{}", charts.text());
     assert_eq!(charts.json().as_array().unwrap().len(), 3);
 }
+
+/// A request received: its headers (lower-cased names) and body.
+type Received = (Vec<(String, String)>, Vec<u8>);
+
+/// A local webhook receiver: answers 200 to every request, keeps each one.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = std::sync::Arc::clone(&got);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let keep = std::sync::Arc::clone(&keep);
+                std::thread::spawn(move || {
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        let mut headers = Vec::new();
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            if let Some((k, v)) = h.split_once(':') {
+                                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                            }
+                        }
+                        let len = headers
+                            .iter()
+                            .find(|(k, _)| k == "content-length")
+                            .map_or(0, |(_, v)| v.parse().unwrap_or(0));
+                        let mut body = vec![0; len];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        keep.lock().unwrap().push((headers, body));
+                        let _ = writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                    }
+                });
+            }
+        });
+        Self { addr, got }
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+/// HMAC-SHA256 of `body` under `key`, by Python's standard library (not ours).
+fn python_hmac(key: &str, body: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import hmac, hashlib, sys; print(hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())",
+            key,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn an_agent_stuck_in_a_loop_fires_an_alert_by_webhook_while_its_run_is_open() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r#"
+[[alerts]]
+name = "agent loop"
+kind = "loop"
+threshold = 3
+webhook = "http://{}/hook"
+secret = "s3cret-key"
+
+[[alerts]]
+name = "new exceptions"
+kind = "exception"
+"#,
+        receiver.addr
+    );
+    let collector = Collector::start_with_config(dir.path(), &toml);
+    // The secret is never in the log nor in the audited configuration.
+    let app = std::thread::spawn({
+        let endpoint = collector.endpoint();
+        move || {
+            run_app(
+                &["loop", "run-stuck", "4", "8000"],
+                &[("LOGBOOK_ENDPOINT", &endpoint)],
+            )
+        }
+    });
+    // While the run is still running, the alert arrives.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (headers, body) = loop {
+        if let Some(r) = receiver.requests().into_iter().next() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no alert arrived");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!app.is_finished(), "the alert came after the run ended");
+    let payload: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(payload["version"], "4");
+    assert_eq!(payload["status"], "firing");
+    let alert = &payload["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "agent loop");
+    assert_eq!(alert["labels"]["run_id"], "run-stuck");
+    assert_eq!(alert["labels"]["tool"], "search");
+    assert_eq!(
+        alert["labels"]["arguments"], r#"{"page":1,"query":"refund policy"}"#,
+        "the arguments compared as canonical JSON"
+    );
+    let signature = headers
+        .iter()
+        .find(|(k, _)| k == "x-logbook-signature")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(
+        signature,
+        format!("sha256={}", python_hmac("s3cret-key", &body))
+    );
+    let report = app.join().unwrap();
+    assert_eq!(report.delivered, report.emitted);
+    // Once the run ends the loop is over: resolved, and said so.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let resolved = receiver.requests().iter().any(|(_, b)| {
+            serde_json::from_slice::<Value>(b).is_ok_and(|p| p["status"] == "resolved")
+        });
+        if resolved {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never resolved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The history: firing and resolved, each sent once; the rules listed.
+    let config = dir.path().join("logbook.toml");
+    let config = config.to_str().unwrap();
+    let out = cli_ok(&collector, &["alerts", "--json", "--config", config]);
+    let alerts: Value = serde_json::from_str(&out).unwrap();
+    let history = alerts["history"].as_array().unwrap();
+    let of = |state: &str| {
+        history
+            .iter()
+            .filter(|e| e["rule"] == "agent loop" && e["state"] == state)
+            .count()
+    };
+    assert_eq!((of("firing"), of("resolved")), (1, 1), "{history:#?}");
+    assert!(history
+        .iter()
+        .all(|e| e["delivery"] == "sent" || e["rule"] != "agent loop"));
+    assert_eq!(alerts["rules"].as_array().unwrap().len(), 2);
+    // A test alert goes the same way.
+    let said = cli_ok(
+        &collector,
+        &["alerts", "test", "agent loop", "--config", config],
+    );
+    assert!(said.contains("sent"), "{said}");
+    assert!(receiver
+        .requests()
+        .iter()
+        .any(|(_, b)| String::from_utf8_lossy(b).contains("\"test\":\"true\"")));
+    // A rule with no channel: a test says so and fails.
+    let out = collector.cli(&["alerts", "test", "new exceptions", "--config", config]);
+    assert!(!out.status.success());
+    let log = collector.log_text();
+    assert!(!log.contains("s3cret-key"), "{log}");
+}

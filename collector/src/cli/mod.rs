@@ -2,6 +2,7 @@
 //! a `run` method.
 
 mod admin;
+mod alerts;
 pub(crate) mod args;
 mod audit;
 pub(crate) mod calls;
@@ -93,6 +94,9 @@ pub enum Command {
     /// service and span name (`--by-model` for LLM calls), slow spans, `--series`
     /// period by period, `--volume` records by level.
     Metrics(metrics::MetricsArgs),
+    /// Alert rules, the alerts pending or firing, the history of firings and
+    /// deliveries; `alerts test RULE` sends a test alert.
+    Alerts(alerts::AlertsArgs),
 }
 
 impl Cli {
@@ -137,6 +141,7 @@ impl Cli {
             Command::Backup(a) => a.run(&self.config()?),
             Command::Errors(a) => a.run(&self.config()?),
             Command::Metrics(a) => a.run(&self.config()?),
+            Command::Alerts(a) => a.run(&self.config()?),
         }
     }
 }

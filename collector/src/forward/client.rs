@@ -87,7 +87,7 @@ impl FromStr for Endpoint {
 
 /// Why a request did not succeed.
 #[derive(Debug)]
-pub(super) enum PostError {
+pub(crate) enum PostError {
     /// The destination refused what was sent as malformed or too large (HTTP 400,
     /// 413): sending it again will not help.
     Refused(String),
@@ -104,7 +104,7 @@ impl fmt::Display for PostError {
 }
 
 /// A destination's connection and how requests to it are made.
-pub(super) struct Client {
+pub(crate) struct Client {
     endpoint: Endpoint,
     tls: Option<tokio_rustls::TlsConnector>,
     headers: Vec<(String, String)>,
@@ -123,7 +123,7 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client of `endpoint` sending `headers` with every request; for https, the
     /// server's certificate checked against `ca` (PEM), else the system's roots.
-    pub(super) fn new(
+    pub(crate) fn new(
         endpoint: Endpoint,
         headers: Vec<(String, String)>,
         ca: Option<&std::path::Path>,
@@ -168,6 +168,19 @@ impl Client {
 
     /// POSTs `body` (OTLP protobuf) to the base path and `path`; `Ok` on a 2xx answer.
     pub(super) async fn post(&mut self, path: &str, body: Vec<u8>) -> Result<(), PostError> {
+        self.post_as(path, "application/x-protobuf", &[], body)
+            .await
+    }
+
+    /// POSTs `body` of `content_type` with `extra` headers to the base path and
+    /// `path`; `Ok` on a 2xx answer.
+    pub(crate) async fn post_as(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        extra: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Result<(), PostError> {
         let failed = |e: String| PostError::Failed(e);
         let mut sender = match self.conn.take() {
             Some(s) if !s.is_closed() => s,
@@ -177,12 +190,12 @@ impl Client {
         };
         let mut request = Request::post(format!("{}{path}", self.endpoint.base))
             .header(hyper::header::HOST, self.authority())
-            .header(hyper::header::CONTENT_TYPE, "application/x-protobuf")
+            .header(hyper::header::CONTENT_TYPE, content_type)
             .header(
                 hyper::header::USER_AGENT,
                 concat!("logbook/", env!("CARGO_PKG_VERSION")),
             );
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers.iter().chain(extra) {
             request = request.header(k.as_str(), v.as_str());
         }
         let request = request

@@ -15,7 +15,7 @@
 //! sent again. Another logbook stores it once (the ids of OTLP records derive from
 //! what identifies them); most OpenTelemetry backends do the same for spans.
 
-mod client;
+pub(crate) mod client;
 pub mod otlp;
 
 use std::collections::BTreeMap;

@@ -12,7 +12,7 @@ pub mod exception;
 pub mod sketch;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use logbook_proto::Record;
 
@@ -176,6 +176,84 @@ pub fn metric_deltas(
     (spans, volume)
 }
 
+/// A page's completed tool calls, per run, tool and canonical arguments: what the
+/// loop detector counts.
+pub fn tool_repeat_deltas(items: &[StreamItem]) -> crate::store::alerts::ToolRepeatDeltas {
+    use sha2::Digest as _;
+    let mut out = crate::store::alerts::ToolRepeatDeltas::new();
+    for item in items {
+        let r = &item.record;
+        if r.kind != logbook_proto::Kind::SpanEnd
+            || r.category.as_deref() != Some(crate::pipeline::CATEGORY_TOOL_CALL)
+        {
+            continue;
+        }
+        let Some(run) = crate::views::run::run_key(r) else {
+            continue;
+        };
+        let tool = r
+            .fields
+            .get(logbook_proto::genai::TOOL_NAME)
+            .and_then(|v| v.as_str())
+            .map_or_else(|| r.name.to_string(), str::to_owned);
+        let arguments =
+            canonical_arguments(r.fields.get(logbook_proto::genai::TOOL_CALL_ARGUMENTS));
+        let hash = sha2::Sha256::digest(arguments.as_bytes());
+        let hash: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let d = out
+            .entry((run.text().into_owned(), tool, hash))
+            .or_insert_with(|| crate::store::alerts::ToolRepeatDelta {
+                first_ts: r.ts,
+                last_ts: r.ts,
+                arguments: exception_cut(&arguments, 1000),
+                service: r.resource.service.clone(),
+                count: 0,
+            });
+        d.count += 1;
+        d.first_ts = d.first_ts.min(r.ts);
+        d.last_ts = d.last_ts.max(r.ts);
+    }
+    out
+}
+
+/// Tool arguments as canonical JSON (object keys sorted at every level, no spaces), so
+/// the same arguments written in another order or spacing compare equal; text that is
+/// not JSON as it is.
+pub fn canonical_arguments(v: Option<&logbook_proto::Value>) -> String {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut pairs: Vec<(String, serde_json::Value)> =
+                    m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(pairs.into_iter().collect())
+            }
+            serde_json::Value::Array(a) => {
+                serde_json::Value::Array(a.into_iter().map(sorted).collect())
+            }
+            other => other,
+        }
+    }
+    let text = match v {
+        None => return String::new(),
+        Some(logbook_proto::Value::Json(j)) => j.as_str().to_owned(),
+        Some(logbook_proto::Value::Str(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => sorted(v).to_string(),
+        Err(_) => text,
+    }
+}
+
+fn exception_cut(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
 /// One occurrence in `r` added to its group's delta.
 fn add(d: &mut ExceptionDelta, r: &Record) {
     d.count += 1;
@@ -253,6 +331,7 @@ pub fn step(
         exceptions: exception_deltas(&page.items),
         spans,
         volume,
+        tool_repeats: tool_repeat_deltas(&page.items),
     };
     let applied = writer
         .lock()
@@ -404,13 +483,14 @@ fn seconds(t: logbook_proto::Timestamp) -> String {
 }
 
 #[cfg(feature = "server")]
-pub use task::spawn;
+pub use task::{spawn, MonitorSetup};
 
 #[cfg(feature = "server")]
 mod task {
     use super::*;
     use crate::admission::feed::Feed;
     use crate::store::{open_writer, StoreAddress, StoreOptions, StoreReader};
+    use std::sync::Arc;
     use std::time::Duration;
     use tokio::sync::watch;
     use tokio::task::JoinHandle;
@@ -421,23 +501,81 @@ mod task {
     /// The monitor's own connection, moved to the blocking pool for each page.
     type SharedWriter = Arc<Mutex<Box<dyn crate::store::StoreWriter>>>;
     const BACKOFF_MAX: Duration = Duration::from_secs(60);
+    /// How often the alert rules are evaluated, at most.
+    const ALERT_EVERY: Duration = Duration::from_secs(2);
+
+    /// Evaluates the rules, sends what fires and keeps the states and the history.
+    async fn alerts(
+        reader: &Arc<dyn StoreReader>,
+        writer: &SharedWriter,
+        rules: &Arc<Vec<crate::alerts::AlertRule>>,
+    ) {
+        let (r, w, rs) = (Arc::clone(reader), Arc::clone(writer), Arc::clone(rules));
+        let now = logbook_proto::Timestamp::now();
+        let evaluated =
+            tokio::task::spawn_blocking(move || crate::alerts::evaluate(r.as_ref(), &w, &rs, now))
+                .await;
+        let (states, mut events) = match evaluated {
+            Ok(Ok(Some(done))) => done,
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(e)) => {
+                warn!(error = %e, "Could not evaluate the alert rules.");
+                return;
+            }
+        };
+        for e in &mut events {
+            if let Some(rule) = rules.iter().find(|r| r.name == e.rule) {
+                info!(alert = %e.rule, state = %e.state, summary = %e.summary, "Alert.");
+                crate::alerts::deliver(rule, e).await;
+            }
+        }
+        let w = Arc::clone(writer);
+        let saved = tokio::task::spawn_blocking(move || {
+            w.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .save_alerts(&states, &events)
+        })
+        .await;
+        if let Ok(Err(e)) = saved {
+            warn!(error = %e, "Could not keep the alerts' states.");
+        }
+    }
+
     /// How often old metric rows are pruned.
     const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+    /// What the monitor's task is given.
+    pub struct MonitorSetup {
+        /// The store, opened for writing on a connection of the monitor's own.
+        pub address: StoreAddress,
+        pub options: StoreOptions,
+        pub slow: SlowRules,
+        /// How long hour rows are kept (minute rows: [`MINUTES_KEPT`]).
+        pub hours_kept: Option<Duration>,
+        /// The alert rules it evaluates.
+        pub rules: Vec<crate::alerts::AlertRule>,
+    }
+
     /// Starts the monitor's task; it stops when `shutdown` turns true.
     pub fn spawn(
-        address: StoreAddress,
-        options: StoreOptions,
-        slow: SlowRules,
-        hours_kept: Option<Duration>,
+        setup: MonitorSetup,
         reader: Arc<dyn StoreReader>,
         feed: Feed,
         mut shutdown: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
+        let MonitorSetup {
+            address,
+            options,
+            slow,
+            hours_kept,
+            rules,
+        } = setup;
         let slow = Arc::new(slow);
         tokio::spawn(async move {
             let mut commits = feed.subscribe();
             let mut pruned: Option<std::time::Instant> = None;
+            let mut evaluated: Option<std::time::Instant> = None;
+            let rules = Arc::new(rules);
             let mut backoff = Duration::from_secs(1);
             let mut state: Option<(SharedWriter, StreamCursor)> = None;
             loop {
@@ -482,6 +620,11 @@ mod task {
                 match result {
                     Ok((Ok(step), writer, p)) => {
                         backoff = Duration::from_secs(1);
+                        if !rules.is_empty() && evaluated.is_none_or(|t| t.elapsed() >= ALERT_EVERY)
+                        {
+                            evaluated = Some(std::time::Instant::now());
+                            alerts(&reader, &writer, &rules).await;
+                        }
                         state = Some((writer, p));
                         if step == Step::Idle {
                             tokio::select! {

@@ -201,10 +201,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // stream on a connection of its own.
     let monitor = if config.monitor == "on" {
         Some(crate::monitor::spawn(
-            config.db.clone(),
-            config.store_options(),
-            config.slow_rules()?,
-            config.retention.ops.0,
+            crate::monitor::MonitorSetup {
+                address: config.db.clone(),
+                options: config.store_options(),
+                slow: config.slow_rules()?,
+                hours_kept: config.retention.ops.0,
+                rules: config.alerts.clone(),
+            },
             Arc::clone(&reader),
             feed.clone(),
             stop.subscribe(),

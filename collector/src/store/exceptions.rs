@@ -28,6 +28,8 @@ pub struct MonitorUpdate {
     pub spans: super::metrics::SpanDeltas,
     /// The page's records by level, by minute and by hour.
     pub volume: super::metrics::VolumeDeltas,
+    /// The page's completed tool calls per run and arguments.
+    pub tool_repeats: super::alerts::ToolRepeatDeltas,
 }
 
 /// A page's occurrences of one exception group.

@@ -16,6 +16,7 @@
 //! decide.
 
 mod address;
+pub mod alerts;
 mod error;
 pub mod exceptions;
 pub mod latency;
@@ -216,6 +217,16 @@ pub trait StoreReader: Send + Sync {
         filter: &metrics::MetricsFilter,
     ) -> Result<Vec<(i64, u8, u64)>, StoreError>;
 
+    /// Tools called with the same arguments at least `threshold` times in a run that
+    /// is still running.
+    fn open_loops(&self, threshold: u64) -> Result<Vec<alerts::LoopRow>, StoreError>;
+
+    /// The alerts pending or firing.
+    fn alert_states(&self) -> Result<Vec<alerts::AlertState>, StoreError>;
+
+    /// The newest `limit` alert events, newest first.
+    fn alert_events(&self, limit: usize) -> Result<Vec<alerts::AlertEvent>, StoreError>;
+
     /// Every API token, revoked ones included, oldest first.
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
 
@@ -327,6 +338,18 @@ pub trait StoreWriter: Send {
         minutes_before: Timestamp,
         hours_before: Timestamp,
     ) -> Result<u64, StoreError>;
+
+    /// Replaces the alerts' states by `states` and appends `events`, in one
+    /// transaction.
+    fn save_alerts(
+        &mut self,
+        states: &[alerts::AlertState],
+        events: &[alerts::AlertEvent],
+    ) -> Result<(), StoreError>;
+
+    /// Whether this connection evaluates alerts: one collector of a fleet at a time
+    /// (it holds a lease while connected).
+    fn alert_lease(&mut self) -> Result<bool, StoreError>;
 
     /// Applies what the monitor derived from a page of the stream with the move of its
     /// cursor, in one transaction; `false`, applying nothing, when the cursor kept is

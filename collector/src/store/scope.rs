@@ -410,6 +410,18 @@ impl StoreReader for Scoped {
         Err(not_visible("log volume"))
     }
 
+    fn open_loops(&self, _threshold: u64) -> Result<Vec<super::alerts::LoopRow>, StoreError> {
+        Err(not_visible("alerts"))
+    }
+
+    fn alert_states(&self) -> Result<Vec<super::alerts::AlertState>, StoreError> {
+        Err(not_visible("alerts"))
+    }
+
+    fn alert_events(&self, _limit: usize) -> Result<Vec<super::alerts::AlertEvent>, StoreError> {
+        Err(not_visible("alerts"))
+    }
+
     fn token(&self, _id: &str) -> Result<Option<ApiToken>, StoreError> {
         Err(not_visible("a token"))
     }

@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+mod alerts;
 mod audit;
 mod backend;
 mod calls;
@@ -120,6 +121,7 @@ macro_rules! stories {
     };
 }
 
+use alerts::*;
 use audit::*;
 use calls::*;
 use exceptions::*;
@@ -142,6 +144,7 @@ stories! {
         genai_events_fold_into_their_calls,
         exception_groups_count_once_and_follow_their_state,
         span_metrics_roll_up_by_minute_and_hour,
+        loops_states_and_history_are_kept,
         a_run_is_its_roots_even_when_other_processes_records_come_first,
         purge_by_age_archives_anchors_and_restores,
         purge_by_count_and_tenant_rule,
@@ -180,6 +183,7 @@ stories! {
         genai_events_fold_into_their_calls,
         exception_groups_count_once_and_follow_their_state,
         span_metrics_roll_up_by_minute_and_hour,
+        loops_states_and_history_are_kept,
         a_run_is_its_roots_even_when_other_processes_records_come_first,
         purge_by_age_archives_anchors_and_restores,
         purge_by_count_and_tenant_rule,

@@ -349,3 +349,19 @@ fn three_monitors_on_one_database_count_each_exception_once() {
     );
     assert!(groups.iter().all(|g| g.count == 2000));
 }
+
+#[test]
+fn one_collector_of_a_fleet_evaluates_alerts() {
+    let b = Postgres::new();
+    let (mut first, mut second) = (b.writer(1000), b.writer(1000));
+    assert!(first.alert_lease().unwrap());
+    assert!(!second.alert_lease().unwrap(), "the lease is held");
+    assert!(first.alert_lease().unwrap(), "and stays with its holder");
+    drop(first);
+    // The holder's connection gone, another takes over.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !second.alert_lease().unwrap() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

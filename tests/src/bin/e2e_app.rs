@@ -7,6 +7,10 @@
 //! logbook-e2e-app stream RUN_ID COUNT US  COUNT events, one every US microseconds, in one span
 //! logbook-e2e-app burst COUNT             COUNT events as fast as possible, outside any span
 //! logbook-e2e-app panic RUN_ID            panics inside a run with the panic hook installed
+//! logbook-e2e-app loop RUN_ID N HOLD_MS   an agent run stuck in a loop: the same tool called
+//!                                         N times with the same arguments (their keys in
+//!                                         another order each time), the run kept open
+//!                                         HOLD_MS before it ends
 //! logbook-e2e-app errors RUN_ID COUNT     COUNT times: an order lookup failing (`NotFound`, a
 //!                                         different id each time) and a profile fetch failing
 //!                                         with an I/O time-out as its source, as ERROR events
@@ -140,6 +144,31 @@ impl std::error::Error for ProfileError {
             Self::Fetch(e) => Some(e),
         }
     }
+}
+
+async fn stuck(run_id: String, n: u64, hold: Duration) -> u64 {
+    let run = genai::run("looping-agent")
+        .run_id(run_id)
+        .user("u-loop")
+        .start();
+    async {
+        for i in 0..n {
+            let args = if i % 2 == 0 {
+                serde_json::json!({"query": "refund policy", "page": 1})
+            } else {
+                serde_json::json!({"page": 1, "query": "refund policy"})
+            };
+            let call = genai::tool_call("search", Some(&format!("call-{i}")), &args);
+            call.result(&serde_json::json!({"hits": 0}));
+        }
+        // Still running while the alert should fire.
+        tokio::time::sleep(hold).await;
+    }
+    .instrument(run.span().clone())
+    .await;
+    drop(run);
+    // The run's span and each call's span, start and end each.
+    2 + 2 * n
 }
 
 async fn errors(run_id: String, count: u64) -> u64 {
@@ -341,6 +370,7 @@ async fn main() {
         }
         "panic" => panic_in_run(arg(2)),
         "errors" => errors(arg(2), num(3)).await,
+        "loop" => stuck(arg(2), num(3), Duration::from_millis(num(4))).await,
         "roundtrip" => roundtrip(arg(2)).await,
         "stream" => stream(arg(2), num(3), Duration::from_micros(num(4))).await,
         "burst" => burst(num(2)),

@@ -142,6 +142,7 @@ pub(super) fn apply(client: &mut Client, u: &MonitorUpdate) -> Result<bool, Stor
         }
     }
     super::metrics::apply(&mut tx, &u.spans, &u.volume)?;
+    super::alerts::apply(&mut tx, &u.tool_repeats)?;
     tx.execute(
         "UPDATE monitor_state SET cursor = $2, updated = $3 WHERE name = $1",
         &[&MONITOR, &saturate(u.to.backend_position()), &now],

@@ -14,6 +14,7 @@
 //! nowhere else in the collector.
 
 mod admin;
+mod alerts;
 mod audit;
 mod calls;
 mod exceptions;
@@ -333,6 +334,18 @@ impl StoreWriter for PgWriter {
 
     fn apply_monitor(&mut self, update: &MonitorUpdate) -> Result<bool, StoreError> {
         blocking(|| exceptions::apply(&mut self.client, update))
+    }
+
+    fn save_alerts(
+        &mut self,
+        states: &[super::alerts::AlertState],
+        events: &[super::alerts::AlertEvent],
+    ) -> Result<(), StoreError> {
+        blocking(|| alerts::save(&mut self.client, states, events))
+    }
+
+    fn alert_lease(&mut self) -> Result<bool, StoreError> {
+        blocking(|| alerts::lease(&mut self.client))
     }
 
     fn prune_metrics(
@@ -669,6 +682,18 @@ impl StoreReader for PgReader {
         filter: &super::metrics::MetricsFilter,
     ) -> Result<Vec<(i64, u8, u64)>, StoreError> {
         self.with(|c| metrics::volume(c, filter))
+    }
+
+    fn open_loops(&self, threshold: u64) -> Result<Vec<super::alerts::LoopRow>, StoreError> {
+        self.with(|c| alerts::open_loops(c, threshold))
+    }
+
+    fn alert_states(&self) -> Result<Vec<super::alerts::AlertState>, StoreError> {
+        self.with(alerts::states)
+    }
+
+    fn alert_events(&self, limit: usize) -> Result<Vec<super::alerts::AlertEvent>, StoreError> {
+        self.with(|c| alerts::events(c, limit))
     }
 
     fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {

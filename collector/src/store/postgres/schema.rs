@@ -412,6 +412,41 @@ CREATE TABLE IF NOT EXISTS log_volume (
     n       bigint NOT NULL,
     PRIMARY KEY (width, period, service, level)
 );
+CREATE TABLE IF NOT EXISTS tool_repeats (
+    run_id    text COLLATE "C" NOT NULL,
+    tool      text COLLATE "C" NOT NULL,
+    args_hash text COLLATE "C" NOT NULL,
+    arguments text COLLATE "C" NOT NULL,
+    service   text COLLATE "C" NOT NULL,
+    n         bigint NOT NULL,
+    first_ts  bigint NOT NULL,
+    last_ts   bigint NOT NULL,
+    PRIMARY KEY (run_id, tool, args_hash)
+);
+CREATE INDEX IF NOT EXISTS tool_repeats_n ON tool_repeats (n);
+CREATE TABLE IF NOT EXISTS alert_state (
+    rule      text COLLATE "C" NOT NULL,
+    key       text COLLATE "C" NOT NULL,
+    state     text COLLATE "C" NOT NULL,
+    since     bigint NOT NULL,
+    last_sent bigint,
+    labels    text COLLATE "C" NOT NULL,
+    value     double precision NOT NULL,
+    summary   text COLLATE "C" NOT NULL,
+    PRIMARY KEY (rule, key)
+);
+CREATE TABLE IF NOT EXISTS alert_events (
+    id        bigserial PRIMARY KEY,
+    ts        bigint NOT NULL,
+    rule      text COLLATE "C" NOT NULL,
+    key       text COLLATE "C" NOT NULL,
+    state     text COLLATE "C" NOT NULL,
+    labels    text COLLATE "C" NOT NULL,
+    value     double precision NOT NULL,
+    summary   text COLLATE "C" NOT NULL,
+    delivery  text COLLATE "C" NOT NULL,
+    attempts  bigint NOT NULL
+);
 "#,
 ];
 

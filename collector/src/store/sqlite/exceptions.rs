@@ -120,6 +120,7 @@ pub(super) fn apply(conn: &mut Connection, u: &MonitorUpdate) -> Result<bool, St
         }
     }
     super::metrics::apply(&tx, &u.spans, &u.volume)?;
+    super::alerts::apply(&tx, &u.tool_repeats)?;
     tx.execute(
         "INSERT INTO monitor_state (name, cursor, updated) VALUES (?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated",

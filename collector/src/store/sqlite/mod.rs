@@ -7,6 +7,7 @@
 //! threads can read at once. `rusqlite` is used nowhere else in the collector.
 
 mod admin;
+mod alerts;
 mod audit;
 mod backup;
 mod calls;
@@ -300,6 +301,19 @@ impl StoreWriter for SqliteWriter {
 
     fn apply_monitor(&mut self, update: &MonitorUpdate) -> Result<bool, StoreError> {
         exceptions::apply(&mut self.conn, update)
+    }
+
+    fn save_alerts(
+        &mut self,
+        states: &[super::alerts::AlertState],
+        events: &[super::alerts::AlertEvent],
+    ) -> Result<(), StoreError> {
+        alerts::save(&mut self.conn, states, events)
+    }
+
+    // One collector per SQLite file: its evaluator is the only one.
+    fn alert_lease(&mut self) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     fn prune_metrics(
@@ -645,6 +659,18 @@ impl StoreReader for SqliteReader {
         filter: &super::metrics::MetricsFilter,
     ) -> Result<Vec<(i64, u8, u64)>, StoreError> {
         self.with(|c| metrics::volume(c, filter))
+    }
+
+    fn open_loops(&self, threshold: u64) -> Result<Vec<super::alerts::LoopRow>, StoreError> {
+        self.with(|c| alerts::open_loops(c, threshold))
+    }
+
+    fn alert_states(&self) -> Result<Vec<super::alerts::AlertState>, StoreError> {
+        self.with(alerts::states)
+    }
+
+    fn alert_events(&self, limit: usize) -> Result<Vec<super::alerts::AlertEvent>, StoreError> {
+        self.with(|c| alerts::events(c, limit))
     }
 
     fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {

@@ -631,6 +631,41 @@ CREATE TABLE IF NOT EXISTS log_volume (
     n       INTEGER NOT NULL,
     PRIMARY KEY (width, period, service, level)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tool_repeats (
+    run_id    TEXT NOT NULL,
+    tool      TEXT NOT NULL,
+    args_hash TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    service   TEXT NOT NULL,
+    n         INTEGER NOT NULL,
+    first_ts  INTEGER NOT NULL,
+    last_ts   INTEGER NOT NULL,
+    PRIMARY KEY (run_id, tool, args_hash)
+);
+CREATE INDEX IF NOT EXISTS tool_repeats_n ON tool_repeats (n);
+CREATE TABLE IF NOT EXISTS alert_state (
+    rule      TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    state     TEXT NOT NULL,
+    since     INTEGER NOT NULL,
+    last_sent INTEGER,
+    labels    TEXT NOT NULL,
+    value     REAL NOT NULL,
+    summary   TEXT NOT NULL,
+    PRIMARY KEY (rule, key)
+);
+CREATE TABLE IF NOT EXISTS alert_events (
+    id        INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,
+    rule      TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    state     TEXT NOT NULL,
+    labels    TEXT NOT NULL,
+    value     REAL NOT NULL,
+    summary   TEXT NOT NULL,
+    delivery  TEXT NOT NULL,
+    attempts  INTEGER NOT NULL
+);
 "#,
 ];
 
