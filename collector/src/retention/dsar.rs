@@ -22,7 +22,8 @@ pub struct DsarReport {
     pub tombstoned: u64,
     /// Quarantined records deleted.
     pub quarantined: u64,
-    /// Exception groups the subject was taken out of (affected users, messages).
+    /// Rows of the monitor's tables the subject was taken out of (exception groups'
+    /// affected users and messages, tool-call counts of deleted runs).
     pub exception_groups: u64,
 }
 

@@ -327,8 +327,9 @@ pub trait StoreWriter: Send {
     /// Deletes `subject`'s quarantined records.
     fn delete_quarantined(&mut self, subject: &Subject) -> Result<u64, StoreError>;
 
-    /// Takes `subject` out of the exception groups: a user from their affected users,
-    /// and a group's first message that names the subject; the groups changed.
+    /// Takes `subject` out of what the monitor keeps: a user from the exception
+    /// groups' affected users, a group's first message that names the subject, the
+    /// loop detector's counts of runs no longer stored; the rows changed.
     fn forget_in_exceptions(&mut self, subject: &Subject) -> Result<u64, StoreError>;
 
     /// Deletes span metric and log volume rows of minutes before `minutes_before` and

@@ -419,6 +419,12 @@ pub(super) fn forget(client: &mut Client, subject: &Subject) -> Result<u64, Stor
         "UPDATE exception_groups SET message = $1 WHERE strpos(message, $2) > 0",
         &[&FORGOTTEN, &subject.value()],
     )?;
+    // The loop detector's counts of runs the deletion took (their tool arguments).
+    changed += tx.execute(
+        "DELETE FROM tool_repeats WHERE NOT EXISTS
+            (SELECT 1 FROM runs r WHERE r.run_id = tool_repeats.run_id)",
+        &[],
+    )?;
     tx.commit()?;
     Ok(changed)
 }

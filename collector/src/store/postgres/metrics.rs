@@ -159,5 +159,10 @@ pub(super) fn prune(
             ],
         )?;
     }
+    // Loops matter while their run runs: counts older than the minutes go too.
+    n += c.execute(
+        "DELETE FROM tool_repeats WHERE last_ts < $1",
+        &[&minutes_before],
+    )?;
     Ok(n)
 }

@@ -398,6 +398,12 @@ pub(super) fn forget(conn: &mut Connection, subject: &Subject) -> Result<u64, St
         "UPDATE exception_groups SET message = ? WHERE instr(message, ?) > 0",
         params![crate::store::exceptions::FORGOTTEN, subject.value()],
     )?;
+    // The loop detector's counts of runs the deletion took (their tool arguments).
+    changed += tx.execute(
+        "DELETE FROM tool_repeats WHERE NOT EXISTS
+            (SELECT 1 FROM runs r WHERE r.run_id = tool_repeats.run_id)",
+        [],
+    )?;
     tx.commit()?;
     Ok(changed as u64)
 }

@@ -153,5 +153,10 @@ pub(super) fn prune(
             ],
         )?;
     }
+    // Loops matter while their run runs: counts older than the minutes go too.
+    n += conn.execute(
+        "DELETE FROM tool_repeats WHERE last_ts < ?",
+        [minutes_before],
+    )?;
     Ok(n as u64)
 }
