@@ -187,6 +187,16 @@ impl Params {
         Ok(found)
     }
 
+    /// The first value of `key` as given (empty when absent), left in place: what a
+    /// page's form shows again.
+    pub fn shown(&self, key: &str) -> String {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
     /// Removes and returns the first value of `key`, which may be repeated.
     pub fn take_one(&mut self, key: &str) -> Option<String> {
         let i = self.0.iter().position(|(k, _)| k == key)?;

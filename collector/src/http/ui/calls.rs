@@ -110,12 +110,7 @@ pub(super) fn call_filter(p: &mut Params) -> Result<CallFilter, crate::http::api
 pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Response, UiError> {
     let viewer = viewer.nav("calls");
     let mut p = Params::parse(q.as_deref());
-    let get = |k: &str| {
-        p.0.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| p.shown(k);
     let tool = get("type") == "tool";
     let (since_text, status_text, tenant, user) =
         (get("since"), get("status"), get("tenant"), get("user"));

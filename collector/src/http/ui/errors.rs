@@ -71,12 +71,7 @@ struct ErrorsPage {
 pub(super) async fn list(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Response, UiError> {
     let viewer = viewer.nav("errors");
     let mut p = Params::parse(q.as_deref());
-    let get = |k: &str| {
-        p.0.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| p.shown(k);
     let (state, since, sort, service, search) = (
         get("state"),
         get("since"),

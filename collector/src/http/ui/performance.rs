@@ -71,12 +71,7 @@ struct PerformancePage {
 pub(super) async fn show(viewer: Viewer, RawQuery(q): RawQuery) -> Result<Response, UiError> {
     let viewer = viewer.nav("performance");
     let mut p = Params::parse(q.as_deref());
-    let get = |k: &str| {
-        p.0.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| p.shown(k);
     let (since, service, name, by_model) = (
         get("since"),
         get("service"),
