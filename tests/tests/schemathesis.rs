@@ -80,5 +80,5 @@ fn the_api_keeps_to_its_openapi_document() {
         "schemathesis found problems:\n{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(report.contains("Tested: 11"), "{report}");
+    assert!(report.contains("Tested: 15"), "{report}");
 }

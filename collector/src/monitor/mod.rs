@@ -1,9 +1,12 @@
 //! Monitoring derived from what is stored, off the writer's path: a task follows the
 //! record stream from a cursor kept in the store and turns each page into exception
-//! group deltas (`exception`), applied with the cursor's move in one transaction of
-//! its own connection. So every stored record counts once, across restarts, and with
-//! several collectors on one PostgreSQL the page goes to whichever applies it first
-//! (the others find the cursor moved and read on from there).
+//! group deltas (`exception`), span metrics with latency sketches (`sketch`), log
+//! volume by level, and the loop detector's tool-call counts, applied with the
+//! cursor's move in one transaction of its own connection. So every stored record
+//! counts once, across restarts, and with several collectors on one PostgreSQL the
+//! page goes to whichever applies it first (the others find the cursor moved and read
+//! on from there). Every two seconds the same task evaluates the alert rules
+//! (`crate::alerts`) on what it keeps.
 //!
 //! A new store's monitor starts at the beginning of the stream: an existing store is
 //! read through once.
@@ -205,7 +208,7 @@ pub fn tool_repeat_deltas(items: &[StreamItem]) -> crate::store::alerts::ToolRep
             .or_insert_with(|| crate::store::alerts::ToolRepeatDelta {
                 first_ts: r.ts,
                 last_ts: r.ts,
-                arguments: exception_cut(&arguments, 1000),
+                arguments: cut(&arguments, 1000),
                 service: r.resource.service.clone(),
                 count: 0,
             });
@@ -246,7 +249,8 @@ pub fn canonical_arguments(v: Option<&logbook_proto::Value>) -> String {
     }
 }
 
-fn exception_cut(s: &str, max: usize) -> String {
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
