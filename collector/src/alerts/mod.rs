@@ -12,7 +12,13 @@
 //! - `error_count`: ERROR records in the last `window` (default 5m) at least
 //!   `threshold` (default 1), optionally of one `service`;
 //! - `exception`: an exception group first seen, or regressed, in the last `window`
-//!   (default 10m); one alert per group.
+//!   (default 10m); one alert per group;
+//! - `latency`: a latency quantile (`quantile`, default 0.95) of the spans named like
+//!   `span` over the last `window` above `threshold` milliseconds; one alert per
+//!   service and span name;
+//! - `error_rate`: the share of those spans that ended in error above `threshold`
+//!   percent (with at least `min_count` spans, default 10); one alert per service and
+//!   span name.
 //!
 //! One evaluator per store: with several collectors on one PostgreSQL, the one whose
 //! monitor holds the lease (`StoreWriter::alert_lease`).
@@ -38,6 +44,16 @@ pub struct AlertRule {
     /// The count that fires it (see the kinds).
     #[serde(default)]
     pub threshold: Option<u64>,
+    /// latency, error_rate: the span names, `*` matching any run of characters
+    /// [default: every span].
+    #[serde(default)]
+    pub span: Option<String>,
+    /// latency: the quantile [default 0.95].
+    #[serde(default)]
+    pub quantile: Option<f64>,
+    /// error_rate: the fewest spans in the window that make a rate [default 10].
+    #[serde(default)]
+    pub min_count: Option<u64>,
     /// The window counted over: `5m`, `1h`.
     #[serde(default)]
     pub window: Option<String>,
@@ -67,12 +83,34 @@ impl AlertRule {
         if self.name.trim().is_empty() {
             anyhow::bail!("[[alerts]]: a rule has no name");
         }
-        if !["loop", "error_count", "exception"].contains(&self.kind.as_str()) {
+        if !["loop", "error_count", "exception", "latency", "error_rate"]
+            .contains(&self.kind.as_str())
+        {
             anyhow::bail!(
-                "[[alerts]] {:?}: kind {:?} is not loop, error_count or exception",
+                "[[alerts]] {:?}: kind {:?} is not loop, error_count, exception, latency or error_rate",
                 self.name,
                 self.kind
             );
+        }
+        if ["latency", "error_rate"].contains(&self.kind.as_str()) && self.threshold.is_none() {
+            anyhow::bail!(
+                "[[alerts]] {:?}: a {} rule needs a threshold ({})",
+                self.name,
+                self.kind,
+                if self.kind == "latency" {
+                    "milliseconds"
+                } else {
+                    "percent"
+                }
+            );
+        }
+        if let Some(q) = self.quantile {
+            if !(0.0..=1.0).contains(&q) {
+                anyhow::bail!(
+                    "[[alerts]] {:?}: quantile {q} is not between 0 and 1",
+                    self.name
+                );
+            }
         }
         for (what, v) in [
             ("window", &self.window),
@@ -236,6 +274,69 @@ pub fn observe(
                 });
             }
         }
+        "latency" | "error_rate" => {
+            let f = crate::store::metrics::MetricsFilter {
+                since: ago(rule.window()),
+                until: now,
+                service: rule.service.clone(),
+                name: None,
+            };
+            let pattern = rule.span.as_deref().unwrap_or("*");
+            let rows: Vec<_> = reader
+                .span_rows(&f)?
+                .into_iter()
+                .filter(|r| crate::monitor::glob(pattern, &r.key.name))
+                .collect();
+            let threshold = rule.threshold.unwrap_or(0) as f64;
+            for s in crate::store::metrics::summaries(&rows, &f, false) {
+                let labels = BTreeMap::from([
+                    ("service".to_owned(), s.key.service.clone()),
+                    ("span".to_owned(), s.key.name.clone()),
+                ]);
+                let key = format!("service={},span={}", s.key.service, s.key.name);
+                let window = rule.window.as_deref().unwrap_or("5m");
+                if rule.kind == "latency" {
+                    let q = rule.quantile.unwrap_or(0.95);
+                    let stats = rows
+                        .iter()
+                        .filter(|r| r.key.service == s.key.service && r.key.name == s.key.name)
+                        .fold(crate::store::metrics::SpanStats::default(), |mut acc, r| {
+                            acc.merge(&r.stats);
+                            acc
+                        });
+                    let Some(ns) = stats.sketch.quantile(q) else {
+                        continue;
+                    };
+                    let ms = ns as f64 / 1e6;
+                    if ms > threshold {
+                        out.push(Observation {
+                            key,
+                            summary: format!(
+                                "p{} of {} ({}) is {ms:.1} ms over the last {window} (threshold {threshold} ms)",
+                                (q * 100.0).round(),
+                                s.key.name,
+                                s.key.service
+                            ),
+                            labels,
+                            value: ms,
+                        });
+                    }
+                } else {
+                    let rate = s.error_rate * 100.0;
+                    if s.count >= rule.min_count.unwrap_or(10) && rate > threshold {
+                        out.push(Observation {
+                            key,
+                            summary: format!(
+                                "{rate:.1} % of {} ({}) failed over the last {window} ({} of {}; threshold {threshold} %)",
+                                s.key.name, s.key.service, s.errors, s.count
+                            ),
+                            labels,
+                            value: rate,
+                        });
+                    }
+                }
+            }
+        }
         _ => {}
     }
     Ok(out)
@@ -383,6 +484,9 @@ mod tests {
             name: "r".into(),
             kind: kind.into(),
             threshold: None,
+            span: None,
+            quantile: None,
+            min_count: None,
             window: None,
             service: None,
             for_: Some(for_.into()),

@@ -110,3 +110,84 @@ pub fn loops_states_and_history_are_kept(backend: &dyn Backend) {
     assert!(reader.alert_states().unwrap().is_empty());
     assert_eq!(reader.alert_events(10).unwrap(), [resolved, fired]);
 }
+
+/// A rule of `kind` with `threshold`, on spans named like `span`.
+fn rule(kind: &str, threshold: u64, span: &str) -> logbook_collector::alerts::AlertRule {
+    logbook_collector::alerts::AlertRule {
+        name: kind.into(),
+        kind: kind.into(),
+        threshold: Some(threshold),
+        span: Some(span.into()),
+        quantile: None,
+        min_count: None,
+        window: Some("1h".into()),
+        service: None,
+        for_: None,
+        repeat: None,
+        send_resolved: None,
+        webhook: None,
+        secret: None,
+    }
+}
+
+pub fn alert_rules_read_the_rollups(backend: &dyn Backend) {
+    use logbook_collector::alerts::observe;
+    let mut store = backend.writer(1000);
+    let reader = store.reader();
+    let now = Timestamp::now().as_nanos();
+    // 100 `GET /slow` spans of 10..=1000 ms (p95 950 ms), every fifth failing; 100
+    // `GET /fast` of 5 ms, none failing.
+    let mut records = Vec::new();
+    for i in 0..100u64 {
+        for (k, name, ms, error) in [
+            (2 * i, "GET /slow", (i + 1) * 10, i % 5 == 0),
+            (2 * i + 1, "GET /fast", 5, false),
+        ] {
+            // Failed spans at ERROR, as OTLP ingest records them.
+            let level = if error { Level::Error } else { Level::Info };
+            let mut r = event(k + 1, now - 60_000_000_000 + k as i64, level, "run-r");
+            r.kind = Kind::SpanEnd;
+            r.name = name.to_owned().into();
+            r.span_id = Some(logbook_proto::SpanId::from_random(k * 2 + 1));
+            r.duration_ns = Some(ms * 1_000_000);
+            r.status = Some(if error {
+                logbook_proto::Status::Error
+            } else {
+                logbook_proto::Status::Ok
+            });
+            records.push(r);
+        }
+    }
+    store
+        .write(&Pipeline::default().process(records).0)
+        .unwrap();
+    monitor::catch_up(reader.as_ref(), backend.writer(1000), &SlowRules::default()).unwrap();
+    let at = Timestamp::now();
+    let slow = observe(reader.as_ref(), &rule("latency", 500, "GET *"), at).unwrap();
+    assert_eq!(slow.len(), 1, "{slow:#?}");
+    assert_eq!(slow[0].labels["span"], "GET /slow");
+    assert!(
+        (slow[0].value - 950.0).abs() <= 950.0 * 0.01 + 1.0,
+        "{}",
+        slow[0].value
+    );
+    assert!(
+        observe(reader.as_ref(), &rule("latency", 2000, "GET *"), at)
+            .unwrap()
+            .is_empty()
+    );
+    let failing = observe(reader.as_ref(), &rule("error_rate", 10, "*"), at).unwrap();
+    assert_eq!(failing.len(), 1, "{failing:#?}");
+    assert_eq!(failing[0].labels["span"], "GET /slow");
+    assert!((failing[0].value - 20.0).abs() < 1e-9);
+    assert!(observe(reader.as_ref(), &rule("error_rate", 25, "*"), at)
+        .unwrap()
+        .is_empty());
+    let errors = observe(reader.as_ref(), &rule("error_count", 20, "*"), at).unwrap();
+    assert_eq!(
+        errors.len(),
+        1,
+        "the 20 failed spans are ERROR records: {errors:#?}"
+    );
+    assert_eq!(errors[0].value, 20.0);
+}
