@@ -347,7 +347,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "alerts",
-        help: "array of tables: alert rules (name, kind: loop | error_count | exception | latency | error_rate, threshold, window, service, span, quantile, min_count, for, repeat, send_resolved, webhook, secret; see README) [default: none]",
+        help: "array of tables: alert rules (name, kind: loop | error_count | exception | latency | error_rate | cost | client_drops | no_data, threshold, window, service, span, quantile, min_count, budget, by, for, repeat, send_resolved, webhook, secret; see README) [default: none]",
         default: DefaultValue::Unset,
         bounds: None,
     },

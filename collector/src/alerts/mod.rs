@@ -18,7 +18,12 @@
 //!   service and span name;
 //! - `error_rate`: the share of those spans that ended in error above `threshold`
 //!   percent (with at least `min_count` spans, default 10); one alert per service and
-//!   span name.
+//!   span name;
+//! - `cost`: what LLM calls cost over the last `window` (default 1d) above `budget`
+//!   USD, per tenant (`by = "tenant"`, the default) or in all (`by = "total"`);
+//! - `client_drops`: a client that reported at least `threshold` (default 1) records
+//!   dropped, and reported within the last `window`; one alert per client;
+//! - `no_data`: no record from `service` in the last `window`.
 //!
 //! One evaluator per store: with several collectors on one PostgreSQL, the one whose
 //! monitor holds the lease (`StoreWriter::alert_lease`).
@@ -54,6 +59,12 @@ pub struct AlertRule {
     /// error_rate: the fewest spans in the window that make a rate [default 10].
     #[serde(default)]
     pub min_count: Option<u64>,
+    /// cost: the budget, USD.
+    #[serde(default)]
+    pub budget: Option<f64>,
+    /// cost: per `tenant` [default] or the `total`.
+    #[serde(default)]
+    pub by: Option<String>,
     /// The window counted over: `5m`, `1h`.
     #[serde(default)]
     pub window: Option<String>,
@@ -139,7 +150,11 @@ impl AlertRule {
     }
 
     fn window(&self) -> Duration {
-        let default = if self.kind == "exception" { 600 } else { 300 };
+        let default = match self.kind.as_str() {
+            "exception" => 600,
+            "cost" => 86_400,
+            _ => 300,
+        };
         Self::duration(self.window.as_ref(), Duration::from_secs(default))
     }
 
@@ -337,6 +352,102 @@ pub fn observe(
                 }
             }
         }
+        "cost" => {
+            let filter = crate::store::CallFilter {
+                since: Some(ago(rule.window())),
+                until: Some(now),
+                service: rule.service.clone(),
+                limit: 10_000,
+                ..crate::store::CallFilter::default()
+            };
+            let budget = rule.budget.unwrap_or(f64::INFINITY);
+            let total = rule.by.as_deref() == Some("total");
+            let groups = reader.cost(crate::store::CostBy::Tenant, &filter)?;
+            let spent: Vec<(String, f64)> = if total {
+                vec![(
+                    String::new(),
+                    groups.iter().filter_map(|g| g.cost).sum::<f64>(),
+                )]
+            } else {
+                groups
+                    .iter()
+                    .map(|g| (g.key.clone(), g.cost.unwrap_or(0.0)))
+                    .collect()
+            };
+            for (tenant, usd) in spent {
+                if usd > budget {
+                    let mut labels = BTreeMap::new();
+                    if !total {
+                        labels.insert("tenant".to_owned(), tenant.clone());
+                    }
+                    out.push(Observation {
+                        key: tenant.clone(),
+                        summary: format!(
+                            "{} spent ${usd:.2} on LLM calls in the last {} (budget ${budget:.2})",
+                            if total {
+                                "All tenants".to_owned()
+                            } else {
+                                format!("Tenant {tenant:?}")
+                            },
+                            rule.window.as_deref().unwrap_or("1d")
+                        ),
+                        labels,
+                        value: usd,
+                    });
+                }
+            }
+        }
+        "client_drops" => {
+            let since = ago(rule.window());
+            for c in reader.stats()?.client_drops {
+                let dropped: u64 = c.dropped.iter().sum();
+                if c.updated < since || dropped < rule.threshold.unwrap_or(1) {
+                    continue;
+                }
+                if rule.service.as_ref().is_some_and(|s| *s != c.service) {
+                    continue;
+                }
+                out.push(Observation {
+                    key: c.instance.clone(),
+                    summary: format!(
+                        "{} (pid {} on {}) dropped {dropped} records",
+                        c.service, c.pid, c.host
+                    ),
+                    labels: BTreeMap::from([
+                        ("service".to_owned(), c.service.clone()),
+                        ("host".to_owned(), c.host.clone()),
+                        ("instance".to_owned(), c.instance.clone()),
+                    ]),
+                    value: dropped as f64,
+                });
+            }
+        }
+        "no_data" => {
+            let f = crate::store::metrics::MetricsFilter {
+                since: ago(rule.window()),
+                until: now,
+                service: rule.service.clone(),
+                name: None,
+            };
+            let seen: u64 = reader
+                .log_volume(&f)?
+                .iter()
+                .filter(|(p, _, _)| *p >= f.since.as_nanos() - crate::store::metrics::MINUTE_NS)
+                .map(|(_, _, n)| n)
+                .sum();
+            if seen == 0 {
+                let service = rule.service.clone().unwrap_or_default();
+                out.push(Observation {
+                    key: service.clone(),
+                    summary: format!(
+                        "No records from {service} in the last {}",
+                        rule.window.as_deref().unwrap_or("5m")
+                    ),
+                    labels: BTreeMap::from([("service".to_owned(), service)]),
+                    value: 0.0,
+                });
+            }
+        }
         _ => {}
     }
     Ok(out)
@@ -487,6 +598,8 @@ mod tests {
             span: None,
             quantile: None,
             min_count: None,
+            budget: None,
+            by: None,
             window: None,
             service: None,
             for_: Some(for_.into()),

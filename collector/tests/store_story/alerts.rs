@@ -120,6 +120,8 @@ fn rule(kind: &str, threshold: u64, span: &str) -> logbook_collector::alerts::Al
         span: Some(span.into()),
         quantile: None,
         min_count: None,
+        budget: None,
+        by: None,
         window: Some("1h".into()),
         service: None,
         for_: None,
@@ -190,4 +192,79 @@ pub fn alert_rules_read_the_rollups(backend: &dyn Backend) {
         "the 20 failed spans are ERROR records: {errors:#?}"
     );
     assert_eq!(errors[0].value, 20.0);
+    // Cost: ten gpt-4o calls of 100,000 input tokens for tenant acme ($0.25 each).
+    let calls: Vec<Record> = (0..10u64)
+        .map(|i| {
+            let mut r = event(
+                1000 + i,
+                now - 30_000_000_000 + i as i64,
+                Level::Info,
+                "run-r",
+            );
+            r.kind = Kind::SpanEnd;
+            r.name = "chat gpt-4o".into();
+            r.span_id = Some(logbook_proto::SpanId::from_random(5001 + 2 * i));
+            r.duration_ns = Some(1_000_000);
+            r.status = Some(logbook_proto::Status::Ok);
+            r.fields
+                .set(genai::OPERATION_NAME, Value::Str("chat".into()));
+            r.fields
+                .set(genai::PROVIDER_NAME, Value::Str("openai".into()));
+            r.fields
+                .set(genai::REQUEST_MODEL, Value::Str("gpt-4o".into()));
+            r.fields.set(genai::USAGE_INPUT_TOKENS, Value::U64(100_000));
+            r.fields.set(genai::USAGE_OUTPUT_TOKENS, Value::U64(0));
+            r
+        })
+        .collect();
+    store.write(&Pipeline::default().process(calls).0).unwrap();
+    let budget = |usd: f64, by: &str| logbook_collector::alerts::AlertRule {
+        budget: Some(usd),
+        by: Some(by.into()),
+        ..rule("cost", 0, "*")
+    };
+    let over = observe(reader.as_ref(), &budget(1.0, "tenant"), at).unwrap();
+    assert_eq!(over.len(), 1, "{over:#?}");
+    assert_eq!(over[0].labels["tenant"], "acme");
+    assert!((over[0].value - 2.5).abs() < 1e-9, "{}", over[0].value);
+    assert!(observe(reader.as_ref(), &budget(5.0, "total"), at)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        observe(reader.as_ref(), &budget(2.0, "total"), at)
+            .unwrap()
+            .len(),
+        1
+    );
+    // Client drops: a client that reported 7 records dropped.
+    let client = logbook_collector::store::ClientInfo {
+        instance: logbook_proto::InstanceId::from_random(77),
+        resource: crate::resource("story"),
+        origin: std::sync::Arc::new(logbook_proto::Origin::new(logbook_proto::transport::SOCKET)),
+    };
+    store
+        .write_batch(&logbook_collector::store::Batch {
+            drops: &[logbook_collector::store::ClientDrops {
+                client,
+                dropped: [0, 0, 5, 2, 0],
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+    let drops =
+        |threshold| observe(reader.as_ref(), &rule("client_drops", threshold, "*"), at).unwrap();
+    assert_eq!(drops(7).len(), 1);
+    assert_eq!(drops(7)[0].value, 7.0);
+    assert!(drops(8).is_empty());
+    // No data: the story's service sent; another did not.
+    let quiet = |service: &str| logbook_collector::alerts::AlertRule {
+        service: Some(service.into()),
+        ..rule("no_data", 0, "*")
+    };
+    assert!(observe(reader.as_ref(), &quiet("story"), at)
+        .unwrap()
+        .is_empty());
+    let silent = observe(reader.as_ref(), &quiet("billing"), at).unwrap();
+    assert_eq!(silent.len(), 1);
+    assert_eq!(silent[0].labels["service"], "billing");
 }
