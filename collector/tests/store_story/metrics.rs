@@ -2,8 +2,6 @@
 //! by minute and by hour; hours equal their minutes merged (sketches merge exactly);
 //! percentiles within 1 %; old rows pruned.
 
-use std::sync::Arc;
-
 use logbook_collector::monitor::{self, SlowRules};
 use logbook_collector::pipeline::Pipeline;
 use logbook_collector::store::metrics::{summaries, MetricsFilter, HOUR_NS, MINUTE_NS};
@@ -179,5 +177,4 @@ pub fn span_metrics_roll_up_by_minute_and_hour(backend: &dyn Backend) {
     assert!(pruned > 0);
     assert!(reader.span_rows(&minutes).unwrap().is_empty());
     assert_eq!(reader.span_rows(&hours).unwrap().len(), hour_rows.len());
-    let _ = Arc::clone(&reader);
 }

@@ -69,12 +69,9 @@ pub(super) fn apply(
     Ok(())
 }
 
-/// The rows of `f`'s range (at its width), of its service and name prefix.
-pub(super) fn span_rows(conn: &Connection, f: &MetricsFilter) -> Result<Vec<SpanRow>, StoreError> {
-    let mut sql = String::from(
-        "SELECT period, service, name, model, count, errors, slow, sum_ns, sketch FROM span_metrics
-          WHERE width = ? AND period >= ? AND period < ?",
-    );
+/// The arguments of `f`'s width, range and service, for a `WHERE width = ? AND
+/// period >= ? AND period < ?` already in `sql`; the service's clause added to it.
+fn range(f: &MetricsFilter, sql: &mut String) -> Vec<SqlValue> {
     let mut args = vec![
         SqlValue::Integer(f.width()),
         SqlValue::Integer(f.first_period()),
@@ -84,6 +81,16 @@ pub(super) fn span_rows(conn: &Connection, f: &MetricsFilter) -> Result<Vec<Span
         sql.push_str(" AND service = ?");
         args.push(SqlValue::Text(service.clone()));
     }
+    args
+}
+
+/// The rows of `f`'s range (at its width), of its service and name prefix.
+pub(super) fn span_rows(conn: &Connection, f: &MetricsFilter) -> Result<Vec<SpanRow>, StoreError> {
+    let mut sql = String::from(
+        "SELECT period, service, name, model, count, errors, slow, sum_ns, sketch FROM span_metrics
+          WHERE width = ? AND period >= ? AND period < ?",
+    );
+    let mut args = range(f, &mut sql);
     if let Some(name) = &f.name {
         sql.push_str(" AND substr(name, 1, length(?)) = ?");
         args.push(SqlValue::Text(name.clone()));
@@ -118,15 +125,7 @@ pub(super) fn volume(
     let mut sql = String::from(
         "SELECT period, level, sum(n) FROM log_volume WHERE width = ? AND period >= ? AND period < ?",
     );
-    let mut args = vec![
-        SqlValue::Integer(f.width()),
-        SqlValue::Integer(f.first_period()),
-        SqlValue::Integer(f.until.as_nanos()),
-    ];
-    if let Some(service) = &f.service {
-        sql.push_str(" AND service = ?");
-        args.push(SqlValue::Text(service.clone()));
-    }
+    let args = range(f, &mut sql);
     sql.push_str(" GROUP BY period, level ORDER BY period, level");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |r| {
